@@ -1,0 +1,50 @@
+"""Training data: builtins, IDX files and .npz packs, held in memory.
+
+Images are kept as uint8 (N, C, H, W) already fitted to the model's image size, and scaled to
+[-1, 1] per batch; 2-D points are float32 (N, 2). Class names travel with the labels.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+
+class DatasetError(ValueError):
+    """Data that cannot be found or read; the message is meant for the user."""
+
+
+@dataclass(frozen=True)
+class Dataset:
+    data: torch.Tensor  # uint8 (N, C, H, W) for images, float32 (N, 2) for points
+    labels: torch.Tensor | None  # int64 (N,), values in [0, len(class_names))
+    class_names: list[str] | None  # set exactly when labels are
+    name: str
+
+    @property
+    def is_points(self) -> bool:
+        return self.data.dtype != torch.uint8
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names) if self.class_names else 0
+
+    @property
+    def sample_shape(self) -> tuple[int, ...]:
+        return tuple(self.data.shape[1:])
+
+    def __len__(self) -> int:
+        return self.data.shape[0]
+
+    def batch(self, index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Float samples (images in [-1, 1]) and labels at ``index``."""
+        x = self.data[index]
+        x = x.float() / 127.5 - 1.0 if x.dtype == torch.uint8 else x
+        return x, None if self.labels is None else self.labels[index]
+
+
+# Imported last: the loaders import Dataset and DatasetError from this module.
+from gan_engine.data.builtins import load_dataset  # noqa: E402
+
+__all__ = ["Dataset", "DatasetError", "load_dataset"]

@@ -1,0 +1,108 @@
+"""The builtin datasets and ``load_dataset``, the one way a run gets its data."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from gan_engine.data import Dataset, DatasetError
+from gan_engine.data.fit import fit_images
+from gan_engine.data.idx import (
+    CLASS_NAMES,
+    DatasetUnavailableError,
+    IdxName,
+    Split,
+    fetch_idx,
+    missing_files,
+    resolve_data_dir,
+)
+from gan_engine.data.mixtures import MIXTURES
+from gan_engine.data.packs import read_pack
+from gan_engine.spec import DatasetSpec
+
+MIXTURE_POINTS = 50_000
+MIXTURE_SEEDS: dict[str, int] = {"train": 0, "test": 1}
+DIGITS_TEST_FRACTION = 0.2
+DIGITS_SPLIT_SEED = 0
+
+
+def load_dataset(
+    spec: DatasetSpec, *, data_dir: Path | None = None, image_size: int | None = None
+) -> Dataset:
+    """The dataset a spec names, images fitted to ``image_size`` when given (points never are)."""
+    if spec.id is not None:
+        raise DatasetError(
+            "dataset ids are resolved by the service; the engine reads {'path': ...} packs"
+        )
+    if spec.path is not None:
+        dataset = load_pack_dataset(Path(spec.path).expanduser())
+    elif spec.builtin in MIXTURES:
+        dataset = load_mixture(spec.builtin, spec.split)
+    elif spec.builtin == "digits":
+        dataset = load_digits(spec.split)
+    elif spec.builtin in CLASS_NAMES:
+        dataset = load_idx_dataset(spec.builtin, spec.split, data_dir)
+    else:
+        raise DatasetError(f"unknown builtin dataset {spec.builtin!r}")
+    if image_size is None or dataset.is_points:
+        return dataset
+    return Dataset(
+        fit_images(dataset.data, image_size), dataset.labels, dataset.class_names, dataset.name
+    )
+
+
+def load_mixture(name: str, split: Split) -> Dataset:
+    """50,000 points of a PacGAN mixture labelled by mode; train and test use different seeds."""
+    mixture = MIXTURES[name]
+    generator = torch.Generator().manual_seed(MIXTURE_SEEDS[split])
+    points, modes = mixture.sample(MIXTURE_POINTS, generator)
+    class_names = [f"mode{k}" for k in range(len(mixture.modes))]
+    return Dataset(points.float(), modes.long(), class_names, name)
+
+
+def load_digits(split: Split) -> Dataset:
+    """scikit-learn's 1,797 8×8 digits, split 80/20 by a fixed permutation."""
+    from sklearn.datasets import load_digits as sklearn_digits  # slow import, needed only here
+
+    digits = sklearn_digits()
+    images = np.round(digits.images * (255 / 16)).astype(np.uint8)[:, None]
+    train_index, test_index = digits_split(len(images))
+    index = train_index if split == "train" else test_index
+    labels = torch.from_numpy(digits.target[index].astype(np.int64))
+    class_names = [str(digit) for digit in range(10)]
+    return Dataset(torch.from_numpy(images[index]), labels, class_names, "digits")
+
+
+def digits_split(count: int) -> tuple[np.ndarray, np.ndarray]:
+    """Train and test indices; RandomState's stream is frozen, so the split never changes."""
+    permutation = np.random.RandomState(DIGITS_SPLIT_SEED).permutation(count)
+    test_count = round(count * DIGITS_TEST_FRACTION)
+    return np.sort(permutation[test_count:]), np.sort(permutation[:test_count])
+
+
+def load_idx_dataset(name: IdxName, split: Split, data_dir: Path | None = None) -> Dataset:
+    """MNIST or Fashion-MNIST; a missing split is replaced by the other one, with a warning."""
+    try:
+        images, labels = fetch_idx(name, split, data_dir)
+    except DatasetUnavailableError as unavailable:
+        other: Split = "test" if split == "train" else "train"
+        if missing_files(name, other, data_dir):
+            raise
+        warnings.warn(
+            f"{name}: the {split} split is not available in {resolve_data_dir(data_dir) / name} "
+            f"and could not be downloaded; using its {other} split instead ({unavailable})",
+            stacklevel=3,
+        )
+        images, labels = fetch_idx(name, other, data_dir)
+    return Dataset(
+        torch.from_numpy(images[:, None]), torch.from_numpy(labels), list(CLASS_NAMES[name]), name
+    )
+
+
+def load_pack_dataset(path: Path) -> Dataset:
+    pack = read_pack(path)
+    labels = None if pack.labels is None else torch.from_numpy(pack.labels)
+    return Dataset(torch.from_numpy(pack.images), labels, pack.class_names, path.stem)

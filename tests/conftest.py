@@ -1,0 +1,24 @@
+"""Fixtures shared by the whole suite."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> Path:
+    """The real datasets: $GANFORGE_DATA_DIR, else ../shared/datasets beside the repository."""
+    from_env = os.environ.get("GANFORGE_DATA_DIR")
+    path = Path(from_env) if from_env else REPO_ROOT.parent / "shared" / "datasets"
+    if not (path / "fashion-mnist").is_dir():
+        pytest.fail(
+            f"dataset directory {path} is missing (no fashion-mnist/ inside): set "
+            "GANFORGE_DATA_DIR to a folder holding the IDX files (see DESIGN.md §7)",
+            pytrace=False,
+        )
+    return path
