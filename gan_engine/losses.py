@@ -1,0 +1,67 @@
+"""The adversarial losses: one pair of functions per loss, one dict from spec names to them.
+
+Every function takes D's raw outputs (logits; D has no sigmoid) and returns a scalar to minimise.
+``real_target`` is 1 - label_smoothing (one-sided smoothing: fakes keep target 0).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+
+def bce_discriminator(real: Tensor, fake: Tensor, real_target: float = 1.0) -> Tensor:
+    """-[t log D(x) + (1 - t) log(1 - D(x))] - log(1 - D(G(z))), D = sigmoid(logit)."""
+    real_loss = F.binary_cross_entropy_with_logits(real, torch.full_like(real, real_target))
+    return real_loss + F.softplus(fake).mean()
+
+
+def minimax_generator(fake: Tensor) -> Tensor:
+    """Goodfellow et al.'s original, saturating objective: minimise log(1 - D(G(z)))."""
+    return -F.softplus(fake).mean()
+
+
+def non_saturating_generator(fake: Tensor) -> Tensor:
+    """The -log D(G(z)) heuristic (often called "vanilla" elsewhere)."""
+    return F.softplus(-fake).mean()
+
+
+def wasserstein_critic(real: Tensor, fake: Tensor, real_target: float = 1.0) -> Tensor:
+    return fake.mean() - real.mean()
+
+
+def wasserstein_generator(fake: Tensor) -> Tensor:
+    return -fake.mean()
+
+
+def hinge_discriminator(real: Tensor, fake: Tensor, real_target: float = 1.0) -> Tensor:
+    return F.relu(1.0 - real).mean() + F.relu(1.0 + fake).mean()
+
+
+def least_squares_discriminator(real: Tensor, fake: Tensor, real_target: float = 1.0) -> Tensor:
+    """LSGAN (Mao et al. 2017) with a = 0, b = 1."""
+    return 0.5 * ((real - real_target) ** 2).mean() + 0.5 * (fake**2).mean()
+
+
+def least_squares_generator(fake: Tensor) -> Tensor:
+    return 0.5 * ((fake - 1.0) ** 2).mean()
+
+
+@dataclass(frozen=True)
+class LossPair:
+    discriminator: Callable[[Tensor, Tensor, float], Tensor]
+    generator: Callable[[Tensor], Tensor]
+
+
+LOSSES: dict[str, LossPair] = {
+    "minimax": LossPair(bce_discriminator, minimax_generator),
+    "non_saturating": LossPair(bce_discriminator, non_saturating_generator),
+    "wasserstein": LossPair(wasserstein_critic, wasserstein_generator),
+    "wgan_gp": LossPair(wasserstein_critic, wasserstein_generator),
+    "hinge": LossPair(hinge_discriminator, wasserstein_generator),
+    "least_squares": LossPair(least_squares_discriminator, least_squares_generator),
+}
