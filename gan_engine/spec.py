@@ -68,7 +68,7 @@ class ModelSpec(_Strict):
     pack: int = Field(1, ge=1, le=4, description="PacGAN: m samples judged jointly by D")
     d_norm: Literal["auto", "batch", "layer", "none"] = Field(
         "auto",
-        description="normalisation inside D; auto = batch, but none with spectral norm, "
+        description="normalisation inside D; auto = batch, but none with spectral norm or mlp, "
         "layer with gradient penalties (per-sample gradients)",
     )
     mlp_layers: int = Field(3, ge=1, le=8, description="hidden layers of the mlp architecture")
@@ -192,8 +192,11 @@ class Spec(_Strict):
                 f"training.batch_size {self.training.batch_size} must be a multiple of "
                 f"model.pack {m.pack}"
             )
-        if m.minibatch != "none" and self.training.batch_size // m.pack < 2:
-            raise ValueError(f"model.minibatch '{m.minibatch}' needs at least 2 D inputs a batch")
+        if self.training.batch_size // m.pack < 2:
+            raise ValueError(
+                f"training.batch_size {self.training.batch_size} with model.pack {m.pack} leaves "
+                "fewer than 2 D inputs a batch: raise batch_size"
+            )
         return self
 
     def normalised(self) -> Spec:
@@ -203,7 +206,7 @@ class Spec(_Strict):
         if d_norm == "auto":
             if loss.kind == "wgan_gp" or loss.r1 > 0:
                 d_norm = "layer"
-            elif m.spectral_norm:
+            elif m.spectral_norm or m.architecture == "mlp":
                 d_norm = "none"
             else:
                 d_norm = "batch"

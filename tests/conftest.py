@@ -22,3 +22,11 @@ def data_dir() -> Path:
             pytrace=False,
         )
     return path
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _one_torch_thread() -> None:
+    """Tiny networks run faster on one thread than with thread-pool overhead on two cores."""
+    import torch
+
+    torch.set_num_threads(1)
