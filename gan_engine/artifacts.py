@@ -1,0 +1,213 @@
+"""Generator artifacts: ``generator.safetensors`` + ``config.json``, and sampling from them."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from pydantic import BaseModel, ConfigDict, ValidationError
+from safetensors import SafetensorError
+from safetensors.torch import load as load_safetensors
+from safetensors.torch import save as save_safetensors
+from torch import nn
+
+from gan_engine.images import grid, png_bytes, scatter_png, to_uint8
+from gan_engine.nets import build_generator
+from gan_engine.spec import ModelSpec
+
+ARTIFACT_FORMAT = 1
+WEIGHTS_FILE, CONFIG_FILE = "generator.safetensors", "config.json"
+MAX_SAMPLES = 4096
+
+
+class ArtifactError(ValueError):
+    """A missing/corrupt artifact or an impossible sampling request; meant for the user."""
+
+
+class ArtifactConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    format: int = ARTIFACT_FORMAT
+    kind: Literal["image", "points"]
+    sample_shape: list[int]  # (C, H, W) or (2,)
+    model: ModelSpec
+    num_classes: int  # 0 when unconditional
+    class_names: list[str] | None
+    dataset: str
+    normalisation: str = "images: uint8 = round((x + 1) * 127.5), x in [-1, 1]; points: raw floats"
+    training_step: int = 0
+    metrics: dict[str, float] = {}
+
+
+def artifact_files(
+    generator: nn.Module,
+    *,
+    model: ModelSpec,
+    sample_shape: tuple[int, ...],
+    class_names: list[str] | None,
+    dataset: str,
+    step: int,
+    metrics: dict[str, float] | None = None,
+) -> dict[str, bytes]:
+    """The two files of an artifact, as bytes (the CLI writes them, the worker uploads them)."""
+    conditional = model.conditioning != "none"
+    config = ArtifactConfig(
+        kind="points" if len(sample_shape) == 1 else "image",
+        sample_shape=list(sample_shape),
+        model=model,
+        num_classes=len(class_names or []) if conditional else 0,
+        class_names=class_names if conditional else None,
+        dataset=dataset,
+        training_step=step,
+        metrics=metrics or {},
+    )
+    weights = {k: v.detach().cpu().contiguous() for k, v in generator.state_dict().items()}
+    return {
+        WEIGHTS_FILE: save_safetensors(weights, metadata={"format": str(ARTIFACT_FORMAT)}),
+        CONFIG_FILE: config.model_dump_json(indent=2).encode(),
+    }
+
+
+def write_artifact(directory: Path, files: dict[str, bytes]) -> None:
+    directory.mkdir(parents=True, exist_ok=True)
+    for name, data in files.items():
+        (directory / name).write_bytes(data)
+
+
+@dataclass
+class Samples:
+    data: np.ndarray  # uint8 (N, H, W[, C]) images or float32 (N, 2) points
+    labels: np.ndarray | None  # int64 (N,) when conditional
+    class_names: list[str] | None
+
+
+class GeneratorArtifact:
+    def __init__(self, config: ArtifactConfig, generator: nn.Module) -> None:
+        self.config, self.generator = config, generator.eval()
+
+    @classmethod
+    def from_bytes(cls, weights: bytes, config: bytes | str | dict[str, Any]) -> GeneratorArtifact:
+        try:
+            raw = json.loads(config) if isinstance(config, bytes | str) else config
+            parsed = ArtifactConfig.model_validate(raw)
+            state = load_safetensors(weights)
+        except (ValueError, ValidationError, SafetensorError) as error:
+            raise ArtifactError(f"not a readable generator artifact: {error}") from error
+        generator = build_generator(
+            parsed.model, sample_shape=tuple(parsed.sample_shape), num_classes=parsed.num_classes
+        )
+        try:
+            generator.load_state_dict(state)
+        except RuntimeError as error:
+            raise ArtifactError(f"weights do not match config.json: {error}") from error
+        return cls(parsed, generator)
+
+    @classmethod
+    def load(cls, directory: str | Path) -> GeneratorArtifact:
+        directory = Path(directory)
+        missing = [n for n in (WEIGHTS_FILE, CONFIG_FILE) if not (directory / n).is_file()]
+        if missing:
+            raise ArtifactError(f"{directory} has no generator artifact: missing {missing}")
+        return cls.from_bytes(
+            (directory / WEIGHTS_FILE).read_bytes(), (directory / CONFIG_FILE).read_bytes()
+        )
+
+    @property
+    def conditional(self) -> bool:
+        return self.config.num_classes > 0
+
+    def resolve_labels(
+        self,
+        *,
+        labels: list[int] | None = None,
+        class_names: list[str] | None = None,
+        per_class: int | None = None,
+        n: int | None = None,
+    ) -> tuple[int, list[int] | None]:
+        """How many samples of which classes a request means (None labels: unconditional)."""
+        given = [k for k, v in {"labels": labels, "class_names": class_names,
+                                 "per_class": per_class}.items() if v is not None]  # fmt: skip
+        if len(given) > 1:
+            raise ArtifactError(f"give one of labels, class_names or per_class, not {given}")
+        if given and not self.conditional:
+            raise ArtifactError(f"{given[0]} needs a class-conditional model; this one is not")
+        names = self.config.class_names or []
+        if class_names is not None:
+            unknown = [c for c in class_names if c not in names]
+            if unknown:
+                raise ArtifactError(f"unknown class names {unknown}; this model knows {names}")
+            labels = [names.index(c) for c in class_names]
+        if per_class is not None:
+            labels = [k for k in range(self.config.num_classes) for _ in range(per_class)]
+        if labels is not None:
+            bad = [k for k in labels if not 0 <= k < self.config.num_classes]
+            if bad:
+                raise ArtifactError(f"labels {bad} out of range 0..{self.config.num_classes - 1}")
+            if n is not None and len(labels) == 1:
+                labels = labels * n  # "16 samples of class 'Sneaker'"
+            if n is not None and n != len(labels):
+                raise ArtifactError(f"n={n} disagrees with the {len(labels)} labels given")
+            count = len(labels)
+        else:
+            count = 16 if n is None else n
+            labels = (
+                [k % self.config.num_classes for k in range(count)] if self.conditional else None
+            )
+        if not 1 <= count <= MAX_SAMPLES:
+            raise ArtifactError(f"ask for 1 to {MAX_SAMPLES} samples, not {count}")
+        return count, labels
+
+    def sample(
+        self,
+        *,
+        labels: list[int] | None = None,
+        class_names: list[str] | None = None,
+        per_class: int | None = None,
+        n: int | None = None,
+        seed: int = 0,
+        truncation: float | None = None,
+    ) -> Samples:
+        """Same seed and labels give the same samples."""
+        count, resolved = self.resolve_labels(
+            labels=labels, class_names=class_names, per_class=per_class, n=n
+        )
+        rng = torch.Generator().manual_seed(seed)
+        z = torch.empty(count, self.config.model.latent_dim)
+        if truncation is not None:
+            if not truncation > 0:
+                raise ArtifactError(f"truncation must be > 0 (e.g. 0.7), not {truncation}")
+            torch.nn.init.trunc_normal_(z, a=-truncation, b=truncation, generator=rng)
+        else:
+            z.normal_(generator=rng)
+        label_tensor = None if resolved is None else torch.tensor(resolved, dtype=torch.int64)
+        with torch.no_grad():
+            output = self.generator(z, label_tensor)
+        data = output.float().numpy() if self.config.kind == "points" else to_uint8(output)
+        names = self.config.class_names
+        return Samples(data, None if label_tensor is None else label_tensor.numpy(), names)
+
+    def png(self, samples: Samples, columns: int | None = None) -> bytes:
+        """A grid, one row per class when the samples came per class."""
+        if self.config.kind == "points":
+            return scatter_png(samples.data, samples.labels)
+        if columns is None:
+            columns = _row_length(samples.labels) or min(len(samples.data), 8)
+        return png_bytes(grid(samples.data, columns=columns))
+
+
+def _row_length(labels: np.ndarray | None) -> int | None:
+    """The run length when labels come in equal sorted blocks (per_class requests)."""
+    if labels is None or len(labels) == 0:
+        return None
+    changes = np.flatnonzero(np.diff(labels)) + 1
+    blocks = np.diff(np.concatenate([[0], changes, [len(labels)]]))
+    sorted_blocks = bool(np.all(np.diff(labels) >= 0))
+    return (
+        int(blocks[0])
+        if sorted_blocks and np.all(blocks == blocks[0]) and len(blocks) > 1
+        else None
+    )

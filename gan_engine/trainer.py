@@ -1,0 +1,393 @@
+"""The training loop: n_critic discriminator steps, one generator step, EMA, callbacks."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+from gan_engine import regularizers
+from gan_engine.callbacks import Callback
+from gan_engine.checkpoint import CHECKPOINT_FORMAT, CheckpointError
+from gan_engine.data import Dataset
+from gan_engine.events import Event
+from gan_engine.images import grid, png_bytes, scatter_png, to_uint8
+from gan_engine.losses import LOSSES
+from gan_engine.nets import build_discriminator, build_generator
+from gan_engine.spec import OptimizerSpec, Spec, SpecError
+
+
+class TrainingDiverged(RuntimeError):
+    """A loss became NaN or infinite."""
+
+    def __init__(self, step: int, values: dict[str, float]) -> None:
+        bad = ", ".join(f"{k}={v}" for k, v in values.items())
+        super().__init__(
+            f"diverged at step {step}: {bad}. Try a lower learning rate, loss 'wgan_gp' or "
+            "'hinge' with spectral norm, or mixed_precision 'off'"
+        )
+        self.step = step
+
+
+@dataclass
+class TrainResult:
+    step: int
+    stopped_early: bool
+    summary: dict[str, float] = field(default_factory=dict)
+
+
+def pick_device(choice: str) -> torch.device:
+    if choice == "cuda" or (choice == "auto" and torch.cuda.is_available()):
+        if not torch.cuda.is_available():
+            raise SpecError("training.device: 'cuda' was asked for but no CUDA device is visible")
+        return torch.device("cuda")
+    return torch.device("cpu")
+
+
+def build_optimizer(spec: OptimizerSpec, parameters: Iterable[Tensor]) -> torch.optim.Optimizer:
+    if spec.kind == "rmsprop":
+        return torch.optim.RMSprop(parameters, lr=spec.lr)
+    return torch.optim.Adam(parameters, lr=spec.lr, betas=spec.betas)
+
+
+class Trainer:
+    def __init__(
+        self,
+        spec: Spec,
+        dataset: Dataset,
+        *,
+        callbacks: Sequence[Callback] = (),
+        evaluator: Any = None,  # gan_engine.evaluation.RunEvaluator, or None to skip evaluation
+        diagnostics: Any = None,  # gan_engine.diagnostics.Diagnostics, or None
+        device: torch.device | None = None,
+    ) -> None:
+        conditioning = spec.model.conditioning
+        if conditioning != "none" and dataset.labels is None:
+            raise SpecError(
+                f"model.conditioning '{conditioning}' needs a labelled dataset, and "
+                f"'{dataset.name}' has no labels: use conditioning 'none' or add labels"
+            )
+        self.spec, self.dataset, self.callbacks = spec, dataset, list(callbacks)
+        self.evaluator, self.diagnostics = evaluator, diagnostics
+        self.device = device or pick_device(spec.training.device)
+        self.num_classes = dataset.num_classes if conditioning != "none" else 0
+        torch.manual_seed(spec.training.seed)
+        shape = dataset.sample_shape
+        self.G = build_generator(spec.model, sample_shape=shape, num_classes=self.num_classes)
+        self.D = build_discriminator(spec.model, sample_shape=shape, num_classes=self.num_classes)
+        self.G.to(self.device)
+        self.D.to(self.device)
+        decay = spec.training.ema_decay
+        self.ema = (
+            AveragedModel(self.G, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
+            if decay > 0
+            else None
+        )
+        self.g_optimizer = build_optimizer(spec.optimizer.generator, self.G.parameters())
+        self.d_optimizer = build_optimizer(spec.optimizer.discriminator, self.D.parameters())
+        self.loss = LOSSES[spec.loss.kind]
+        self.real_target = 1.0 - spec.loss.label_smoothing
+        self.data = dataset.data.to(self.device)
+        self.labels = None if dataset.labels is None else dataset.labels.to(self.device)
+        self.data_rng = torch.Generator().manual_seed(spec.training.seed)
+        self.step = 0
+        self.final_metrics: dict[str, float] = {}
+        self._real_features: Tensor | None = None
+        self._grid_z = torch.randn(
+            self._grid_size(), spec.model.latent_dim, generator=torch.Generator().manual_seed(0)
+        ).to(self.device)
+        use_bf16 = self.device.type == "cuda" and spec.training.mixed_precision in ("auto", "bf16")
+        self._autocast: Callable[[], contextlib.AbstractContextManager[Any]] = (
+            (lambda: torch.autocast("cuda", dtype=torch.bfloat16))
+            if use_bf16
+            else contextlib.nullcontext
+        )
+
+    # --- one training step -------------------------------------------------------------------
+
+    def fit(self) -> TrainResult:
+        """Train until ``training.steps``; continue from ``self.step`` after load_state_dict."""
+        training, monitor = self.spec.training, self.spec.monitor
+        started = window_start = time.monotonic()
+        window_steps = 0
+        while self.step < training.steps:
+            measure = (self.step + 1) % monitor.log_every == 0 or self.step + 1 == training.steps
+            for _ in range(self.spec.optimizer.n_critic):
+                d_stats = self.discriminator_step(measure)
+            g_stats = self.generator_step(measure)
+            if self.ema is not None:
+                self.ema.update_parameters(self.G)
+            self.step += 1
+            window_steps += 1
+            self._raise_if_diverged(d_stats["d_loss"], g_stats["g_loss"])
+            if measure:
+                elapsed = time.monotonic() - window_start
+                images = window_steps * training.batch_size * self.spec.optimizer.n_critic
+                self._emit_step({**d_stats, **g_stats}, images / max(elapsed, 1e-9))
+                window_start, window_steps = time.monotonic(), 0
+            self._periodic_callbacks()
+            out_of_time = time.monotonic() - started > training.max_runtime_s
+            if out_of_time:
+                self._emit_event(
+                    "warning",
+                    "max_runtime",
+                    f"stopped: max_runtime_s "
+                    f"{training.max_runtime_s:g} reached at step {self.step}",
+                )
+            if out_of_time or any(cb.should_stop(self.step) for cb in self.callbacks):
+                return TrainResult(self.step, stopped_early=True)
+        return TrainResult(self.step, stopped_early=False, summary=self.final_metrics)
+
+    def discriminator_step(self, measure: bool) -> dict[str, Tensor]:
+        real, labels = self._real_batch()
+        z = self._latent(real.shape[0])
+        with torch.no_grad(), self._autocast():
+            fake = self.G(z, labels)  # conditional D sees real and fake pairs of the same classes
+        real, fake = self._instance_noise(real), self._instance_noise(fake)
+        loss_spec, pack = self.spec.loss, self.spec.model.pack
+        with self._autocast():
+            out_real, out_fake = self.D(real, labels), self.D(fake, labels)
+            d_loss = self.loss.discriminator(out_real.logits, out_fake.logits, self.real_target)
+            stats = {"d_adv_loss": d_loss.detach()}
+            if out_real.class_logits is not None:
+                class_loss = F.cross_entropy(out_real.class_logits, labels) + F.cross_entropy(
+                    out_fake.class_logits, labels
+                )
+                d_loss = d_loss + loss_spec.acgan_weight * class_loss
+                stats["d_class_loss"] = class_loss.detach()
+            critic = self._critic(labels)
+            if loss_spec.gradient_penalty:
+                gp = regularizers.gradient_penalty(
+                    critic, real, fake, weight=loss_spec.gradient_penalty, pack=pack
+                )
+                d_loss, stats["gp"] = d_loss + gp, gp.detach()
+            if loss_spec.r1:
+                r1 = regularizers.r1_penalty(critic, real, gamma=loss_spec.r1, pack=pack)
+                d_loss, stats["r1"] = d_loss + r1, r1.detach()
+        self.d_optimizer.zero_grad(set_to_none=True)
+        d_loss.backward()
+        if measure:
+            stats["d_grad_norm"] = _grad_norm(self.D)
+        self.d_optimizer.step()
+        if loss_spec.weight_clip:
+            regularizers.clip_weights(self.D, loss_spec.weight_clip)
+        self._real_features = out_real.features.detach()
+        real_logits, fake_logits = (
+            out_real.logits.detach().float(),
+            out_fake.logits.detach().float(),
+        )
+        return {
+            **stats,
+            "d_loss": d_loss.detach(),
+            "d_real": real_logits.mean(),
+            "d_fake": fake_logits.mean(),
+            "p_real": real_logits.sigmoid().mean(),
+            "p_fake": fake_logits.sigmoid().mean(),
+        }
+
+    def generator_step(self, measure: bool) -> dict[str, Tensor]:
+        batch_size = self.spec.training.batch_size
+        labels = self._random_labels(batch_size)
+        self.D.requires_grad_(False)
+        with self._autocast():
+            out = self.D(self._instance_noise(self.G(self._latent(batch_size), labels)), labels)
+            g_loss = self.loss.generator(out.logits)
+            stats = {"g_adv_loss": g_loss.detach()}
+            if out.class_logits is not None:
+                class_loss = F.cross_entropy(out.class_logits, labels)
+                g_loss = g_loss + self.spec.loss.acgan_weight * class_loss
+                stats["g_class_loss"] = class_loss.detach()
+            if self.spec.loss.feature_matching and self._real_features is not None:
+                matching = regularizers.feature_matching(self._real_features, out.features)
+                g_loss = g_loss + self.spec.loss.feature_matching * matching
+                stats["feature_matching"] = matching.detach()
+        self.g_optimizer.zero_grad(set_to_none=True)
+        g_loss.backward()
+        self.D.requires_grad_(True)
+        if measure:
+            stats["g_grad_norm"] = _grad_norm(self.G)
+        self.g_optimizer.step()
+        return {**stats, "g_loss": g_loss.detach()}
+
+    # --- sampling --------------------------------------------------------------------------------
+
+    @property
+    def sampling_generator(self) -> nn.Module:
+        """The EMA generator when there is one: the network that gets exported."""
+        return self.ema.module if self.ema is not None else self.G
+
+    @contextlib.contextmanager
+    def _eval_mode(self) -> Iterator[nn.Module]:
+        generator = self.sampling_generator
+        was_training = generator.training
+        generator.eval()
+        try:
+            with torch.no_grad():
+                yield generator
+        finally:
+            generator.train(was_training)
+
+    def generate(self, z: Tensor, labels: Tensor | None) -> Tensor:
+        """Samples from the exported generator in eval mode; touches no RNG."""
+        with self._eval_mode() as generator:
+            return generator(z.to(self.device), None if labels is None else labels.to(self.device))
+
+    def sample_grid_png(self) -> bytes:
+        if self.dataset.is_points:
+            labels = self._grid_labels()
+            points = self.generate(self._grid_z, labels).float().cpu().numpy()
+            reference = self.dataset.data[:: max(1, len(self.dataset) // 2000)].numpy()
+            shown_labels = None if labels is None else labels.cpu().numpy()
+            return scatter_png(points, shown_labels, reference=reference)
+        images = to_uint8(self.generate(self._grid_z, self._grid_labels()))
+        return png_bytes(grid(images, columns=self._grid_columns()))
+
+    def evaluate(self) -> dict[str, float]:
+        seed_rng = torch.Generator().manual_seed(self.spec.training.seed + 1)
+
+        def sample(n: int, labels: Tensor | None) -> Tensor:
+            z = torch.randn(n, self.spec.model.latent_dim, generator=seed_rng)
+            chunks = [
+                self.generate(z[i : i + 500], None if labels is None else labels[i : i + 500])
+                for i in range(0, n, 500)
+            ]
+            return torch.cat(chunks).float()
+
+        return self.evaluator.evaluate(sample)
+
+    # --- state -----------------------------------------------------------------------------------
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "format": CHECKPOINT_FORMAT,
+            "step": self.step,
+            "spec": json.dumps(self.spec.to_dict()),
+            "generator": self.G.state_dict(),
+            "discriminator": self.D.state_dict(),
+            "ema": None if self.ema is None else self.ema.state_dict(),
+            "g_optimizer": self.g_optimizer.state_dict(),
+            "d_optimizer": self.d_optimizer.state_dict(),
+            "rng": {
+                "torch": torch.get_rng_state(),
+                "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+                "data": self.data_rng.get_state(),
+            },
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        try:
+            self.G.load_state_dict(state["generator"])
+            self.D.load_state_dict(state["discriminator"])
+            if self.ema is not None and state["ema"] is not None:
+                self.ema.load_state_dict(state["ema"])
+            self.g_optimizer.load_state_dict(state["g_optimizer"])
+            self.d_optimizer.load_state_dict(state["d_optimizer"])
+        except (KeyError, RuntimeError, ValueError) as error:
+            raise CheckpointError(
+                f"checkpoint does not match this spec's networks: {error}"
+            ) from error
+        torch.set_rng_state(state["rng"]["torch"])
+        if state["rng"]["cuda"] and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["rng"]["cuda"])
+        self.data_rng.set_state(state["rng"]["data"])
+        self.step = int(state["step"])
+
+    # --- helpers ---------------------------------------------------------------------------------
+
+    def _real_batch(self) -> tuple[Tensor, Tensor | None]:
+        index = torch.randint(
+            len(self.data), (self.spec.training.batch_size,), generator=self.data_rng
+        )
+        index = index.to(self.device)
+        x = self.data[index]
+        x = x.float() / 127.5 - 1.0 if x.dtype == torch.uint8 else x
+        labels = self.labels[index] if self.labels is not None and self.num_classes else None
+        return x, labels
+
+    def _latent(self, n: int) -> Tensor:
+        return torch.randn(n, self.spec.model.latent_dim, device=self.device)
+
+    def _random_labels(self, n: int) -> Tensor | None:
+        return (
+            torch.randint(self.num_classes, (n,), device=self.device) if self.num_classes else None
+        )
+
+    def _instance_noise(self, x: Tensor) -> Tensor:
+        std = regularizers.instance_noise_std(
+            self.spec.loss.instance_noise, self.step, self.spec.training.steps
+        )
+        return x + std * torch.randn_like(x) if std > 0 else x
+
+    def _critic(self, labels: Tensor | None) -> Callable[[Tensor], Tensor]:
+        return lambda x: self.D(x, labels).logits
+
+    def _grid_columns(self) -> int:
+        return self.spec.monitor.samples_per_class
+
+    def _grid_size(self) -> int:
+        if self.dataset.is_points:
+            return 1000
+        rows = self.num_classes or self.spec.monitor.samples_per_class
+        return rows * self._grid_columns()
+
+    def _grid_labels(self) -> Tensor | None:
+        if not self.num_classes:
+            return None
+        if self.dataset.is_points:
+            return torch.arange(self._grid_size()) % self.num_classes
+        return torch.arange(self.num_classes).repeat_interleave(self._grid_columns())
+
+    def _raise_if_diverged(self, d_loss: Tensor, g_loss: Tensor) -> None:
+        if not torch.isfinite(d_loss + g_loss):
+            values = {"d_loss": float(d_loss), "g_loss": float(g_loss)}
+            self._emit_event("error", "diverged", str(TrainingDiverged(self.step, values)))
+            raise TrainingDiverged(self.step, values)
+
+    def _emit_step(self, stats: dict[str, Tensor], images_per_s: float) -> None:
+        metrics = {name: float(value) for name, value in stats.items()}
+        metrics["images_per_s"] = images_per_s
+        for callback in self.callbacks:
+            callback.on_step(self.step, metrics)
+        if self.diagnostics is not None:
+            for event in self.diagnostics.observe_step(self.step, metrics):
+                self._send_event(event)
+
+    def _emit_event(self, level: str, code: str, message: str) -> None:
+        self._send_event(Event(self.step, level, code, message))  # type: ignore[arg-type]
+
+    def _send_event(self, event: Event) -> None:
+        for callback in self.callbacks:
+            callback.on_event(event)
+
+    def _periodic_callbacks(self) -> None:
+        monitor, last = self.spec.monitor, self.step == self.spec.training.steps
+        if self.step % monitor.sample_every == 0 or last:
+            png = self.sample_grid_png()
+            for callback in self.callbacks:
+                callback.on_sample(self.step, png)
+        if self.evaluator is not None and (self.step % monitor.eval_every == 0 or last):
+            metrics = self.evaluate()
+            if last:
+                self.final_metrics = metrics
+            for callback in self.callbacks:
+                callback.on_eval(self.step, metrics)
+            if self.diagnostics is not None:
+                for event in self.diagnostics.observe_eval(self.step, metrics):
+                    self._send_event(event)
+        if self.step % monitor.checkpoint_every == 0 or last:
+            state = self.state_dict()
+            for callback in self.callbacks:
+                callback.on_checkpoint(self.step, state)
+
+
+def _grad_norm(module: nn.Module) -> Tensor:
+    grads = [p.grad for p in module.parameters() if p.grad is not None]
+    return torch.nn.utils.get_total_norm(grads) if grads else torch.zeros(())

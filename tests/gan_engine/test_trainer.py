@@ -1,0 +1,166 @@
+import math
+from typing import get_args
+
+import pytest
+import torch
+
+from gan_engine.checkpoint import load_checkpoint
+from gan_engine.losses import LOSSES, LossPair
+from gan_engine.spec import Conditioning, LossKind, SpecError
+from gan_engine.trainer import Trainer, TrainingDiverged
+from tests.gan_engine.conftest import Recorder, dataset_for, tiny_spec
+
+PNG_MAGIC = b"\x89PNG"
+
+
+def loss_section(kind: str) -> dict:
+    return {"kind": kind, "weight_clip": 0.01} if kind == "wasserstein" else {"kind": kind}
+
+
+@pytest.mark.parametrize("conditioning", get_args(Conditioning))
+@pytest.mark.parametrize("kind", get_args(LossKind))
+def test_every_loss_with_every_conditioning_trains_on_digits(kind: str, conditioning: str) -> None:
+    spec = tiny_spec("digits", loss=loss_section(kind), model={"conditioning": conditioning})
+    recorder = Recorder()
+    result = Trainer(spec, dataset_for(spec), callbacks=[recorder]).fit()
+    assert result.step == 4 and not result.stopped_early
+    for _, metrics in recorder.steps:
+        assert math.isfinite(metrics["d_loss"]) and math.isfinite(metrics["g_loss"])
+        assert metrics["d_grad_norm"] > 0 and metrics["g_grad_norm"] > 0
+    if conditioning == "acgan":
+        assert "d_class_loss" in recorder.steps[-1][1]
+
+
+@pytest.mark.parametrize("conditioning", get_args(Conditioning))
+@pytest.mark.parametrize("kind", get_args(LossKind))
+def test_every_loss_with_every_conditioning_trains_on_ring8(kind: str, conditioning: str) -> None:
+    spec = tiny_spec("ring8", loss=loss_section(kind), model={"conditioning": conditioning})
+    recorder = Recorder()
+    Trainer(spec, dataset_for(spec), callbacks=[recorder]).fit()
+    assert all(math.isfinite(m["d_loss"] + m["g_loss"]) for _, m in recorder.steps)
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {"model": {"minibatch": "discrimination", "spectral_norm": True}},
+        {"model": {"minibatch": "stddev", "pack": 4}},
+        {"model": {"architecture": "resnet", "conditioning": "projection"}},
+        {"model": {"architecture": "mlp", "conditioning": "concat", "pack": 2}},
+        {"loss": {"kind": "non_saturating", "r1": 1.0, "label_smoothing": 0.1,
+                  "feature_matching": 1.0, "instance_noise": 0.1}},
+        {"optimizer": {"generator": {"kind": "rmsprop", "lr": 5e-5}, "n_critic": 3}},
+    ],
+)  # fmt: skip
+def test_d_options_and_regularizers_train(overrides: dict) -> None:
+    spec = tiny_spec("digits", **overrides)
+    recorder = Recorder()
+    Trainer(spec, dataset_for(spec), callbacks=[recorder]).fit()
+    last = recorder.steps[-1][1]
+    assert math.isfinite(last["d_loss"])
+    if spec.loss.r1:
+        assert last["r1"] > 0 and "feature_matching" in last
+
+
+def test_step_metrics_are_complete() -> None:
+    spec = tiny_spec("digits", loss={"kind": "wgan_gp"})
+    recorder = Recorder()
+    Trainer(spec, dataset_for(spec), callbacks=[recorder]).fit()
+    required = {"d_loss", "g_loss", "d_real", "d_fake", "p_real", "p_fake", "g_grad_norm",
+                "d_grad_norm", "images_per_s", "gp"}  # fmt: skip
+    assert [step for step, _ in recorder.steps] == [1, 2, 3, 4]
+    assert required <= set(recorder.steps[0][1])
+    assert recorder.steps[0][1]["images_per_s"] > 0
+
+
+def test_callbacks_fire_on_schedule_and_grid_has_one_row_per_class() -> None:
+    spec = tiny_spec("digits", model={"conditioning": "concat"},
+                     training={"steps": 5}, monitor={"log_every": 2})  # fmt: skip
+    recorder = Recorder()
+    Trainer(spec, dataset_for(spec), callbacks=[recorder]).fit()
+    assert [s for s, _ in recorder.steps] == [2, 4, 5]  # every log_every and the last step
+    assert [s for s, _ in recorder.samples] == [2, 4, 5]
+    assert sorted(recorder.checkpoints) == [2, 4, 5]
+    from io import BytesIO
+
+    from PIL import Image
+
+    png = recorder.samples[-1][1]
+    assert png.startswith(PNG_MAGIC)
+    height = Image.open(BytesIO(png)).height
+    assert height == 10 * (8 + 2) + 2  # 10 classes, 8-pixel images, 2-pixel padding
+
+
+def test_should_stop_ends_the_run_early() -> None:
+    spec = tiny_spec("ring8", training={"steps": 50})
+    result = Trainer(spec, dataset_for(spec), callbacks=[Recorder(stop_at=3)]).fit()
+    assert result.step == 3 and result.stopped_early
+
+
+def test_max_runtime_stops_with_an_event() -> None:
+    spec = tiny_spec("ring8", training={"steps": 10_000, "max_runtime_s": 1e-9})
+    recorder = Recorder()
+    result = Trainer(spec, dataset_for(spec), callbacks=[recorder]).fit()
+    assert result.stopped_early and result.step == 1
+    assert [e.code for e in recorder.events] == ["max_runtime"]
+
+
+def test_nan_loss_raises_diverged_with_the_step(monkeypatch: pytest.MonkeyPatch) -> None:
+    spec = tiny_spec("ring8", training={"steps": 10})
+    trainer = Trainer(spec, dataset_for(spec), callbacks=[recorder := Recorder()])
+    calls = iter(range(1000))
+
+    def nan_from_third_step(fake: torch.Tensor) -> torch.Tensor:
+        return fake.mean() * (math.nan if next(calls) >= 2 else 1.0)
+
+    trainer.loss = LossPair(LOSSES["non_saturating"].discriminator, nan_from_third_step)
+    with pytest.raises(TrainingDiverged, match="diverged at step 3"):
+        trainer.fit()
+    assert recorder.events[-1].code == "diverged" and recorder.events[-1].level == "error"
+
+
+def test_conditioning_needs_labels() -> None:
+    from gan_engine.data import Dataset
+
+    spec = tiny_spec("ring8", model={"conditioning": "concat"})
+    unlabelled = Dataset(torch.randn(64, 2), None, None, "blobs")
+    with pytest.raises(SpecError, match="needs a labelled dataset"):
+        Trainer(spec, unlabelled)
+
+
+def test_training_is_deterministic_on_cpu() -> None:
+    spec = tiny_spec("digits", model={"conditioning": "projection"})
+    a = Trainer(spec, dataset_for(spec))
+    a.fit()
+    b = Trainer(spec, dataset_for(spec))
+    b.fit()
+    for (name, pa), pb in zip(a.G.state_dict().items(), b.G.state_dict().values(), strict=True):
+        assert torch.equal(pa, pb), name
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {"model": {"conditioning": "concat"}, "loss": {"kind": "non_saturating",
+                                                       "instance_noise": 0.1}},
+        {"preset": "wgan-gp", "model": {"conditioning": "projection"}},
+        {"model": {"architecture": "mlp", "minibatch": "discrimination", "pack": 2}},
+    ],
+)  # fmt: skip
+def test_resume_from_checkpoint_is_bit_identical(overrides: dict) -> None:
+    spec = tiny_spec("digits", training={"steps": 6}, monitor={"checkpoint_every": 3}, **overrides)
+    recorder = Recorder()
+    uninterrupted = Trainer(spec, dataset_for(spec), callbacks=[recorder])
+    uninterrupted.fit()
+
+    resumed = Trainer(spec, dataset_for(spec))
+    resumed.load_state_dict(load_checkpoint(recorder.checkpoints[3]))
+    assert resumed.step == 3
+    resumed.fit()
+    for part in ("G", "D"):
+        want, got = getattr(uninterrupted, part).state_dict(), getattr(resumed, part).state_dict()
+        for name in want:
+            assert torch.equal(want[name], got[name]), f"{part}.{name}"
+    ema_want = uninterrupted.sampling_generator.state_dict()
+    for name, tensor in resumed.sampling_generator.state_dict().items():
+        assert torch.equal(ema_want[name], tensor), f"ema.{name}"
