@@ -1,0 +1,555 @@
+"""The job lifecycle (DESIGN.md §4), shared by the API, the worker and the reaper.
+
+Postgres is the truth, the broker only a trigger: every state change is one conditional UPDATE
+(compare-and-set on the row), so a message delivered twice trains once and a lost worker cannot
+overwrite the job's next owner. Each status change writes a ``job_events`` row (code ``status``).
+
+Functions flush and never commit: the caller owns the transaction (``store.db.session_scope``) and
+should keep it short. No savepoints are used (pysqlite's are unreliable); idempotent inserts use the
+dialect's ``INSERT ... ON CONFLICT``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import func, literal, select, update
+from sqlalchemy.orm import Session
+
+from store.db import rowcount
+from store.errors import Conflict, LimitExceeded, NotFound
+from store.models import (
+    ACTIVE_STATUSES,
+    CLAIMABLE_STATUSES,
+    EVENT_LEVELS,
+    FINISHED_STATUSES,
+    Checkpoint,
+    Job,
+    JobEvent,
+    Metric,
+    Sample,
+    TrainedModel,
+    UTCDateTime,
+    finite_or_none,
+    new_id,
+    utcnow,
+)
+from store.storage import model_prefix
+
+STATUS = "status"  # the event code of every status change
+MAX_MESSAGE_CHARS = 10_000
+NO_SYNC = {"synchronize_session": False}
+
+
+@dataclass(frozen=True)
+class Heartbeat:
+    """What a heartbeat found. Truthy when the worker should keep training."""
+
+    # False: the job is no longer ours (reaped, re-claimed or finished): stop, write nothing.
+    owned: bool
+    # True: finish the job as cancelled.
+    cancel_requested: bool
+
+    def __bool__(self) -> bool:
+        return self.owned and not self.cancel_requested
+
+
+def _insert(session: Session) -> Callable[..., Any]:
+    """The dialect's ``insert`` (it has ``on_conflict_do_*``)."""
+    dialect = session.get_bind().dialect.name
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    elif dialect == "sqlite":
+        from sqlalchemy.dialects.sqlite import insert
+    else:  # pragma: no cover
+        raise NotImplementedError(f"database {dialect!r} is not supported")
+    return insert
+
+
+def _canonical(spec: Mapping[str, Any]) -> str:
+    return json.dumps(spec, sort_keys=True, separators=(",", ":"))
+
+
+def _at(now: datetime) -> Any:
+    return literal(now, UTCDateTime())
+
+
+def _set(session: Session, *where: Any, **values: Any) -> bool:
+    """``UPDATE jobs SET values WHERE where``: the compare-and-set of every transition."""
+    statement = update(Job).where(*where).values(**values).execution_options(**NO_SYNC)
+    return rowcount(session.execute(statement)) > 0
+
+
+def _status_event(
+    session: Session, job_id: str, message: str, level: str = "info", step: int | None = None
+) -> None:
+    record_event(session, job_id=job_id, step=step, level=level, code=STATUS, message=message)
+
+
+# --- reading -----------------------------------------------------------------------------------
+
+
+def get_job(session: Session, *, job_id: str, tenant_id: str | None = None) -> Job:
+    """The job, fresh from the database; another tenant's job is ``NotFound``."""
+    query = select(Job).where(Job.id == job_id).execution_options(populate_existing=True)
+    if tenant_id is not None:
+        query = query.where(Job.tenant_id == tenant_id)
+    job = session.scalar(query)
+    if job is None:
+        raise NotFound(f"job {job_id} not found")
+    return job
+
+
+def count_active_jobs(session: Session, *, tenant_id: str) -> int:
+    """Queued, running and interrupted jobs of a tenant."""
+    query = select(func.count()).where(Job.tenant_id == tenant_id, Job.status.in_(ACTIVE_STATUSES))
+    return int(session.scalar(query) or 0)
+
+
+def latest_checkpoint(session: Session, *, job_id: str) -> Checkpoint | None:
+    query = select(Checkpoint).where(Checkpoint.job_id == job_id)
+    return session.scalar(query.order_by(Checkpoint.step.desc()).limit(1))
+
+
+# --- the API side ------------------------------------------------------------------------------
+
+
+def create_job(
+    session: Session,
+    *,
+    tenant_id: str,
+    spec: dict[str, Any],
+    idempotency_key: str | None = None,
+    max_active: int | None = None,
+) -> tuple[Job, bool]:
+    """Record a queued job for a normalised spec. Returns ``(job, created)``.
+
+    With an ``idempotency_key`` already used by this tenant: the same spec returns the existing
+    job (``created`` False), a different spec raises ``Conflict``. ``max_active`` (queued + running
+    + interrupted) raises ``LimitExceeded`` for a new job; a replayed key never does.
+    """
+    if idempotency_key is not None and (
+        existing := _by_idempotency_key(session, tenant_id, idempotency_key)
+    ):
+        return _same_spec_or_conflict(existing, spec, idempotency_key), False
+    if max_active is not None and count_active_jobs(session, tenant_id=tenant_id) >= max_active:
+        raise LimitExceeded(
+            f"this account already has {max_active} queued or running jobs (the limit); "
+            "wait for one to finish or cancel one"
+        )
+    total_steps = int((spec.get("training") or {}).get("steps") or 0)
+    if total_steps <= 0:
+        raise ValueError("spec.training.steps must be a positive integer")
+    now = utcnow()
+    job_id = new_id("job")
+    insert = _insert(session)
+    statement = insert(Job).values(
+        id=job_id,
+        tenant_id=tenant_id,
+        spec=spec,
+        dataset_id=(spec.get("dataset") or {}).get("id"),
+        status="queued",
+        step=0,
+        total_steps=total_steps,
+        attempt=0,
+        cancel_requested=False,
+        idempotency_key=idempotency_key,
+        latest_metrics={},
+        event_seq=0,
+        created_at=now,
+        enqueued_at=now,
+        updated_at=now,
+    )
+    statement = statement.on_conflict_do_nothing(index_elements=["tenant_id", "idempotency_key"])
+    # RETURNING, not rowcount: psycopg reports -1 for this INSERT.
+    if session.execute(statement.returning(Job.id)).scalar_one_or_none() is None:
+        # a concurrent request with the same key won
+        assert idempotency_key is not None
+        existing = _by_idempotency_key(session, tenant_id, idempotency_key)
+        assert existing is not None
+        return _same_spec_or_conflict(existing, spec, idempotency_key), False
+    _status_event(session, job_id, "created → queued")
+    return get_job(session, job_id=job_id), True
+
+
+def _by_idempotency_key(session: Session, tenant_id: str, key: str) -> Job | None:
+    query = select(Job).where(Job.tenant_id == tenant_id, Job.idempotency_key == key)
+    return session.scalar(query.execution_options(populate_existing=True))
+
+
+def _same_spec_or_conflict(job: Job, spec: Mapping[str, Any], key: str) -> Job:
+    if _canonical(job.spec) != _canonical(spec):
+        raise Conflict(
+            f"Idempotency-Key {key!r} was already used for job {job.id} with a different spec; "
+            "use a new key for a new job"
+        )
+    return job
+
+
+def request_cancel(session: Session, *, job_id: str, tenant_id: str) -> Job:
+    """Cancel a job. Queued or interrupted: cancelled now. Running: flagged; the worker sees the
+    flag at its next heartbeat and finishes the job as cancelled (a repeated request is a no-op).
+    Already finished: ``Conflict``."""
+    for _ in range(5):  # the job may change state under us; each pass is a compare-and-set
+        job = get_job(session, job_id=job_id, tenant_id=tenant_id)
+        status, now = job.status, utcnow()
+        if status in FINISHED_STATUSES:
+            raise Conflict(
+                f"job {job_id} is already {status}; only queued, interrupted or running jobs "
+                "can be cancelled"
+            )
+        if status == "running" and job.cancel_requested:
+            return job
+        if status == "running":
+            values: dict[str, Any] = {"cancel_requested": True, "updated_at": now}
+        else:
+            values = {
+                "status": "cancelled",
+                "cancel_requested": True,
+                "lease_expires_at": None,
+                "finished_at": now,
+                "updated_at": now,
+            }
+        if _set(session, Job.id == job_id, Job.status == status, **values):
+            if status == "running":
+                record_event(
+                    session,
+                    job_id=job_id,
+                    step=job.step,
+                    code="cancel_requested",
+                    message="cancel requested; the worker stops at its next heartbeat",
+                )
+            else:
+                _status_event(session, job_id, f"{status} → cancelled", step=job.step)
+            return get_job(session, job_id=job_id)
+    raise Conflict(f"job {job_id} kept changing state; try again")
+
+
+# --- the worker side ---------------------------------------------------------------------------
+
+
+def claim_job(session: Session, *, job_id: str, worker_id: str, lease_s: float) -> Job | None:
+    """Take a queued or interrupted job: one conditional UPDATE, so of several workers racing on
+    one job exactly one wins. None: someone else has it, or it is finished/cancelled.
+
+    ``worker_id`` should be unique per task run (host, pid and a random part): it is the token that
+    later heartbeats and ``finish_job`` must present. Commit right after claiming.
+    """
+    row = session.execute(select(Job.status, Job.attempt).where(Job.id == job_id)).one_or_none()
+    if row is None or row.status not in CLAIMABLE_STATUSES:
+        return None
+    now = utcnow()
+    claimed = _set(
+        session,
+        Job.id == job_id,
+        Job.status == row.status,
+        Job.attempt == row.attempt,
+        Job.cancel_requested.is_(False),
+        status="running",
+        attempt=row.attempt + 1,
+        worker_id=worker_id,
+        lease_expires_at=now + timedelta(seconds=lease_s),
+        started_at=func.coalesce(Job.started_at, _at(now)),
+        updated_at=now,
+    )
+    if not claimed:
+        return None
+    _status_event(session, job_id, f"{row.status} → running (attempt {row.attempt + 1})")
+    return get_job(session, job_id=job_id)
+
+
+def heartbeat(
+    session: Session,
+    *,
+    job_id: str,
+    worker_id: str,
+    lease_s: float,
+    step: int | None = None,
+    images_per_s: float | None = None,
+) -> Heartbeat:
+    """Renew the lease of a job we run and record progress. See ``Heartbeat`` for the answer."""
+    now = utcnow()
+    values: dict[str, Any] = {
+        "lease_expires_at": now + timedelta(seconds=lease_s),
+        "updated_at": now,
+    }
+    if step is not None:
+        values["step"] = step
+    if images_per_s is not None:
+        values["images_per_s"] = finite_or_none(images_per_s)
+    cancel = session.execute(
+        update(Job)
+        .where(Job.id == job_id, Job.worker_id == worker_id, Job.status == "running")
+        .values(**values)
+        .returning(Job.cancel_requested)
+        .execution_options(**NO_SYNC)
+    ).scalar_one_or_none()
+    if cancel is None:
+        flag = session.scalar(select(Job.cancel_requested).where(Job.id == job_id))
+        return Heartbeat(owned=False, cancel_requested=bool(flag))
+    return Heartbeat(owned=True, cancel_requested=bool(cancel))
+
+
+def finish_job(
+    session: Session,
+    *,
+    job_id: str,
+    worker_id: str,
+    status: str,
+    error_code: str | None = None,
+    error_message: str | None = None,
+    model_id: str | None = None,
+    summary: dict[str, Any] | None = None,
+    step: int | None = None,
+) -> bool:
+    """End our running job as succeeded, failed or cancelled, or hand it back as interrupted (a
+    graceful worker shutdown; re-enqueue it then). False, and nothing written, if it is no longer
+    ours."""
+    if status not in (*FINISHED_STATUSES, "interrupted"):
+        raise ValueError(f"finish_job cannot set status {status!r}")
+    now = utcnow()
+    values: dict[str, Any] = {
+        "status": status,
+        "error_code": error_code,
+        "error_message": error_message[:MAX_MESSAGE_CHARS] if error_message else None,
+        "lease_expires_at": None,
+        "updated_at": now,
+    }
+    if status == "interrupted":
+        values["enqueued_at"] = now
+    else:
+        values["finished_at"] = now
+    if model_id is not None:
+        values["model_id"] = model_id
+    if summary is not None:
+        values["summary_metrics"] = summary
+    if step is not None:
+        values["step"] = step
+    ours = (Job.id == job_id, Job.worker_id == worker_id, Job.status == "running")
+    if not _set(session, *ours, **values):
+        return False
+    message = f"running → {status}"
+    if error_code or error_message:
+        message += f": {error_code or 'error'}" + (f": {error_message}" if error_message else "")
+    level = "error" if status == "failed" else "warning" if status == "interrupted" else "info"
+    _status_event(session, job_id, message[:MAX_MESSAGE_CHARS], level=level, step=step)
+    return True
+
+
+def succeed_job(
+    session: Session,
+    *,
+    job_id: str,
+    worker_id: str,
+    model_id: str,
+    class_names: list[str] | None,
+    image_shape: list[int],
+    summary: dict[str, Any] | None = None,
+    step: int | None = None,
+) -> TrainedModel | None:
+    """``finish_job(succeeded)`` and ``register_model`` together, only if the job is still ours.
+    Upload the artifacts under ``model_prefix(model_id)`` first (``model_id = new_id("mdl")``)."""
+    if not finish_job(
+        session,
+        job_id=job_id,
+        worker_id=worker_id,
+        status="succeeded",
+        model_id=model_id,
+        summary=summary,
+        step=step,
+    ):
+        return None
+    return register_model(
+        session,
+        job_id=job_id,
+        model_id=model_id,
+        class_names=class_names,
+        image_shape=image_shape,
+        summary=summary,
+    )
+
+
+def register_model(
+    session: Session,
+    *,
+    job_id: str,
+    model_id: str | None = None,
+    class_names: list[str] | None,
+    image_shape: list[int],
+    summary: dict[str, Any] | None = None,
+) -> TrainedModel:
+    """The model row of a job's generator (idempotent: one model per job)."""
+    existing = session.scalar(select(TrainedModel).where(TrainedModel.job_id == job_id))
+    if existing is not None:
+        return existing
+    job = get_job(session, job_id=job_id)
+    model_id = model_id or new_id("mdl")
+    model = TrainedModel(
+        id=model_id,
+        tenant_id=job.tenant_id,
+        job_id=job_id,
+        spec=job.spec,
+        class_names=class_names,
+        image_shape=list(image_shape),
+        summary_metrics=summary,
+        storage_prefix=model_prefix(model_id),
+        created_at=utcnow(),
+    )
+    session.add(model)
+    session.flush()
+    return model
+
+
+# --- what a run reports ------------------------------------------------------------------------
+
+
+def record_event(
+    session: Session,
+    *,
+    job_id: str,
+    code: str,
+    message: str,
+    level: str = "info",
+    step: int | None = None,
+) -> JobEvent:
+    """Append to the job's ordered log; ``seq`` is 1, 2, 3... per job (a counter on the job row)."""
+    if level not in EVENT_LEVELS:
+        raise ValueError(f"event level must be one of {EVENT_LEVELS}, not {level!r}")
+    seq = session.execute(
+        update(Job)
+        .where(Job.id == job_id)
+        .values(event_seq=Job.event_seq + 1)
+        .returning(Job.event_seq)
+        .execution_options(**NO_SYNC)
+    ).scalar_one_or_none()
+    if seq is None:
+        raise NotFound(f"job {job_id} not found")
+    event = JobEvent(
+        job_id=job_id,
+        seq=seq,
+        step=step,
+        level=level,
+        code=code,
+        message=message[:MAX_MESSAGE_CHARS],
+        created_at=utcnow(),
+    )
+    session.add(event)
+    session.flush()
+    return event
+
+
+def record_metrics(
+    session: Session, *, job_id: str, step: int, metrics: Mapping[str, float]
+) -> None:
+    """Store metric points, idempotent on (job, name, step): a replayed step (after a resume)
+    overwrites its point instead of adding one. Non-finite values are stored as NULL. Also updates
+    the job's ``latest_metrics`` (per name, the value at its newest step)."""
+    if not metrics:
+        return
+    values = {name: finite_or_none(value) for name, value in metrics.items()}
+    insert = _insert(session)
+    statement = insert(Metric).values(
+        [{"job_id": job_id, "name": n, "step": step, "value": v} for n, v in values.items()]
+    )
+    statement = statement.on_conflict_do_update(
+        index_elements=["job_id", "name", "step"], set_={"value": statement.excluded.value}
+    )
+    session.execute(statement)
+    latest = dict(session.scalar(select(Job.latest_metrics).where(Job.id == job_id)) or {})
+    for name, value in values.items():
+        if name not in latest or step >= int(latest[name].get("step", -1)):
+            latest[name] = {"step": step, "value": value}
+    _set(session, Job.id == job_id, latest_metrics=latest)
+
+
+def record_sample(session: Session, *, job_id: str, step: int, storage_key: str) -> None:
+    """A sample grid stored at ``storage_key`` (idempotent per step)."""
+    insert = _insert(session)
+    statement = insert(Sample).values(
+        job_id=job_id, step=step, storage_key=storage_key, created_at=utcnow()
+    )
+    statement = statement.on_conflict_do_update(
+        index_elements=["job_id", "step"], set_={"storage_key": statement.excluded.storage_key}
+    )
+    session.execute(statement)
+
+
+def record_checkpoint(
+    session: Session,
+    *,
+    job_id: str,
+    step: int,
+    storage_key: str,
+    metrics: Mapping[str, float] | None = None,
+) -> None:
+    """A checkpoint stored at ``storage_key`` (idempotent per step)."""
+    clean = {k: finite_or_none(v) for k, v in (metrics or {}).items()} if metrics else None
+    insert = _insert(session)
+    statement = insert(Checkpoint).values(
+        job_id=job_id, step=step, storage_key=storage_key, metrics=clean, created_at=utcnow()
+    )
+    statement = statement.on_conflict_do_update(
+        index_elements=["job_id", "step"],
+        set_={"storage_key": statement.excluded.storage_key, "metrics": statement.excluded.metrics},
+    )
+    session.execute(statement)
+
+
+# --- the reaper --------------------------------------------------------------------------------
+
+
+def reap(
+    session: Session,
+    *,
+    now: datetime | None = None,
+    requeue_queued_older_than_s: float = 600.0,
+    limit: int = 500,
+) -> list[str]:
+    """Mark running jobs whose lease expired ``interrupted`` (``cancelled`` if a cancel was
+    requested), and return the ids to (re-)enqueue: those, plus queued or interrupted jobs not
+    enqueued for ``requeue_queued_older_than_s`` (their broker message may be lost; duplicates are
+    harmless thanks to ``claim_job``). Safe to run from several processes at once."""
+    now = now or utcnow()
+    to_enqueue: list[str] = []
+
+    expired = session.execute(
+        select(Job.id, Job.worker_id, Job.cancel_requested, Job.step)
+        .where(Job.status == "running", Job.lease_expires_at < _at(now))
+        .order_by(Job.lease_expires_at)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    ).all()
+    for job_id, worker_id, cancel_requested, step in expired:
+        status = "cancelled" if cancel_requested else "interrupted"
+        values: dict[str, Any] = {"status": status, "lease_expires_at": None, "updated_at": now}
+        values["finished_at" if cancel_requested else "enqueued_at"] = now
+        still_expired = (Job.status == "running", Job.lease_expires_at < _at(now))
+        if not _set(session, Job.id == job_id, *still_expired, **values):
+            continue
+        _status_event(
+            session,
+            job_id,
+            f"running → {status} (lease expired; worker {worker_id} lost)",
+            level="warning",
+            step=step,
+        )
+        if not cancel_requested:
+            to_enqueue.append(job_id)
+
+    stale_before = now - timedelta(seconds=requeue_queued_older_than_s)
+    stale = session.scalars(
+        select(Job.id)
+        .where(Job.status.in_(CLAIMABLE_STATUSES), Job.enqueued_at < _at(stale_before))
+        .order_by(Job.enqueued_at)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    ).all()
+    still_stale = (Job.status.in_(CLAIMABLE_STATUSES), Job.enqueued_at < _at(stale_before))
+    for job_id in stale:
+        if _set(session, Job.id == job_id, *still_stale, enqueued_at=now):
+            to_enqueue.append(job_id)
+    return to_enqueue

@@ -1,0 +1,99 @@
+"""Service settings, read from environment variables (and a ``.env`` file) by pydantic-settings.
+
+Embedded defaults (DESIGN.md §5) all live under ``DATA_DIR``: a SQLite file, a folder as object
+storage and kombu's ``filesystem://`` broker folder, so one machine runs with no external service.
+Production sets ``DATABASE_URL``, ``BROKER_URL``, ``STORAGE_URL`` (+ ``S3_*``).
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+MB = 1024 * 1024
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
+
+    data_dir: Path = Field(Path("./ganforge-data"), description="base folder of the embedded mode")
+    database_url: str = Field("", description="default: sqlite file under DATA_DIR")
+    broker_url: str = Field("", description="default: kombu filesystem:// under DATA_DIR")
+    storage_url: str = Field("", description="file:///abs/path or s3://bucket[/prefix]")
+    s3_endpoint_url: str | None = None
+    s3_access_key_id: str | None = None
+    s3_secret_access_key: SecretStr | None = None
+    s3_region: str | None = None
+    ganforge_data_dir: Path | None = Field(
+        None, description="where gan_engine finds the builtin datasets (passed through)"
+    )
+
+    # Upload limits.
+    max_upload_bytes: int = Field(200 * MB, gt=0)
+    max_images: int = Field(200_000, gt=0)
+    max_image_side: int = Field(256, gt=0)
+    max_zip_entries: int = Field(250_000, gt=0)
+    max_zip_ratio: float = Field(100.0, gt=1, description="uncompressed / compressed size")
+
+    # Jobs.
+    lease_s: float = Field(60.0, gt=0, description="a running job's lease; heartbeats renew it")
+    heartbeat_s: float = Field(10.0, gt=0)
+    reap_interval_s: float = Field(15.0, gt=0)
+    requeue_queued_after_s: float = Field(
+        600.0, gt=0, description="re-enqueue queued jobs untouched this long (lost messages)"
+    )
+    max_concurrent_jobs_per_tenant: int = Field(4, ge=1, description="queued + running")
+    max_steps: int = Field(1_000_000, ge=1)
+
+    @model_validator(mode="after")
+    def _embedded_defaults(self) -> Settings:
+        data_dir = self.data_dir.expanduser().resolve()
+        self.data_dir = data_dir
+        if not self.database_url:
+            self.database_url = f"sqlite:///{data_dir / 'ganforge.db'}"
+        if not self.broker_url:
+            self.broker_url = "filesystem://"
+        if not self.storage_url:
+            self.storage_url = (data_dir / "objects").as_uri()
+        if self.heartbeat_s >= self.lease_s:
+            raise ValueError(
+                f"HEARTBEAT_S ({self.heartbeat_s}) must be shorter than LEASE_S ({self.lease_s})"
+            )
+        return self
+
+    @property
+    def broker_folder(self) -> Path:
+        return self.data_dir / "broker"
+
+    def broker_transport_options(self) -> dict[str, Any]:
+        """Celery ``broker_transport_options``: the folders of the filesystem transport.
+
+        Producer and consumer share one folder, so any process on this machine sees the queue.
+        """
+        if not self.broker_url.startswith("filesystem://"):
+            return {}
+        queue = self.broker_folder / "queue"
+        return {
+            "data_folder_in": str(queue),
+            "data_folder_out": str(queue),
+            "processed_folder": str(self.broker_folder / "processed"),
+            "store_processed": False,
+        }
+
+    def ensure_dirs(self) -> None:
+        """Create the embedded folders that the URLs point into (no-op for servers)."""
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        for key in ("data_folder_in", "processed_folder"):
+            folder = self.broker_transport_options().get(key)
+            if folder:
+                Path(folder).mkdir(parents=True, exist_ok=True)
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings; tests call ``get_settings.cache_clear()`` after changing env."""
+    return Settings()

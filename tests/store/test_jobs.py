@@ -1,0 +1,508 @@
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+import store.jobs
+from gan_engine.spec import parse_spec
+from store.auth import create_tenant
+from store.db import rowcount, session_scope
+from store.errors import Conflict, LimitExceeded, NotFound
+from store.jobs import (
+    claim_job,
+    create_job,
+    finish_job,
+    get_job,
+    heartbeat,
+    latest_checkpoint,
+    reap,
+    record_checkpoint,
+    record_event,
+    record_metrics,
+    record_sample,
+    request_cancel,
+    succeed_job,
+)
+from store.models import Job, JobEvent, Metric, Sample, TrainedModel, new_id, utcnow
+from store.storage import checkpoint_key, sample_key
+
+Factory = sessionmaker[Session]
+
+
+def spec(steps: int = 100, **training: Any) -> dict[str, Any]:
+    return {
+        "dataset": {"builtin": "ring8"},
+        "model": {"architecture": "mlp"},
+        "training": {"steps": steps, "batch_size": 64, **training},
+    }
+
+
+def new_tenant(db: Factory, name: str = "acme") -> str:
+    with session_scope(db) as session:
+        return create_tenant(session, name=name).id
+
+
+def new_job(db: Factory, tenant_id: str, **kwargs: Any) -> str:
+    with session_scope(db) as session:
+        job, created = create_job(
+            session, tenant_id=tenant_id, spec=kwargs.pop("spec", spec()), **kwargs
+        )
+        assert created
+        return job.id
+
+
+def claimed_job(db: Factory, tenant_id: str, worker_id: str = "w1", lease_s: float = 60) -> str:
+    job_id = new_job(db, tenant_id)
+    with session_scope(db) as session:
+        assert claim_job(session, job_id=job_id, worker_id=worker_id, lease_s=lease_s) is not None
+    return job_id
+
+
+def events(db: Factory, job_id: str) -> list[tuple[int, str, str, str]]:
+    with session_scope(db) as session:
+        rows = session.scalars(
+            select(JobEvent).where(JobEvent.job_id == job_id).order_by(JobEvent.seq)
+        )
+        return [(e.seq, e.level, e.code, e.message) for e in rows]
+
+
+def job(db: Factory, job_id: str) -> Job:
+    with session_scope(db) as session:
+        return get_job(session, job_id=job_id)
+
+
+# --- create ------------------------------------------------------------------------------------
+
+
+def test_create_job_records_a_queued_job(db: Factory) -> None:
+    tenant = new_tenant(db)
+    job_id = new_job(db, tenant, spec={**spec(250), "dataset": {"id": "ds_abc"}})
+    created = job(db, job_id)
+    assert job_id.startswith("job_") and len(job_id) > 12
+    assert (created.status, created.step, created.total_steps, created.attempt) == (
+        "queued",
+        0,
+        250,
+        0,
+    )
+    assert created.dataset_id == "ds_abc"
+    assert created.created_at.utcoffset() == timedelta(0)
+    assert events(db, job_id) == [(1, "info", "status", "created → queued")]
+
+
+def test_idempotency_key(db: Factory) -> None:
+    tenant, other = new_tenant(db), new_tenant(db, "other")
+    normalised = parse_spec({"preset": "wgan-gp", "dataset": {"builtin": "mnist"}}).to_dict()
+    with session_scope(db) as session:
+        first, created = create_job(
+            session, tenant_id=tenant, spec=normalised, idempotency_key="k1"
+        )
+        assert created
+    with session_scope(db) as session:  # same key, same spec (after a JSON round trip): same job
+        again, created = create_job(
+            session, tenant_id=tenant, spec=normalised, idempotency_key="k1"
+        )
+        assert (again.id, created) == (first.id, False)
+    with pytest.raises(Conflict, match="different spec"), session_scope(db) as session:
+        create_job(session, tenant_id=tenant, spec=spec(), idempotency_key="k1")
+    with session_scope(db) as session:  # keys are per tenant
+        theirs, created = create_job(
+            session, tenant_id=other, spec=normalised, idempotency_key="k1"
+        )
+        assert created and theirs.id != first.id
+    with session_scope(db) as session:
+        assert session.scalar(select(func.count()).select_from(Job)) == 2
+
+
+def test_concurrent_requests_with_one_idempotency_key(db: Factory) -> None:
+    tenant = new_tenant(db)
+    results = race(
+        lambda session, _: create_job(session, tenant_id=tenant, spec=spec(), idempotency_key="k"),
+        db,
+        4,
+    )
+    assert len({job.id for job, _ in results}) == 1
+    assert sorted(created for _, created in results) == [False, False, False, True]
+
+
+def test_max_active_jobs(db: Factory) -> None:
+    tenant = new_tenant(db)
+    new_job(db, tenant, idempotency_key="a", max_active=2)
+    new_job(db, tenant, max_active=2)
+    with pytest.raises(LimitExceeded), session_scope(db) as session:
+        create_job(session, tenant_id=tenant, spec=spec(), max_active=2)
+    with session_scope(db) as session:  # a replay is not a new job
+        assert (
+            create_job(session, tenant_id=tenant, spec=spec(), idempotency_key="a", max_active=2)[1]
+            is False
+        )
+
+
+# --- claim -------------------------------------------------------------------------------------
+
+
+def race(work: Callable[[Session, int], Any], db: Factory, n: int = 2) -> list[Any]:
+    """Run ``work(session, i)`` in n threads, each with its own session and connection, released
+    together; each commits its own transaction."""
+    barrier = threading.Barrier(n)
+    results: list[Any] = []
+    errors: list[BaseException] = []
+
+    def run(i: int) -> None:
+        try:
+            with session_scope(db) as session:
+                session.connection()  # check out a connection before the start line
+                barrier.wait(timeout=10)
+                results.append(work(session, i))
+        except BaseException as error:
+            errors.append(error)
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(n)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert not errors, errors
+    return results
+
+
+def test_claim_race_exactly_one_wins(db: Factory, monkeypatch: pytest.MonkeyPatch) -> None:
+    lost_on_update: list[int] = []  # the loser read "queued" too and lost the conditional UPDATE
+
+    def counting_rowcount(result: Any) -> int:
+        count = rowcount(result)
+        if count == 0:
+            lost_on_update.append(1)
+        return count
+
+    monkeypatch.setattr(store.jobs, "rowcount", counting_rowcount)
+    tenant = new_tenant(db)
+    for round_ in range(20):
+        job_id = new_job(db, tenant)
+
+        def claim(session: Session, i: int, job_id: str = job_id) -> str | None:
+            worker = f"worker-{i}"
+            claimed = claim_job(session, job_id=job_id, worker_id=worker, lease_s=60)
+            return worker if claimed else None
+
+        winners = [w for w in race(claim, db) if w]
+        assert len(winners) == 1, f"round {round_}: {winners}"
+        final = job(db, job_id)
+        assert (final.status, final.attempt, final.worker_id) == ("running", 1, winners[0])
+        assert [e[3] for e in events(db, job_id)] == [
+            "created → queued",
+            "queued → running (attempt 1)",
+        ]
+    assert lost_on_update, "the threads never overlapped: the race tested nothing"
+
+
+def test_claim_only_claimable_jobs(db: Factory) -> None:
+    tenant = new_tenant(db)
+    job_id = claimed_job(db, tenant)
+    with session_scope(db) as session:
+        assert claim_job(session, job_id=job_id, worker_id="w2", lease_s=60) is None  # redelivery
+        assert claim_job(session, job_id="job_missing", worker_id="w2", lease_s=60) is None
+        assert finish_job(session, job_id=job_id, worker_id="w1", status="succeeded")
+    with session_scope(db) as session:
+        assert claim_job(session, job_id=job_id, worker_id="w2", lease_s=60) is None
+
+
+# --- heartbeat, finish -------------------------------------------------------------------------
+
+
+def test_heartbeat_renews_the_lease_and_records_progress(db: Factory) -> None:
+    job_id = claimed_job(db, new_tenant(db), lease_s=5)
+    before = job(db, job_id).lease_expires_at
+    with session_scope(db) as session:
+        beat = heartbeat(
+            session, job_id=job_id, worker_id="w1", lease_s=60, step=40, images_per_s=512.0
+        )
+    assert beat and beat.owned and not beat.cancel_requested
+    after = job(db, job_id)
+    assert after.lease_expires_at is not None and before is not None
+    assert after.lease_expires_at > before + timedelta(seconds=50)
+    assert (after.step, after.images_per_s, after.fraction) == (40, 512.0, 0.4)
+    assert after.eta_s == pytest.approx(60 / (512 / 64))
+
+
+def test_heartbeat_after_losing_the_lease(db: Factory) -> None:
+    job_id = claimed_job(db, new_tenant(db), worker_id="old", lease_s=1)
+    with session_scope(db) as session:
+        assert reap(session, now=utcnow() + timedelta(seconds=5)) == [job_id]
+    with session_scope(db) as session:
+        beat = heartbeat(session, job_id=job_id, worker_id="old", lease_s=60, step=99)
+        assert not beat and not beat.owned
+    with session_scope(db) as session:
+        claimed = claim_job(session, job_id=job_id, worker_id="new", lease_s=60)
+        assert claimed is not None and claimed.attempt == 2
+    with session_scope(db) as session:
+        assert not heartbeat(session, job_id=job_id, worker_id="old", lease_s=60).owned
+        assert not finish_job(session, job_id=job_id, worker_id="old", status="succeeded")
+        assert (
+            succeed_job(
+                session,
+                job_id=job_id,
+                worker_id="old",
+                model_id=new_id("mdl"),
+                class_names=None,
+                image_shape=[2],
+            )
+            is None
+        )
+        assert heartbeat(session, job_id=job_id, worker_id="new", lease_s=60).owned
+    final = job(db, job_id)
+    assert (final.status, final.worker_id, final.step) == ("running", "new", 0)
+    assert [e[3] for e in events(db, job_id)] == [
+        "created → queued",
+        "queued → running (attempt 1)",
+        "running → interrupted (lease expired; worker old lost)",
+        "interrupted → running (attempt 2)",
+    ]
+
+
+def test_failed_job_keeps_its_error(db: Factory) -> None:
+    job_id = claimed_job(db, new_tenant(db))
+    with session_scope(db) as session:
+        assert finish_job(
+            session,
+            job_id=job_id,
+            worker_id="w1",
+            status="failed",
+            error_code="diverged",
+            error_message="losses became NaN at step 12; lower the learning rate",
+            step=12,
+        )
+    failed = job(db, job_id)
+    assert (failed.status, failed.error_code, failed.step) == ("failed", "diverged", 12)
+    assert failed.finished_at is not None and failed.lease_expires_at is None
+    assert events(db, job_id)[-1][1:] == (
+        "error",
+        "status",
+        "running → failed: diverged: losses became NaN at step 12; lower the learning rate",
+    )
+    with pytest.raises(ValueError), session_scope(db) as session:
+        finish_job(session, job_id=job_id, worker_id="w1", status="running")
+
+
+def test_succeed_job_registers_the_model(db: Factory) -> None:
+    tenant = new_tenant(db)
+    job_id = claimed_job(db, tenant)
+    model_id = new_id("mdl")
+    with session_scope(db) as session:
+        model = succeed_job(
+            session,
+            job_id=job_id,
+            worker_id="w1",
+            model_id=model_id,
+            class_names=["a", "b"],
+            image_shape=[8, 8, 1],
+            summary={"fid": 12.5},
+            step=100,
+        )
+        assert model is not None
+    with session_scope(db) as session:
+        model = session.get(TrainedModel, model_id)
+        assert model is not None
+        assert (model.tenant_id, model.job_id, model.storage_prefix) == (
+            tenant,
+            job_id,
+            f"models/{model_id}/",
+        )
+        assert model.spec == spec() and model.class_names == ["a", "b"]
+    done = job(db, job_id)
+    assert (done.status, done.model_id, done.summary_metrics, done.step) == (
+        "succeeded",
+        model_id,
+        {"fid": 12.5},
+        100,
+    )
+
+
+# --- what a run reports ------------------------------------------------------------------------
+
+
+def test_metrics_replay_inserts_no_duplicates(db: Factory) -> None:
+    job_id = claimed_job(db, new_tenant(db))
+    for step in (10, 20, 30):
+        with session_scope(db) as session:
+            record_metrics(
+                session, job_id=job_id, step=step, metrics={"d_loss": step / 10, "g_loss": -step}
+            )
+    with session_scope(db) as session:  # a resumed run replays steps 20 and 30
+        record_metrics(
+            session, job_id=job_id, step=20, metrics={"d_loss": 2.5, "g_loss": float("nan")}
+        )
+        record_metrics(session, job_id=job_id, step=30, metrics={"d_loss": 3.5})
+        record_metrics(session, job_id=job_id, step=30, metrics={})
+        record_metrics(session, job_id=job_id, step=40, metrics={"fid": 30.0})
+    with session_scope(db) as session:
+        rows = session.execute(
+            select(Metric.name, Metric.step, Metric.value)
+            .where(Metric.job_id == job_id)
+            .order_by(Metric.name, Metric.step)
+        ).all()
+    assert [tuple(r) for r in rows] == [
+        ("d_loss", 10, 1.0),
+        ("d_loss", 20, 2.5),
+        ("d_loss", 30, 3.5),
+        ("fid", 40, 30.0),
+        ("g_loss", 10, -10.0),
+        ("g_loss", 20, None),
+        ("g_loss", 30, -30.0),
+    ]
+    assert job(db, job_id).latest_metrics == {
+        "d_loss": {"step": 30, "value": 3.5},
+        "g_loss": {"step": 30, "value": -30.0},
+        "fid": {"step": 40, "value": 30.0},
+    }
+
+
+def test_events_are_ordered_per_job(db: Factory) -> None:
+    tenant = new_tenant(db)
+    first, second = new_job(db, tenant), new_job(db, tenant)
+    with session_scope(db) as session:
+        record_event(
+            session, job_id=first, step=5, level="warning", code="mode_collapse", message="D wins"
+        )
+        record_event(session, job_id=second, code="note", message="hello")
+        record_event(session, job_id=first, step=6, code="note", message="ok")
+        with pytest.raises(ValueError):
+            record_event(session, job_id=first, level="debug", code="x", message="y")
+        with pytest.raises(NotFound):
+            record_event(session, job_id="job_missing", code="x", message="y")
+    assert [e[:3] for e in events(db, first)] == [
+        (1, "info", "status"),
+        (2, "warning", "mode_collapse"),
+        (3, "info", "note"),
+    ]
+    assert [e[0] for e in events(db, second)] == [1, 2]
+
+
+def test_samples_and_checkpoints_are_idempotent_per_step(db: Factory) -> None:
+    job_id = claimed_job(db, new_tenant(db))
+    with session_scope(db) as session:
+        assert latest_checkpoint(session, job_id=job_id) is None
+        for step in (500, 1000):
+            record_sample(session, job_id=job_id, step=step, storage_key=sample_key(job_id, step))
+            record_checkpoint(
+                session,
+                job_id=job_id,
+                step=step,
+                storage_key=checkpoint_key(job_id, step),
+                metrics={"fid": 50.0 - step / 100},
+            )
+        record_sample(session, job_id=job_id, step=1000, storage_key=sample_key(job_id, 1000))
+        record_checkpoint(
+            session,
+            job_id=job_id,
+            step=1000,
+            storage_key="elsewhere",
+            metrics={"fid": float("inf")},
+        )
+    with session_scope(db) as session:
+        assert (
+            session.scalar(select(func.count()).select_from(Sample).where(Sample.job_id == job_id))
+            == 2
+        )
+        newest = latest_checkpoint(session, job_id=job_id)
+        assert newest is not None
+        assert (newest.step, newest.storage_key, newest.metrics) == (
+            1000,
+            "elsewhere",
+            {"fid": None},
+        )
+
+
+# --- cancel ------------------------------------------------------------------------------------
+
+
+def test_cancel_a_queued_job(db: Factory) -> None:
+    tenant = new_tenant(db)
+    job_id = new_job(db, tenant)
+    with session_scope(db) as session:
+        cancelled = request_cancel(session, job_id=job_id, tenant_id=tenant)
+        assert cancelled.status == "cancelled" and cancelled.finished_at is not None
+    with session_scope(db) as session:
+        assert claim_job(session, job_id=job_id, worker_id="w", lease_s=60) is None
+    assert events(db, job_id)[-1][3] == "queued → cancelled"
+
+
+def test_cancel_a_running_job(db: Factory) -> None:
+    tenant = new_tenant(db)
+    job_id = claimed_job(db, tenant)
+    with session_scope(db) as session:
+        flagged = request_cancel(session, job_id=job_id, tenant_id=tenant)
+        assert (flagged.status, flagged.cancel_requested) == ("running", True)
+    with session_scope(db) as session:  # asking twice changes nothing
+        assert request_cancel(session, job_id=job_id, tenant_id=tenant).status == "running"
+    with session_scope(db) as session:
+        beat = heartbeat(session, job_id=job_id, worker_id="w1", lease_s=60, step=7)
+        assert beat.owned and beat.cancel_requested and not beat
+        assert finish_job(session, job_id=job_id, worker_id="w1", status="cancelled", step=7)
+    assert job(db, job_id).status == "cancelled"
+    assert [e[2:] for e in events(db, job_id)][-2:] == [
+        ("cancel_requested", "cancel requested; the worker stops at its next heartbeat"),
+        ("status", "running → cancelled"),
+    ]
+
+
+def test_cancel_a_finished_or_foreign_job(db: Factory) -> None:
+    tenant, other = new_tenant(db), new_tenant(db, "other")
+    job_id = claimed_job(db, tenant)
+    with session_scope(db) as session:
+        finish_job(session, job_id=job_id, worker_id="w1", status="succeeded")
+    with pytest.raises(Conflict, match="already succeeded"), session_scope(db) as session:
+        request_cancel(session, job_id=job_id, tenant_id=tenant)
+    with pytest.raises(NotFound), session_scope(db) as session:
+        request_cancel(session, job_id=job_id, tenant_id=other)
+
+
+# --- reaper ------------------------------------------------------------------------------------
+
+
+def test_reap(db: Factory) -> None:
+    tenant = new_tenant(db)
+    expired = claimed_job(db, tenant, worker_id="lost", lease_s=1)
+    healthy = claimed_job(db, tenant, worker_id="alive", lease_s=3600)
+    doomed = claimed_job(db, tenant, worker_id="lost2", lease_s=1)
+    fresh_queued = new_job(db, tenant)
+    stale_queued = new_job(db, tenant)
+    with session_scope(db) as session:
+        request_cancel(session, job_id=doomed, tenant_id=tenant)
+        old = utcnow() - timedelta(hours=1)
+        session.execute(
+            update(Job).where(Job.id == stale_queued).values(enqueued_at=old, created_at=old)
+        )
+
+    now = utcnow() + timedelta(seconds=5)
+    with session_scope(db) as session:
+        ids = reap(session, now=now, requeue_queued_older_than_s=600)
+    assert sorted(ids) == sorted([expired, stale_queued])
+    statuses = {
+        i: job(db, i).status for i in (expired, healthy, doomed, fresh_queued, stale_queued)
+    }
+    assert statuses == {
+        expired: "interrupted",
+        healthy: "running",
+        doomed: "cancelled",
+        fresh_queued: "queued",
+        stale_queued: "queued",
+    }
+    assert events(db, expired)[-1][1:] == (
+        "warning",
+        "status",
+        "running → interrupted (lease expired; worker lost lost)",
+    )
+    assert events(db, doomed)[-1][3] == "running → cancelled (lease expired; worker lost2 lost)"
+
+    with session_scope(db) as session:  # re-enqueued just now: not again until the threshold passes
+        assert reap(session, now=now, requeue_queued_older_than_s=600) == []
+    with session_scope(db) as session:
+        later = reap(session, now=now + timedelta(seconds=601), requeue_queued_older_than_s=600)
+    assert sorted(later) == sorted([expired, fresh_queued, stale_queued])
