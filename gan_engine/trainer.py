@@ -12,7 +12,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+from torch.optim.swa_utils import AveragedModel
 
 from gan_engine import regularizers
 from gan_engine.callbacks import Callback
@@ -42,6 +42,19 @@ class TrainResult:
     step: int
     stopped_early: bool
     summary: dict[str, float] = field(default_factory=dict)
+
+
+def ema_with_warmup(decay: float) -> Callable[[list[Tensor], list[Tensor], Tensor], None]:
+    """EMA whose decay ramps up as min(decay, (1 + n) / (10 + n)), so early averages track G."""
+
+    def update(averaged: list[Tensor], current: list[Tensor], num_averaged: Tensor) -> None:
+        n = float(num_averaged)
+        if averaged[0].is_floating_point():  # AveragedModel groups tensors by dtype
+            torch._foreach_lerp_(averaged, current, 1.0 - min(decay, (1 + n) / (10 + n)))
+        else:  # BatchNorm's num_batches_tracked
+            torch._foreach_copy_(averaged, current)
+
+    return update
 
 
 def pick_device(choice: str) -> torch.device:
@@ -87,7 +100,7 @@ class Trainer:
         self.D.to(self.device)
         decay = spec.training.ema_decay
         self.ema = (
-            AveragedModel(self.G, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
+            AveragedModel(self.G, multi_avg_fn=ema_with_warmup(decay), use_buffers=True)
             if decay > 0
             else None
         )

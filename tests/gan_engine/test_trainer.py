@@ -164,3 +164,18 @@ def test_resume_from_checkpoint_is_bit_identical(overrides: dict) -> None:
     ema_want = uninterrupted.sampling_generator.state_dict()
     for name, tensor in resumed.sampling_generator.state_dict().items():
         assert torch.equal(ema_want[name], tensor), f"ema.{name}"
+
+
+def test_ema_decay_warms_up_then_holds() -> None:
+    from gan_engine.trainer import ema_with_warmup
+
+    update = ema_with_warmup(0.999)
+    averaged, current = [torch.zeros(1)], [torch.ones(1)]
+    update(averaged, current, torch.tensor(1))  # decay (1 + 1) / (10 + 1) = 2/11
+    assert averaged[0].item() == pytest.approx(9 / 11)
+    averaged = [torch.zeros(1)]
+    update(averaged, current, torch.tensor(10**6))  # decay capped at 0.999
+    assert averaged[0].item() == pytest.approx(0.001)
+    counts = [torch.tensor(3)]
+    update(counts, [torch.tensor(5)], torch.tensor(2))  # integer buffers are copied
+    assert counts[0].item() == 5
