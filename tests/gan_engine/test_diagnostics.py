@@ -1,0 +1,170 @@
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Iterable
+
+import pytest
+
+from gan_engine.diagnostics import Diagnostics
+from gan_engine.events import Event
+from gan_engine.spec import parse_spec
+
+
+def _diagnostics(loss: str = "non_saturating", dataset: str = "digits") -> Diagnostics:
+    model = {"architecture": "mlp"} if dataset in ("ring8", "grid25") else {}
+    spec = parse_spec({"dataset": {"builtin": dataset}, "model": model, "loss": {"kind": loss}})
+    return Diagnostics(spec, num_classes=10)
+
+
+def _healthy(rng: random.Random) -> dict[str, float]:
+    d_real, d_fake = rng.gauss(0.5, 0.3), rng.gauss(-0.4, 0.3)
+    return {
+        "d_loss": rng.gauss(1.25, 0.15),
+        "g_loss": rng.gauss(0.9, 0.25),
+        "d_real": d_real,
+        "d_fake": d_fake,
+        "p_real": 1 / (1 + math.exp(-d_real)),
+        "p_fake": 1 / (1 + math.exp(-d_fake)),
+        "g_grad_norm": rng.lognormvariate(0.0, 0.3),
+        "d_grad_norm": rng.lognormvariate(0.5, 0.3),
+        "images_per_s": 5000.0,
+    }
+
+
+def _vanishing(rng: random.Random) -> dict[str, float]:
+    """Minimax with a winning D: D(real) ≈ 1, D(fake) ≈ 0, no gradient reaches G."""
+    return _healthy(rng) | {
+        "d_loss": 0.01, "g_loss": -0.004, "d_real": 6.0, "d_fake": -6.0,
+        "p_real": 0.998, "p_fake": 0.003, "g_grad_norm": rng.uniform(1e-6, 1e-5),
+    }  # fmt: skip
+
+
+def _feed(diagnostics: Diagnostics, stream: Iterable[dict[str, float]], start: int) -> list[Event]:
+    events = []
+    for i, metrics in enumerate(stream):
+        events += diagnostics.observe_step((start + i) * 10, metrics)
+    return events
+
+
+@pytest.mark.parametrize("loss", ["minimax", "non_saturating", "hinge", "wgan_gp", "least_squares"])
+def test_a_healthy_run_raises_nothing(loss: str) -> None:
+    rng, diagnostics = random.Random(0), _diagnostics(loss)
+    assert _feed(diagnostics, (_healthy(rng) for _ in range(500)), 0) == []
+    evals = [
+        {"class_coverage": c, "diversity_ratio": 0.8, "duplicate_fraction": 0.01,
+         "precision": p, "recall": r}
+        for c, p, r in [(0.5, 0.1, 0.05), (0.8, 0.4, 0.3), (1.0, 0.6, 0.5), (1.0, 0.7, 0.5)]
+    ]  # fmt: skip
+    assert [e for i, m in enumerate(evals) for e in diagnostics.observe_eval(i, m)] == []
+
+
+def test_vanishing_gradients_warn_once_per_episode_and_rearm_after_recovery() -> None:
+    rng, diagnostics = random.Random(0), _diagnostics("minimax")
+    events = _feed(diagnostics, (_healthy(rng) for _ in range(50)), 0)
+    events += _feed(diagnostics, (_vanishing(rng) for _ in range(300)), 50)
+    assert [(e.step, e.level, e.code) for e in events] == [(690, "warning", "vanishing_gradients")]
+    assert "non_saturating" in events[0].message
+
+    events = _feed(diagnostics, (_healthy(rng) for _ in range(10)), 350)
+    events += _feed(diagnostics, (_vanishing(rng) for _ in range(30)), 360)
+    assert events == []  # a short recovery does not re-arm it
+
+    events = _feed(diagnostics, (_healthy(rng) for _ in range(40)), 390)
+    events += _feed(diagnostics, (_vanishing(rng) for _ in range(30)), 430)
+    assert [e.code for e in events] == ["vanishing_gradients"]
+
+
+def test_a_short_blip_is_not_an_episode() -> None:
+    rng, diagnostics = random.Random(0), _diagnostics("minimax")
+    stream = [_healthy(rng) for _ in range(50)] + [_vanishing(rng) for _ in range(10)]
+    assert _feed(diagnostics, stream + [_healthy(rng) for _ in range(50)], 0) == []
+
+
+def test_a_winning_discriminator_with_non_saturating_loss_is_overpowering() -> None:
+    rng, diagnostics = random.Random(0), _diagnostics("non_saturating")
+    winning = [_vanishing(rng) | {"g_loss": 6.0, "g_grad_norm": 2.0} for _ in range(100)]
+    events = _feed(diagnostics, [_healthy(rng) for _ in range(50)] + winning, 0)
+    assert [e.code for e in events] == ["discriminator_overpowering"]
+    assert "learning rate" in events[0].message
+
+
+def test_thresholds_follow_the_loss() -> None:
+    rng = random.Random(0)
+    # a hinge D with every margin met has zero loss, whatever sigmoid(output) says
+    hinge = [_healthy(rng) | {"d_loss": 0.0, "d_real": 1.5, "d_fake": -1.5} for _ in range(50)]
+    assert [e.code for e in _feed(_diagnostics("hinge"), hinge, 0)] == [
+        "discriminator_overpowering"
+    ]
+    # a Wasserstein critic's loss near zero means nothing
+    critic = [_healthy(rng) | {"d_loss": 0.001} for _ in range(50)]
+    assert _feed(_diagnostics("wgan_gp"), critic, 0) == []
+
+
+def test_sustained_swings_in_the_losses_are_oscillation() -> None:
+    rng, diagnostics = random.Random(0), _diagnostics()
+    stream = []
+    for t in range(200):
+        swing = math.sin(2 * math.pi * t / 20)
+        g_loss, d_loss = 2.0 + 1.5 * swing, 1.0 - 0.6 * swing
+        stream.append(
+            _healthy(rng)
+            | {"g_loss": g_loss + rng.gauss(0, 0.2), "d_loss": d_loss + rng.gauss(0, 0.1)}
+        )
+    events = _feed(diagnostics, stream, 0)
+    assert [e.code for e in events] == ["oscillation"]
+
+
+def test_exploding_gradients_and_nan_losses_are_divergence_risks() -> None:
+    rng, diagnostics = random.Random(0), _diagnostics()
+    exploding = [_healthy(rng) | {"d_grad_norm": 5000.0} for _ in range(5)]
+    events = _feed(diagnostics, [_healthy(rng) for _ in range(50)] + exploding, 0)
+    assert [(e.step, e.code) for e in events] == [(510, "divergence_risk")]
+    assert "d_grad_norm" in events[0].message
+
+    nan = [_healthy(rng) | {"g_loss": float("nan")} for _ in range(2)]
+    assert [e.code for e in _feed(_diagnostics(), nan, 0)] == ["divergence_risk"]
+
+
+def test_falling_class_coverage_is_mode_collapse() -> None:
+    diagnostics, events = _diagnostics(), []
+    for step, coverage in enumerate([0.6, 0.9, 1.0, 1.0, 0.7, 0.5, 0.4, 0.3]):
+        events += diagnostics.observe_eval(step, {"class_coverage": coverage})
+    assert [(e.step, e.code) for e in events] == [(5, "mode_collapse")]
+    assert "fell from 100% to 50% of 10 classes" in events[0].message
+    assert "minibatch" in events[0].message and "pack" in events[0].message
+
+
+def test_sharp_samples_on_few_modes_are_mode_collapse_not_under_training() -> None:
+    diagnostics, events = _diagnostics(dataset="ring8"), []
+    undertrained = {"modes_captured": 3.0, "high_quality_fraction": 0.1, "reverse_kl": 0.9}
+    collapsed = {"modes_captured": 3.0, "high_quality_fraction": 0.9, "reverse_kl": 0.9}
+    for step, metrics in enumerate([undertrained] * 3 + [collapsed] * 3):
+        events += diagnostics.observe_eval(step, metrics)
+    assert [(e.step, e.code) for e in events] == [(4, "mode_collapse")]
+    assert "only 3 of 8 modes" in events[0].message
+
+
+def test_many_near_duplicates_that_look_real_are_mode_collapse() -> None:
+    diagnostics = _diagnostics()
+    collapsed = {"duplicate_fraction": 0.6, "diversity_ratio": 0.2, "precision": 0.8, "recall": 0.3}
+    assert diagnostics.observe_eval(0, collapsed) == []
+    (event,) = diagnostics.observe_eval(1, collapsed)
+    assert "60% of samples are near-duplicates" in event.message
+
+
+def test_an_untrained_generator_is_not_mode_collapse() -> None:
+    """At first every sample looks alike and nothing looks real: that needs training, not a fix."""
+    diagnostics, events = _diagnostics(), []
+    for step, quality in enumerate([0.0, 0.05, 0.1, 0.2, 0.25]):
+        metrics = {"precision": quality, "recall": quality, "class_coverage": 0.1 + 2 * quality}
+        metrics |= {"duplicate_fraction": 1 - quality, "diversity_ratio": 0.1 + quality}
+        events += diagnostics.observe_eval(step, metrics)
+    assert events == []
+
+
+def test_diversity_that_was_there_and_is_lost_is_mode_collapse_without_precision() -> None:
+    diagnostics, events = _diagnostics(), []
+    for step, diversity in enumerate([0.2, 0.6, 0.9, 0.5, 0.4, 0.3]):
+        events += diagnostics.observe_eval(step, {"diversity_ratio": diversity})
+    assert [(e.step, e.code) for e in events] == [(5, "mode_collapse")]
