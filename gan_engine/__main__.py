@@ -1,0 +1,3 @@
+from gan_engine.cli import main
+
+main()

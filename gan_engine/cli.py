@@ -1,0 +1,133 @@
+"""``python -m gan_engine train|sample``: the engine on its own, against a folder."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import numpy as np
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from gan_engine.artifacts import GeneratorArtifact, write_artifact
+from gan_engine.callbacks import Callback
+from gan_engine.checkpoint import CheckpointError, load_checkpoint, newest_checkpoint
+from gan_engine.data import DatasetError
+from gan_engine.evaluation import FolderEvaluatorCache
+from gan_engine.events import Event
+from gan_engine.run import build_trainer, export_files, load_training_data
+from gan_engine.run_folder import RunFolder
+from gan_engine.spec import SpecError, load_spec
+from gan_engine.trainer import TrainingDiverged
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
+err = Console(stderr=True)
+
+
+def _fail(message: str) -> typer.Exit:
+    err.print(f"[bold red]error:[/] {message}", highlight=False)
+    return typer.Exit(code=2)
+
+
+class ProgressBar(Callback):
+    def __init__(self, progress: Progress, total: int, start: int) -> None:
+        self.progress = progress
+        self.task = progress.add_task("training", total=total, completed=start, status="")
+
+    def on_step(self, step: int, metrics: dict[str, float]) -> None:
+        losses = f"d {metrics['d_loss']:.3f}  g {metrics['g_loss']:.3f}"
+        status = f"{losses}  {metrics['images_per_s']:.0f} img/s"
+        self.progress.update(self.task, completed=step, status=status)
+
+    def on_event(self, event: Event) -> None:
+        if event.level != "info":
+            self.progress.console.print(
+                f"[yellow]{event.level}[/] step {event.step}: {event.message}"
+            )
+
+
+@app.command()
+def train(
+    spec_path: Annotated[Path, typer.Argument(metavar="SPEC", help="a .yaml or .json spec")],
+    out: Annotated[Path, typer.Option("--out", help="run folder")],
+    resume: Annotated[
+        bool, typer.Option(help="continue from the newest checkpoint in --out")
+    ] = False,
+    data_dir: Annotated[
+        Path | None, typer.Option(envvar="GANFORGE_DATA_DIR", help="MNIST/Fashion-MNIST files")
+    ] = None,
+    cache_dir: Annotated[
+        Path, typer.Option(help="where trained evaluator classifiers are cached")
+    ] = Path.home() / ".cache" / "ganforge" / "evaluators",
+) -> None:
+    """Train a GAN from SPEC into the folder --out."""
+    try:
+        spec = load_spec(spec_path)
+        newest = newest_checkpoint(out / "checkpoints")
+        if newest and not resume:
+            raise _fail(f"{out} already holds a run; pass --resume to continue it, or pick --out")
+        if resume and newest is None:
+            raise _fail(f"--resume: no checkpoint in {out / 'checkpoints'}")
+        dataset = load_training_data(spec, data_dir=data_dir)
+        folder = RunFolder(out)
+        (out / "spec.json").write_text(spec.model_dump_json(indent=2))
+        with Progress(
+            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+            TimeRemainingColumn(), TextColumn("{task.fields[status]}"), console=err,
+        ) as progress:  # fmt: skip
+            trainer = build_trainer(
+                spec, dataset, callbacks=[folder],
+                evaluator_cache=FolderEvaluatorCache(cache_dir),
+            )  # fmt: skip
+            if newest is not None:
+                trainer.load_state_dict(load_checkpoint(newest))
+                folder.forget_after(trainer.step)
+            trainer.callbacks.append(ProgressBar(progress, spec.training.steps, trainer.step))
+            result = trainer.fit()
+        write_artifact(out, export_files(trainer, result))
+    except (SpecError, DatasetError, CheckpointError, TrainingDiverged) as error:
+        raise _fail(str(error)) from None
+    summary = "  ".join(f"{k} {v:.4g}" for k, v in result.summary.items())
+    err.print(f"done at step {result.step}: {out / 'generator.safetensors'}  {summary}")
+
+
+def _csv(text: str | None) -> list[str] | None:
+    return None if text is None else [part.strip() for part in text.split(",") if part.strip()]
+
+
+@app.command()
+def sample(
+    run_dir: Annotated[Path, typer.Argument(metavar="DIR", help="a finished run folder")],
+    out: Annotated[Path, typer.Option("--out", help="FILE.png (a grid) or FILE.npy")],
+    n: Annotated[int | None, typer.Option("--n", help="how many samples")] = None,
+    labels: Annotated[str | None, typer.Option(help="class indices, e.g. 0,3,3")] = None,
+    class_names: Annotated[str | None, typer.Option(help="e.g. Sneaker,Bag")] = None,
+    per_class: Annotated[int | None, typer.Option(help="this many of every class")] = None,
+    seed: Annotated[int, typer.Option()] = 0,
+    truncation: Annotated[float | None, typer.Option(help="truncate z to [-t, t]")] = None,
+) -> None:
+    """Sample from a trained generator; the same seed gives the same samples."""
+    if out.suffix not in (".png", ".npy"):
+        raise _fail(f"--out must end in .png or .npy, not '{out.suffix}'")
+    try:
+        artifact = GeneratorArtifact.load(run_dir)
+        label_list = None if labels is None else [int(x) for x in _csv(labels) or []]
+        names = _csv(class_names)
+        samples = artifact.sample(
+            labels=label_list, class_names=names, per_class=per_class, n=n, seed=seed,
+            truncation=truncation,
+        )  # fmt: skip
+    except ValueError as error:  # ArtifactError, and int() of a bad --labels
+        raise _fail(str(error)) from None
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if out.suffix == ".npy":
+        np.save(out, samples.data)
+    else:
+        out.write_bytes(artifact.png(samples, columns=None if per_class is None else per_class))
+    err.print(f"wrote {len(samples.data)} samples to {out}")
+
+
+def main() -> None:
+    app(prog_name=f"{Path(sys.executable).name} -m gan_engine")

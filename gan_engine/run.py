@@ -1,0 +1,51 @@
+"""Assembling a run from a spec: data, networks, evaluation and diagnostics around the Trainer."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+
+from gan_engine.artifacts import artifact_files
+from gan_engine.callbacks import Callback
+from gan_engine.data import Dataset, load_dataset
+from gan_engine.diagnostics import Diagnostics
+from gan_engine.evaluation import EvaluatorCache, RunEvaluator
+from gan_engine.spec import Spec
+from gan_engine.trainer import Trainer, TrainResult
+
+
+def load_training_data(spec: Spec, *, data_dir: Path | None = None) -> Dataset:
+    image_size = None if spec.dataset.is_points else spec.model.image_size
+    return load_dataset(spec.dataset, data_dir=data_dir, image_size=image_size)
+
+
+def build_trainer(
+    spec: Spec,
+    dataset: Dataset,
+    *,
+    callbacks: Sequence[Callback] = (),
+    evaluator_cache: EvaluatorCache | None = None,
+    device: torch.device | None = None,
+) -> Trainer:
+    """A Trainer with quality metrics every ``monitor.eval_every`` steps and diagnostics on."""
+    trainer = Trainer(spec, dataset, callbacks=callbacks, device=device)
+    trainer.evaluator = RunEvaluator(
+        spec=spec, dataset=dataset, cache=evaluator_cache, device=trainer.device
+    )
+    trainer.diagnostics = Diagnostics(spec, trainer.num_classes)
+    return trainer
+
+
+def export_files(trainer: Trainer, result: TrainResult) -> dict[str, bytes]:
+    """generator.safetensors + config.json of the trained (EMA) generator."""
+    return artifact_files(
+        trainer.sampling_generator,
+        model=trainer.spec.model,
+        sample_shape=trainer.dataset.sample_shape,
+        class_names=trainer.dataset.class_names,
+        dataset=trainer.dataset.name,
+        step=result.step,
+        metrics=result.summary,
+    )
