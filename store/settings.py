@@ -81,13 +81,14 @@ class Settings(BaseSettings):
             "data_folder_in": str(queue),
             "data_folder_out": str(queue),
             "processed_folder": str(self.broker_folder / "processed"),
+            "control_folder": str(self.broker_folder / "control"),
             "store_processed": False,
         }
 
     def ensure_dirs(self) -> None:
         """Create the embedded folders that the URLs point into (no-op for servers)."""
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        for key in ("data_folder_in", "processed_folder"):
+        for key in ("data_folder_in", "processed_folder", "control_folder"):
             folder = self.broker_transport_options().get(key)
             if folder:
                 Path(folder).mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,305 @@
+"""``run_job`` in-process on the embedded configuration (SQLite + a storage folder)."""
+
+from __future__ import annotations
+
+import json
+import math
+import threading
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+
+import numpy as np
+import pytest
+import torch
+from sqlalchemy import update
+
+from gan_engine.checkpoint import load_checkpoint
+from gan_engine.data.packs import write_pack
+from gan_engine.losses import LOSSES, LossPair
+from store.db import session_scope
+from store.jobs import claim_job, request_cancel
+from store.models import Checkpoint, Job, JobEvent, Metric, Sample, TrainedModel, new_id
+from store.models import Dataset as DatasetRow
+from store.storage import dataset_pack_key, model_config_key, model_weights_key
+from tests.worker.conftest import Service, new_tenant, poll, tiny_spec
+from worker.evaluators import StorageEvaluatorCache
+from worker.runner import LEASE_LOST, NOT_CLAIMED, run_job
+
+PNG_MAGIC = b"\x89PNG"
+
+
+@pytest.fixture
+def background() -> Iterator[ThreadPoolExecutor]:
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        yield pool
+
+
+def run(service: Service, job_id: str, **kwargs: object) -> str:
+    return run_job(job_id, settings=service.settings, **kwargs)  # type: ignore[arg-type]
+
+
+def events(service: Service, job_id: str) -> list[JobEvent]:
+    return service.rows(JobEvent, job_id, JobEvent.seq)
+
+
+def steps_of(service: Service, job_id: str, name: str = "d_loss") -> list[int]:
+    return [m.step for m in service.rows(Metric, job_id, Metric.step) if m.name == name]
+
+
+def first_metric_written(service: Service, job_id: str) -> bool:
+    return bool(steps_of(service, job_id))
+
+
+def test_success_registers_a_model_and_reports_everything(embedded: Service) -> None:
+    job_id = embedded.submit(tiny_spec(steps=30))
+
+    assert run(embedded, job_id, worker_id="w1") == "succeeded"
+
+    job = embedded.job(job_id)
+    assert (job.status, job.step, job.attempt, job.error_code) == ("succeeded", 30, 1, None)
+    assert job.lease_expires_at is None and job.finished_at is not None
+    assert steps_of(embedded, job_id) == [5, 10, 15, 20, 25, 30]
+    assert job.latest_metrics["d_loss"]["step"] == 30
+    assert {"modes_captured", "reverse_kl"} <= set(job.summary_metrics or {})
+    statuses = [e.message for e in events(embedded, job_id) if e.code == "status"]
+    assert statuses == ["created → queued", "queued → running (attempt 1)", "running → succeeded"]
+    checkpoint_events = [e.step for e in events(embedded, job_id) if e.code == "checkpoint"]
+    assert checkpoint_events == [10, 20, 30]
+
+    samples = embedded.rows(Sample, job_id, Sample.step)
+    assert [s.step for s in samples] == [10, 20, 30]
+    assert all(embedded.storage.get_bytes(s.storage_key).startswith(PNG_MAGIC) for s in samples)
+    checkpoints = embedded.rows(Checkpoint, job_id, Checkpoint.step)
+    assert [c.step for c in checkpoints] == [10, 20, 30]
+    assert "d_loss" in (checkpoints[-1].metrics or {})
+    state = load_checkpoint(embedded.storage.get_bytes(checkpoints[1].storage_key))
+    assert state["step"] == 20
+
+    [model] = embedded.rows(TrainedModel, job_id)
+    assert model.id == job.model_id and model.tenant_id == embedded.tenant_id
+    assert model.class_names == [f"mode{k}" for k in range(8)] and model.image_shape == [2]
+    config = json.loads(embedded.storage.get_bytes(model_config_key(model.id)))
+    assert config["training_step"] == 30 and config["num_classes"] == 8
+    assert embedded.storage.exists(model_weights_key(model.id))
+
+
+def test_image_job_on_an_uploaded_dataset_caches_its_evaluator(embedded: Service) -> None:
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 255, size=(200, 8, 8), dtype=np.uint8)
+    labels = np.arange(200) % 2
+    dataset_id = new_id("ds")
+    with (embedded.settings.data_dir / "pack.npz").open("wb") as out:
+        write_pack(out, images, labels, ["even", "odd"])
+    embedded.storage.put_file(dataset_pack_key(dataset_id), embedded.settings.data_dir / "pack.npz")
+    with session_scope(embedded.sessions) as session:
+        session.add(
+            DatasetRow(
+                id=dataset_id, tenant_id=embedded.tenant_id, name="noise",
+                storage_key=dataset_pack_key(dataset_id), n_images=200, image_shape=[8, 8, 1],
+                class_names=["even", "odd"], size_bytes=1,
+            )
+        )  # fmt: skip
+    spec = tiny_spec(
+        steps=4,
+        dataset={"id": dataset_id, "builtin": None},
+        model={"architecture": "dcgan", "width": 8, "image_size": 8, "latent_dim": 8},
+        monitor={"log_every": 2, "sample_every": 4, "checkpoint_every": 4,
+                 "metrics": ["class_accuracy"]},
+    )  # fmt: skip
+    job_id = embedded.submit(spec)
+
+    assert run(embedded, job_id) == "succeeded"
+
+    [model] = embedded.rows(TrainedModel, job_id)
+    assert model.class_names == ["even", "odd"] and model.image_shape == [8, 8, 1]
+    assert "class_accuracy" in (model.summary_metrics or {})
+    cached = embedded.storage.list("evaluators/")
+    assert len(cached) == 1
+    key = cached[0].removeprefix("evaluators/")
+    assert StorageEvaluatorCache(embedded.storage).get(key) is not None
+
+
+def test_duplicate_delivery_trains_once(embedded: Service) -> None:
+    job_id = embedded.submit(tiny_spec(steps=10))
+
+    assert run(embedded, job_id) == "succeeded"
+    assert run(embedded, job_id) == NOT_CLAIMED
+
+    job = embedded.job(job_id)
+    assert (job.status, job.attempt) == ("succeeded", 1)
+    assert len(embedded.rows(TrainedModel, job_id)) == 1
+    assert [e.message for e in events(embedded, job_id)].count("queued → running (attempt 1)") == 1
+
+
+def test_a_job_another_worker_runs_is_not_touched(embedded: Service) -> None:
+    job_id = embedded.submit(tiny_spec(steps=10))
+    with session_scope(embedded.sessions) as session:
+        assert claim_job(session, job_id=job_id, worker_id="other", lease_s=60) is not None
+
+    assert run(embedded, job_id) == NOT_CLAIMED
+
+    job = embedded.job(job_id)
+    assert (job.status, job.worker_id, job.step) == ("running", "other", 0)
+    assert steps_of(embedded, job_id) == []
+
+
+def test_cancel_request_ends_a_running_job_as_cancelled(
+    embedded: Service, background: ThreadPoolExecutor
+) -> None:
+    job_id = embedded.submit(tiny_spec(steps=1_000_000, monitor={"checkpoint_every": 1000}))
+    result: Future[str] = background.submit(run, embedded, job_id)
+    poll(lambda: first_metric_written(embedded, job_id), timeout=30, what="the first metrics")
+
+    with session_scope(embedded.sessions) as session:
+        request_cancel(session, job_id=job_id, tenant_id=embedded.tenant_id)
+
+    assert result.result(timeout=30) == "cancelled"
+    job = embedded.job(job_id)
+    assert job.status == "cancelled" and job.model_id is None and job.lease_expires_at is None
+    assert 0 < job.step < 1_000_000
+    log = events(embedded, job_id)
+    assert "cancel_requested" in [e.code for e in log]
+    assert (log[-1].code, log[-1].message) == ("status", "running → cancelled")
+
+
+def test_nan_losses_fail_the_job_as_diverged(
+    embedded: Service, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls = iter(range(10_000))
+
+    def nan_from_the_eighth_call(fake: torch.Tensor) -> torch.Tensor:
+        return fake.mean() * (math.nan if next(calls) >= 7 else 1.0)
+
+    honest = LOSSES["non_saturating"]
+    monkeypatch.setitem(
+        LOSSES, "non_saturating", LossPair(honest.discriminator, nan_from_the_eighth_call)
+    )
+    job_id = embedded.submit(tiny_spec(steps=30))
+
+    assert run(embedded, job_id) == "failed"
+
+    job = embedded.job(job_id)
+    assert (job.status, job.error_code) == ("failed", "diverged")
+    assert "diverged at step 8" in (job.error_message or "")
+    diverged = [e for e in events(embedded, job_id) if e.code == "diverged"]
+    assert len(diverged) == 1 and diverged[0].level == "error"
+
+
+def test_an_unknown_dataset_id_fails_with_dataset_error(embedded: Service) -> None:
+    job_id = embedded.submit(tiny_spec(dataset={"id": "ds_doesnotexist", "builtin": None}))
+
+    assert run(embedded, job_id) == "failed"
+
+    job = embedded.job(job_id)
+    assert (job.status, job.error_code) == ("failed", "dataset_error")
+    assert "ds_doesnotexist does not exist" in (job.error_message or "")
+    assert job.lease_expires_at is None
+
+
+def test_another_tenants_dataset_is_not_found(embedded: Service) -> None:
+    other = new_tenant(embedded.sessions, "other")
+    dataset_id = new_id("ds")
+    with session_scope(embedded.sessions) as session:
+        session.add(
+            DatasetRow(
+                id=dataset_id, tenant_id=other, name="theirs", n_images=1, size_bytes=1,
+                storage_key=dataset_pack_key(dataset_id), image_shape=[8, 8, 1], class_names=None,
+            )
+        )  # fmt: skip
+    job_id = embedded.submit(tiny_spec(dataset={"id": dataset_id, "builtin": None}))
+
+    assert run(embedded, job_id) == "failed"
+    assert embedded.job(job_id).error_code == "dataset_error"
+
+
+def test_a_spec_that_no_longer_validates_fails_with_invalid_spec(embedded: Service) -> None:
+    spec = tiny_spec()
+    spec["model"]["architecture"] = "transformer"
+    job_id = embedded.submit(spec)
+
+    assert run(embedded, job_id) == "failed"
+
+    job = embedded.job(job_id)
+    assert job.error_code == "invalid_spec" and "model.architecture" in (job.error_message or "")
+
+
+def test_max_runtime_fails_with_its_own_code(embedded: Service) -> None:
+    job_id = embedded.submit(tiny_spec(steps=1000, training={"max_runtime_s": 0.001}))
+
+    assert run(embedded, job_id) == "failed"
+
+    job = embedded.job(job_id)
+    assert (job.error_code, job.step) == ("max_runtime_exceeded", 1)
+    assert "max_runtime_s" in (job.error_message or "")
+    assert "max_runtime" in [e.code for e in events(embedded, job_id)]
+
+
+def test_an_unexpected_error_fails_the_job_as_internal_error(
+    embedded: Service, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken_export(*_: object) -> dict[str, bytes]:
+        raise RuntimeError("disk on fire")
+
+    monkeypatch.setattr("worker.runner.export_files", broken_export)
+    job_id = embedded.submit(tiny_spec(steps=10))
+
+    assert run(embedded, job_id) == "failed"
+
+    job = embedded.job(job_id)
+    assert (job.status, job.error_code) == ("failed", "internal_error")
+    assert "RuntimeError: disk on fire" in (job.error_message or "")
+    assert job.lease_expires_at is None and job.model_id is None
+
+
+def test_a_lost_lease_stops_the_run_without_writing(
+    embedded: Service, background: ThreadPoolExecutor
+) -> None:
+    job_id = embedded.submit(tiny_spec(steps=1_000_000, monitor={"checkpoint_every": 1000}))
+    result: Future[str] = background.submit(run, embedded, job_id)
+    poll(lambda: first_metric_written(embedded, job_id), timeout=30, what="the first metrics")
+
+    with session_scope(embedded.sessions) as session:  # the reaper gave the job to someone else
+        session.execute(update(Job).where(Job.id == job_id).values(worker_id="new-owner"))
+
+    assert result.result(timeout=30) == LEASE_LOST
+    job = embedded.job(job_id)
+    assert (job.status, job.worker_id) == ("running", "new-owner")
+    statuses = [e.message for e in events(embedded, job_id) if e.code == "status"]
+    assert statuses == ["created → queued", "queued → running (attempt 1)"]  # never finished
+
+
+def test_shutdown_hands_the_job_back_and_the_next_run_resumes_at_its_checkpoint(
+    embedded: Service, background: ThreadPoolExecutor
+) -> None:
+    spec = tiny_spec(steps=120, monitor={"checkpoint_every": 1000})
+    job_id, reference_id = embedded.submit(spec), embedded.submit(spec)
+    shutdown, requeued = threading.Event(), []
+    result: Future[str] = background.submit(
+        run, embedded, job_id, shutdown=shutdown, requeue=requeued.append
+    )
+    poll(lambda: first_metric_written(embedded, job_id), timeout=30, what="the first metrics")
+    shutdown.set()  # what the worker's SIGTERM handler does
+
+    assert result.result(timeout=30) == "interrupted"
+    assert requeued == [job_id]
+    job = embedded.job(job_id)
+    [checkpoint] = embedded.rows(Checkpoint, job_id)
+    assert job.status == "interrupted" and checkpoint.step == job.step
+    stopped_at = checkpoint.step
+    assert 0 < stopped_at < 120
+
+    assert run(embedded, job_id) == "succeeded"
+
+    job = embedded.job(job_id)
+    assert (job.status, job.attempt, job.step) == ("succeeded", 2, 120)
+    resumed = [e for e in events(embedded, job_id) if e.code == "resumed"]
+    assert [e.message for e in resumed] == [f"resumed from step {stopped_at}"]
+    assert steps_of(embedded, job_id) == list(range(5, 121, 5))
+
+    # The resumed run continues the same curve: bit-identical to an uninterrupted run on CPU.
+    assert run(embedded, reference_id) == "succeeded"
+    losses = {
+        job: {(m.name, m.step): m.value for m in embedded.rows(Metric, job) if "loss" in m.name}
+        for job in (job_id, reference_id)
+    }
+    assert losses[job_id] == losses[reference_id]
