@@ -1,0 +1,36 @@
+"""Settings of the API process: the shared ``store`` settings plus what only the API reads."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from pydantic import Field
+
+from store.settings import MB, Settings
+
+
+class ApiSettings(Settings):
+    reaper_enabled: bool = Field(
+        True, description="run the reaper loop (every REAP_INTERVAL_S) inside the API process"
+    )
+    model_cache_size: int = Field(8, ge=1, description="generators kept loaded (LRU)")
+    max_generate_samples: int = Field(1024, ge=1, le=4096, description="samples per request")
+    max_uncompressed_bytes: int = Field(
+        1024 * MB, gt=0, description="an upload's archive members, decompressed, at most"
+    )
+    stream_poll_s: float = Field(0.5, gt=0, description="SSE: database poll interval")
+    stream_keepalive_s: float = Field(15.0, gt=0, description="SSE: comment after this silence")
+
+
+def api_settings(settings: Settings | None = None) -> ApiSettings:
+    """``settings`` as ``ApiSettings`` (API-only fields from the environment or defaults)."""
+    if settings is None:
+        return get_api_settings()
+    if isinstance(settings, ApiSettings):
+        return settings
+    return ApiSettings(**settings.model_dump())
+
+
+@lru_cache(maxsize=1)
+def get_api_settings() -> ApiSettings:
+    return ApiSettings()

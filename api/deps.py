@@ -1,0 +1,107 @@
+"""Request dependencies: ``SessionDep``, ``SettingsDep``, ``StorageDep``, ``TenantDep``...
+
+Everything a request needs lives on ``app.state`` (built by ``create_app``), so several apps with
+different settings can live in one process (tests do).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Annotated
+
+from celery import Celery
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy.orm import Session, sessionmaker
+
+from api.config import ApiSettings
+from api.errors import ApiError
+from api.services.generation import ModelCache
+from api.telemetry import ApiMetrics
+from store.auth import verify_api_key
+from store.storage import ObjectStorage
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who is asking: the tenant every object of the request must belong to."""
+
+    tenant_id: str
+    key_id: str
+
+
+def get_settings(request: Request) -> ApiSettings:
+    settings: ApiSettings = request.app.state.settings
+    return settings
+
+
+def get_sessionmaker(request: Request) -> sessionmaker[Session]:
+    factory: sessionmaker[Session] = request.app.state.sessionmaker
+    return factory
+
+
+def get_session(factory: SessionmakerDep) -> Iterator[Session]:
+    """A session for the request; services commit what they write, the rest is rolled back."""
+    with factory() as session:
+        yield session
+
+
+def get_storage(request: Request) -> ObjectStorage:
+    storage: ObjectStorage = request.app.state.storage
+    return storage
+
+
+def get_celery(request: Request) -> Celery:
+    celery: Celery = request.app.state.celery
+    return celery
+
+
+def get_model_cache(request: Request) -> ModelCache:
+    cache: ModelCache = request.app.state.model_cache
+    return cache
+
+
+def get_metrics(request: Request) -> ApiMetrics:
+    metrics: ApiMetrics = request.app.state.metrics
+    return metrics
+
+
+SettingsDep = Annotated[ApiSettings, Depends(get_settings)]
+SessionmakerDep = Annotated[sessionmaker[Session], Depends(get_sessionmaker)]
+SessionDep = Annotated[Session, Depends(get_session, scope="function")]
+StorageDep = Annotated[ObjectStorage, Depends(get_storage)]
+CeleryDep = Annotated[Celery, Depends(get_celery)]
+ModelCacheDep = Annotated[ModelCache, Depends(get_model_cache)]
+MetricsDep = Annotated[ApiMetrics, Depends(get_metrics)]
+
+bearer = HTTPBearer(
+    auto_error=False,
+    description="an API key: `Authorization: Bearer gf_...` (`ganforge keys create` makes one)",
+)
+UNAUTHORIZED_HEADERS = {"WWW-Authenticate": "Bearer"}
+
+
+def get_caller(
+    session: SessionDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+) -> Caller:
+    if credentials is None:
+        raise ApiError(
+            401,
+            "missing API key: send the header 'Authorization: Bearer <key>'",
+            param="Authorization",
+            headers=UNAUTHORIZED_HEADERS,
+        )
+    api_key = verify_api_key(session, key=credentials.credentials)
+    if api_key is None:
+        raise ApiError(
+            401, "invalid or revoked API key", param="Authorization", headers=UNAUTHORIZED_HEADERS
+        )
+    caller = Caller(tenant_id=api_key.tenant_id, key_id=api_key.id)
+    # End the read: a long request (an upload, a stream) then holds no connection meanwhile.
+    session.rollback()
+    return caller
+
+
+TenantDep = Annotated[Caller, Depends(get_caller)]

@@ -1,0 +1,112 @@
+"""``/v1/models``: trained generators, sampling and export."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Path, Query, Response
+from starlette.concurrency import run_in_threadpool
+
+from api.deps import MetricsDep, ModelCacheDep, SessionDep, SettingsDep, StorageDep, TenantDep
+from api.schemas import ERROR_RESPONSES, ModelOut, Page, SampleRequest, SamplesJson
+from api.services import models as service
+from api.services.pagination import DEFAULT_LIMIT, Limit
+
+router = APIRouter(prefix="/v1/models", tags=["models"], responses=ERROR_RESPONSES)
+
+ModelId = Annotated[str, Path(description="a model id (mdl_...)")]
+
+
+@router.get("", summary="List models")
+def list_models(
+    session: SessionDep,
+    caller: TenantDep,
+    limit: Limit = DEFAULT_LIMIT,
+    after: Annotated[
+        str | None, Query(description="the id of the previous page's last item")
+    ] = None,
+) -> Page[ModelOut]:
+    """The generators of this account's succeeded jobs, newest first."""
+    rows, more = service.list_models(session, tenant_id=caller.tenant_id, after=after, limit=limit)
+    return Page[ModelOut](data=[service.model_out(m) for m in rows], has_more=more)
+
+
+@router.get("/{model_id}", summary="Get a model")
+def get_model(model_id: ModelId, session: SessionDep, caller: TenantDep) -> ModelOut:
+    return service.model_out(
+        service.get_model(session, tenant_id=caller.tenant_id, model_id=model_id)
+    )
+
+
+@router.post(
+    "/{model_id}/samples",
+    summary="Generate samples",
+    response_class=Response,
+    responses={
+        200: {
+            "description": "by `format`: a PNG grid, a zip of PNGs, an .npy array or JSON",
+            "content": {
+                "image/png": {},
+                "application/zip": {},
+                "application/octet-stream": {},
+                "application/json": {"schema": SamplesJson.model_json_schema()},
+            },
+        }
+    },
+)
+async def generate_samples(
+    model_id: ModelId,
+    body: SampleRequest,
+    session: SessionDep,
+    caller: TenantDep,
+    settings: SettingsDep,
+    storage: StorageDep,
+    cache: ModelCacheDep,
+    metrics: MetricsDep,
+) -> Response:
+    """`{"class_names": ["Sneaker"], "n": 16, "seed": 3}` gives 16 sneakers; the same seed and
+    labels always give the same bytes. At most 1024 samples a request (MAX_GENERATE_SAMPLES)."""
+    await run_in_threadpool(
+        service.get_model, session, tenant_id=caller.tenant_id, model_id=model_id
+    )
+    encoded = await run_in_threadpool(
+        lambda: service.generate(
+            model_id=model_id,
+            request=body,
+            storage=storage,
+            cache=cache,
+            metrics=metrics,
+            max_samples=settings.max_generate_samples,
+        )
+    )
+    headers = {}
+    if encoded.filename:
+        headers["Content-Disposition"] = f'attachment; filename="{encoded.filename}"'
+    return Response(encoded.body, media_type=encoded.media_type, headers=headers)
+
+
+@router.get(
+    "/{model_id}/export",
+    summary="Download a model",
+    response_class=Response,
+    responses={200: {"content": {"application/zip": {}}, "description": "a zip archive"}},
+)
+def export_model(
+    model_id: ModelId,
+    session: SessionDep,
+    caller: TenantDep,
+    storage: StorageDep,
+    format: Annotated[
+        Literal["safetensors"], Query(description="the weights' format")
+    ] = "safetensors",
+) -> Response:
+    """A zip of `generator.safetensors` (the EMA generator's weights), `config.json` (what
+    rebuilds it: architecture, latent size, classes, sample shape, normalisation) and `spec.json`
+    (the job's normalised spec). Unzipped, it is a folder that `python -m gan_engine sample`
+    reads."""
+    model = service.get_model(session, tenant_id=caller.tenant_id, model_id=model_id)
+    body = service.export_zip(model=model, storage=storage)
+    disposition = f'attachment; filename="{model_id}.zip"'
+    return Response(
+        body, media_type="application/zip", headers={"Content-Disposition": disposition}
+    )

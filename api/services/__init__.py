@@ -1,0 +1,1 @@
+"""What the routes do: small keyword-only functions over a ``Session`` and ``ObjectStorage``."""

@@ -1,0 +1,193 @@
+"""Datasets: uploaded packs (rows + one object each) and the builtin catalogue."""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from pathlib import Path
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from api.config import ApiSettings
+from api.errors import ApiError
+from api.schemas import BuiltinDatasetOut, DatasetOut
+from api.services import dataset_files
+from api.services.pagination import newest_first_page
+from gan_engine.data.idx import CLASS_NAMES
+from gan_engine.data.mixtures import MIXTURES
+from gan_engine.data.packs import write_pack
+from store.db import session_scope
+from store.errors import Conflict, NotFound
+from store.models import ACTIVE_STATUSES, Dataset, Job, new_id, utcnow
+from store.storage import ObjectStorage, dataset_pack_key
+
+log = logging.getLogger("api.datasets")
+
+MAX_NAME_CHARS = 200
+
+
+def _mixture(name: str, layout: str) -> BuiltinDatasetOut:
+    classes = [f"mode{k}" for k in range(len(MIXTURES[name].modes))]
+    return BuiltinDatasetOut(
+        name=name,
+        kind="points",
+        sample_shape=[2],
+        n_images=50_000,
+        class_names=classes,
+        num_classes=len(classes),
+        description=f"2-D points: {layout} (PacGAN protocol); labels are the mode index",
+    )
+
+
+def _images(name: str, side: int, count: int, classes: list[str], what: str) -> BuiltinDatasetOut:
+    return BuiltinDatasetOut(
+        name=name,
+        kind="image",
+        sample_shape=[side, side, 1],
+        n_images=count,
+        class_names=classes,
+        num_classes=len(classes),
+        description=what,
+    )
+
+
+BUILTINS: tuple[BuiltinDatasetOut, ...] = (
+    _mixture("ring8", "8 Gaussians on the unit circle, std 0.01"),
+    _mixture("grid25", "25 Gaussians at {-4,-2,0,2,4}², std 0.05"),
+    _images(
+        "digits",
+        8,
+        1438,
+        [str(k) for k in range(10)],
+        "scikit-learn's 8×8 handwritten digits (80% train split)",
+    ),
+    _images("mnist", 28, 60_000, CLASS_NAMES["mnist"], "MNIST handwritten digits"),
+    _images(
+        "fashion-mnist", 28, 60_000, CLASS_NAMES["fashion-mnist"], "Fashion-MNIST clothing articles"
+    ),
+)
+
+
+def dataset_out(row: Dataset) -> DatasetOut:
+    return DatasetOut(
+        id=row.id,
+        name=row.name,
+        n_images=row.n_images,
+        image_shape=list(row.image_shape),
+        class_names=row.class_names,
+        num_classes=len(row.class_names or []),
+        size_bytes=row.size_bytes,
+        created_at=row.created_at,
+    )
+
+
+def get_dataset(session: Session, *, tenant_id: str, dataset_id: str) -> Dataset:
+    row = session.scalar(
+        select(Dataset).where(Dataset.id == dataset_id, Dataset.tenant_id == tenant_id)
+    )
+    if row is None:
+        raise NotFound(f"dataset {dataset_id} not found")
+    return row
+
+
+def list_datasets(
+    session: Session, *, tenant_id: str, after: str | None, limit: int
+) -> tuple[list[Dataset], bool]:
+    scope = [Dataset.tenant_id == tenant_id]
+    return newest_first_page(
+        session,
+        select(Dataset).where(*scope),
+        created_at=Dataset.created_at,
+        id_column=Dataset.id,
+        scope=scope,
+        after=after,
+        limit=limit,
+    )
+
+
+def dataset_name(name: str | None, filename: str) -> str:
+    name = (name or "").strip() or Path(filename).stem.strip() or "dataset"
+    if len(name) > MAX_NAME_CHARS:
+        raise ApiError(422, f"name: at most {MAX_NAME_CHARS} characters", param="name")
+    return name
+
+
+def create_dataset(
+    *,
+    sessions: sessionmaker[Session],
+    storage: ObjectStorage,
+    settings: ApiSettings,
+    tenant_id: str,
+    path: Path,
+    filename: str,
+    name: str | None,
+) -> Dataset:
+    """Validate an uploaded file, store it as a pack and record the dataset (blocking: run it in
+    a worker thread)."""
+    name = dataset_name(name, filename)
+    dataset_files.check_file_type(path, filename)
+    converted = dataset_files.convert(path, settings)
+    images = converted.images
+    dataset_id = new_id("ds")
+    key = dataset_pack_key(dataset_id)
+    with tempfile.TemporaryDirectory(prefix="ganforge-pack-") as folder:
+        pack = Path(folder) / "pack.npz"
+        write_pack(pack, images, converted.labels, converted.class_names)
+        size = pack.stat().st_size
+        storage.put_file(key, pack)
+    try:
+        with session_scope(sessions) as session:
+            row = Dataset(
+                id=dataset_id,
+                tenant_id=tenant_id,
+                name=name,
+                storage_key=key,
+                n_images=int(images.shape[0]),
+                image_shape=[
+                    int(images.shape[1]),
+                    int(images.shape[2]),
+                    int(images.shape[3]) if images.ndim == 4 else 1,
+                ],
+                class_names=converted.class_names,
+                size_bytes=size,
+                created_at=utcnow(),
+            )
+            session.add(row)
+    except BaseException:
+        storage.delete(key)
+        raise
+    return row
+
+
+def delete_dataset(
+    session: Session, *, storage: ObjectStorage, tenant_id: str, dataset_id: str
+) -> None:
+    """Delete a dataset and its pack; refused while a queued or running job trains on it."""
+    row = session.scalar(
+        select(Dataset)
+        .where(Dataset.id == dataset_id, Dataset.tenant_id == tenant_id)
+        .with_for_update()  # a job submitted meanwhile waits for this (see jobs.submit_job)
+    )
+    if row is None:
+        raise NotFound(f"dataset {dataset_id} not found")
+    active = session.scalars(
+        select(Job.id).where(Job.dataset_id == dataset_id, Job.status.in_(ACTIVE_STATUSES)).limit(3)
+    ).all()
+    if active:
+        raise Conflict(
+            f"dataset {dataset_id} is used by active job(s) {', '.join(active)}; cancel them or "
+            "wait for them to finish"
+        )
+    key = row.storage_key
+    session.delete(row)
+    session.commit()
+    try:
+        storage.delete(key)
+    except Exception:  # the row is gone; a leftover object is only wasted space
+        log.warning(
+            "dataset %s deleted but its pack %s could not be removed",
+            dataset_id,
+            key,
+            exc_info=True,
+        )

@@ -1,0 +1,272 @@
+"""Jobs: submission (validation, idempotency, enqueue), reading, cancel and what a run reports."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from celery import Celery
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from api.config import ApiSettings
+from api.errors import ApiError
+from api.schemas import (
+    CheckpointOut,
+    EventOut,
+    JobErrorOut,
+    JobOut,
+    MetricPoint,
+    MetricSeries,
+    Progress,
+    SampleOut,
+)
+from api.services.pagination import ascending_page, newest_first_page
+from gan_engine.spec import Spec, SpecError, parse_spec
+from store import jobs as store_jobs
+from store.models import Checkpoint, Dataset, Job, JobEvent, Metric, Sample
+from store.queue import enqueue_train
+from store.storage import ObjectStorage
+
+log = logging.getLogger("api.jobs")
+
+MAX_IDEMPOTENCY_KEY_CHARS = 255
+
+
+def job_out(job: Job) -> JobOut:
+    error = None
+    if job.error_code or job.error_message:
+        error = JobErrorOut(code=job.error_code, message=job.error_message)
+    return JobOut(
+        id=job.id,
+        status=job.status,  # type: ignore[arg-type]
+        spec=job.spec,
+        dataset_id=job.dataset_id,
+        progress=progress_out(job),
+        latest_metrics={k: MetricPoint.model_validate(v) for k, v in job.latest_metrics.items()},
+        summary_metrics=job.summary_metrics,
+        error=error,
+        model_id=job.model_id,
+        attempt=job.attempt,
+        cancel_requested=job.cancel_requested,
+        created_at=job.created_at,
+        started_at=job.started_at,
+        finished_at=job.finished_at,
+        updated_at=job.updated_at,
+    )
+
+
+def progress_out(job: Job) -> Progress:
+    return Progress(
+        step=job.step,
+        total=job.total_steps,
+        fraction=job.fraction,
+        images_per_s=job.images_per_s,
+        eta_s=job.eta_s,
+    )
+
+
+# --- submission --------------------------------------------------------------------------------
+
+
+def validate_spec(session: Session, *, tenant_id: str, body: Any, settings: ApiSettings) -> Spec:
+    """The normalised spec, checked against this service: limits and the tenant's datasets."""
+    if not isinstance(body, dict):
+        raise ApiError(
+            422,
+            "send the training spec as a JSON object (Content-Type: application/json)",
+            code="invalid_spec",
+        )
+    spec = parse_spec(body)
+    if spec.training.steps > settings.max_steps:
+        raise SpecError(
+            f"training.steps: at most {settings.max_steps:,} on this service, got "
+            f"{spec.training.steps:,}"
+        )
+    if spec.dataset.path is not None:
+        raise SpecError(
+            "dataset.path: local files are for the gan_engine CLI; upload the pack "
+            '(POST /v1/datasets) and name it with {"id": ...}'
+        )
+    labelled = True  # every builtin has labels (mixtures: the mode index)
+    if spec.dataset.id is not None:
+        dataset = session.scalar(
+            select(Dataset)
+            .where(Dataset.id == spec.dataset.id, Dataset.tenant_id == tenant_id)
+            .with_for_update(read=True)  # not deleted before this job is committed
+        )
+        if dataset is None:
+            raise SpecError(
+                f"dataset.id: no dataset {spec.dataset.id!r} in this account; "
+                "GET /v1/datasets lists yours"
+            )
+        labelled = dataset.class_names is not None
+    if spec.model.conditioning != "none" and not labelled:
+        raise SpecError(
+            f"model.conditioning: '{spec.model.conditioning}' needs a labelled dataset and "
+            f"{spec.dataset.id} has no labels; use conditioning 'none' or upload labels"
+        )
+    return spec
+
+
+def submit_job(
+    session: Session,
+    *,
+    celery: Celery,
+    settings: ApiSettings,
+    tenant_id: str,
+    body: Any,
+    idempotency_key: str | None,
+) -> tuple[Job, bool]:
+    """Record a queued job and enqueue it. Returns ``(job, created)``; a replayed
+    ``Idempotency-Key`` with the same spec returns the first job, unchanged."""
+    if idempotency_key is not None and not 1 <= len(idempotency_key) <= MAX_IDEMPOTENCY_KEY_CHARS:
+        raise ApiError(
+            422,
+            f"Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY_CHARS} characters",
+            param="Idempotency-Key",
+        )
+    spec = validate_spec(session, tenant_id=tenant_id, body=body, settings=settings)
+    job, created = store_jobs.create_job(
+        session,
+        tenant_id=tenant_id,
+        spec=spec.to_dict(),
+        idempotency_key=idempotency_key,
+        max_active=settings.max_concurrent_jobs_per_tenant,
+    )
+    session.commit()
+    if created:
+        try:
+            enqueue_train(job.id, app=celery)
+        except Exception:  # the job stays queued; the reaper re-enqueues it
+            log.warning("could not enqueue job %s; the reaper will retry", job.id, exc_info=True)
+    return job, created
+
+
+# --- reading -----------------------------------------------------------------------------------
+
+
+def list_jobs(
+    session: Session, *, tenant_id: str, status: str | None, after: str | None, limit: int
+) -> tuple[list[Job], bool]:
+    scope = [Job.tenant_id == tenant_id]
+    query = select(Job).where(*scope)
+    if status is not None:
+        query = query.where(Job.status == status)
+    return newest_first_page(
+        session,
+        query,
+        created_at=Job.created_at,
+        id_column=Job.id,
+        scope=scope,
+        after=after,
+        limit=limit,
+    )
+
+
+def list_events(
+    session: Session, *, tenant_id: str, job_id: str, after: int | None, limit: int
+) -> tuple[list[EventOut], bool]:
+    store_jobs.get_job(session, job_id=job_id, tenant_id=tenant_id)
+    rows, more = ascending_page(
+        session,
+        select(JobEvent).where(JobEvent.job_id == job_id),
+        key=JobEvent.seq,
+        after=after,
+        limit=limit,
+    )
+    return [event_out(e) for e in rows], more
+
+
+def event_out(event: JobEvent) -> EventOut:
+    return EventOut(
+        seq=event.seq,
+        step=event.step,
+        level=event.level,  # type: ignore[arg-type]
+        code=event.code,
+        message=event.message,
+        created_at=event.created_at,
+    )
+
+
+def metric_series(
+    session: Session,
+    *,
+    tenant_id: str,
+    job_id: str,
+    names: list[str] | None,
+    after_step: int | None,
+    max_steps: int,
+) -> MetricSeries:
+    """Points of up to ``max_steps`` consecutive logged steps after ``after_step``, grouped by
+    name; a page never splits a step."""
+    store_jobs.get_job(session, job_id=job_id, tenant_id=tenant_id)
+    where = [Metric.job_id == job_id]
+    if names:
+        where.append(Metric.name.in_(names))
+    if after_step is not None:
+        where.append(Metric.step > after_step)
+    steps = session.scalars(
+        select(Metric.step).where(*where).distinct().order_by(Metric.step).limit(max_steps + 1)
+    ).all()
+    has_more = len(steps) > max_steps
+    steps = steps[:max_steps]
+    data: dict[str, list[tuple[int, float | None]]] = {name: [] for name in names or []}
+    if steps:
+        rows = session.execute(
+            select(Metric.name, Metric.step, Metric.value)
+            .where(*where, Metric.step <= steps[-1])
+            .order_by(Metric.name, Metric.step)
+        ).all()
+        for name, step, value in rows:
+            data.setdefault(name, []).append((step, value))
+    return MetricSeries(data=data, has_more=has_more, last_step=steps[-1] if steps else None)
+
+
+def sample_url(job_id: str, step: int) -> str:
+    return f"/v1/jobs/{job_id}/samples/{step}.png"
+
+
+def list_samples(
+    session: Session, *, tenant_id: str, job_id: str, after: int | None, limit: int
+) -> tuple[list[SampleOut], bool]:
+    store_jobs.get_job(session, job_id=job_id, tenant_id=tenant_id)
+    rows, more = ascending_page(
+        session,
+        select(Sample).where(Sample.job_id == job_id),
+        key=Sample.step,
+        after=after,
+        limit=limit,
+    )
+    return [
+        SampleOut(step=s.step, url=sample_url(job_id, s.step), created_at=s.created_at)
+        for s in rows
+    ], more
+
+
+def sample_png(
+    session: Session, *, storage: ObjectStorage, tenant_id: str, job_id: str, step: int
+) -> bytes:
+    store_jobs.get_job(session, job_id=job_id, tenant_id=tenant_id)
+    key = session.scalar(
+        select(Sample.storage_key).where(Sample.job_id == job_id, Sample.step == step)
+    )
+    if key is None:
+        raise ApiError(404, f"job {job_id} has no sample grid at step {step}", param="step")
+    return storage.get_bytes(key)
+
+
+def list_checkpoints(
+    session: Session, *, tenant_id: str, job_id: str, after: int | None, limit: int
+) -> tuple[list[CheckpointOut], bool]:
+    store_jobs.get_job(session, job_id=job_id, tenant_id=tenant_id)
+    rows, more = ascending_page(
+        session,
+        select(Checkpoint).where(Checkpoint.job_id == job_id),
+        key=Checkpoint.step,
+        after=after,
+        limit=limit,
+    )
+    return [
+        CheckpointOut(step=c.step, metrics=c.metrics, created_at=c.created_at) for c in rows
+    ], more

@@ -1,0 +1,129 @@
+"""Trained generators: listing, sampling and export."""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+import time
+import zipfile
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from api.errors import ApiError
+from api.schemas import ModelOut, SampleRequest
+from api.services.generation import ZIP_EPOCH, Encoded, ModelCache, encode_samples
+from api.services.pagination import newest_first_page
+from api.telemetry import ApiMetrics
+from gan_engine.artifacts import CONFIG_FILE, WEIGHTS_FILE, ArtifactError
+from store.errors import NotFound
+from store.models import TrainedModel
+from store.storage import ObjectStorage, model_config_key, model_weights_key
+
+SPEC_FILE = "spec.json"
+
+
+def model_out(model: TrainedModel) -> ModelOut:
+    return ModelOut(
+        id=model.id,
+        job_id=model.job_id,
+        class_names=model.class_names,
+        num_classes=len(model.class_names or []),
+        image_shape=list(model.image_shape),
+        spec=model.spec,
+        summary_metrics=model.summary_metrics,
+        created_at=model.created_at,
+    )
+
+
+def get_model(session: Session, *, tenant_id: str, model_id: str) -> TrainedModel:
+    model = session.scalar(
+        select(TrainedModel).where(TrainedModel.id == model_id, TrainedModel.tenant_id == tenant_id)
+    )
+    if model is None:
+        raise NotFound(f"model {model_id} not found")
+    return model
+
+
+def list_models(
+    session: Session, *, tenant_id: str, after: str | None, limit: int
+) -> tuple[list[TrainedModel], bool]:
+    scope = [TrainedModel.tenant_id == tenant_id]
+    return newest_first_page(
+        session,
+        select(TrainedModel).where(*scope),
+        created_at=TrainedModel.created_at,
+        id_column=TrainedModel.id,
+        scope=scope,
+        after=after,
+        limit=limit,
+    )
+
+
+_PARAM_HINTS = (
+    (re.compile(r"class names"), "class_names"),
+    (re.compile(r"^labels|disagrees"), "labels"),
+    (re.compile(r"^per_class"), "per_class"),
+    (re.compile(r"samples, not"), "n"),
+    (re.compile(r"^truncation"), "truncation"),
+    (re.compile(r"^format|png_zip"), "format"),
+)
+
+
+def _param_of(message: str) -> str | None:
+    return next((param for pattern, param in _PARAM_HINTS if pattern.search(message)), None)
+
+
+def generate(
+    *,
+    model_id: str,
+    request: SampleRequest,
+    storage: ObjectStorage,
+    cache: ModelCache,
+    metrics: ApiMetrics,
+    max_samples: int,
+) -> Encoded:
+    """Samples of a model the caller owns (blocking: run it in a worker thread)."""
+    started = time.perf_counter()
+    artifact = cache.get(model_id, storage)
+    try:
+        count, labels = artifact.resolve_labels(
+            labels=request.labels,
+            class_names=request.class_names,
+            per_class=request.per_class,
+            n=request.n,
+        )
+        if count > max_samples:
+            raise ApiError(
+                422,
+                f"{count} samples asked for; at most {max_samples} a request",
+                param="per_class" if request.per_class is not None else "n",
+            )
+        samples = artifact.sample(
+            labels=labels, n=count, seed=request.seed, truncation=request.truncation
+        )
+        encoded = encode_samples(artifact, samples, request.format)
+    except ArtifactError as error:
+        message = str(error)
+        raise ApiError(
+            422, message, code="invalid_sampling_request", param=_param_of(message)
+        ) from None
+    metrics.generation.labels(request.format).observe(time.perf_counter() - started)
+    return encoded
+
+
+def export_zip(*, model: TrainedModel, storage: ObjectStorage) -> bytes:
+    """generator.safetensors + config.json (what ``gan_engine sample DIR`` reads) and spec.json."""
+    files = {
+        WEIGHTS_FILE: storage.get_bytes(model_weights_key(model.id)),
+        CONFIG_FILE: storage.get_bytes(model_config_key(model.id)),
+        SPEC_FILE: json.dumps(model.spec, indent=2, sort_keys=True).encode(),
+    }
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name, data in files.items():
+            archive.writestr(
+                zipfile.ZipInfo(name, date_time=ZIP_EPOCH), data, compress_type=zipfile.ZIP_DEFLATED
+            )
+    return buffer.getvalue()

@@ -1,0 +1,124 @@
+"""Fixtures of the API tests: the app over HTTP (TestClient) on the session's PostgreSQL database,
+a local folder as object storage and kombu's ``filesystem://`` broker folder, all under
+``tmp_path``, so enqueueing works with no worker and leaves a message file to look at."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+from sqlalchemy.orm import Session, sessionmaker
+
+from api.config import ApiSettings
+from api.main import create_app
+from store.auth import create_tenant_with_key
+from store.db import get_sessionmaker, session_scope
+from store.migrate import upgrade
+from store.storage import ObjectStorage
+from tests.fixtures.services import fresh_pg_database
+
+
+@pytest.fixture(scope="session")
+def pg_url() -> Iterator[str]:
+    """A migrated PostgreSQL database of these tests' own (tests/store has another), so the two
+    packages never share or drop each other's database in one run."""
+    with fresh_pg_database("api") as url:
+        upgrade(url)
+        yield url
+
+
+@pytest.fixture(scope="session")
+def sessions(pg_url: str) -> sessionmaker[Session]:
+    """The factory the apps use too (``store.db.get_sessionmaker`` is per URL)."""
+    return get_sessionmaker(pg_url)
+
+
+def make_settings(tmp_path: Path, pg_url: str, **overrides: Any) -> ApiSettings:
+    values: dict[str, Any] = {
+        "data_dir": tmp_path / "data",
+        "database_url": pg_url,
+        "storage_url": (tmp_path / "objects").as_uri(),
+        "broker_url": "filesystem://",
+        "reaper_enabled": False,
+        "stream_poll_s": 0.05,
+    }
+    return ApiSettings(**(values | overrides))
+
+
+@pytest.fixture
+def settings(tmp_path: Path, pg_url: str) -> ApiSettings:
+    return make_settings(tmp_path, pg_url)
+
+
+@pytest.fixture
+def app(settings: ApiSettings) -> FastAPI:
+    return create_app(settings)
+
+
+@pytest.fixture
+def client(app: FastAPI) -> Iterator[TestClient]:
+    with TestClient(app) as test_client:
+        yield test_client
+
+
+@pytest.fixture
+def storage(app: FastAPI) -> ObjectStorage:
+    store: ObjectStorage = app.state.storage
+    return store
+
+
+@dataclass(frozen=True)
+class Account:
+    tenant_id: str
+    key_id: str
+    key: str
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.key}"}
+
+
+@pytest.fixture
+def new_account(sessions: sessionmaker[Session]) -> Callable[[], Account]:
+    def make(name: str = "tenant") -> Account:
+        with session_scope(sessions) as session:
+            tenant, api_key, plaintext = create_tenant_with_key(session, name=name)
+            return Account(tenant.id, api_key.id, plaintext)
+
+    return make
+
+
+@pytest.fixture
+def account(new_account: Callable[[], Account]) -> Account:
+    return new_account()
+
+
+@pytest.fixture
+def other(new_account: Callable[[], Account]) -> Account:
+    return new_account()
+
+
+def queued_messages(settings: ApiSettings) -> list[Path]:
+    """Messages waiting in the filesystem broker's folder."""
+    folder = Path(settings.broker_transport_options()["data_folder_in"])
+    return sorted(p for p in folder.iterdir() if p.is_file()) if folder.is_dir() else []
+
+
+def assert_error(
+    response: Any, status: int, code: str | None = None, param: str | None = None
+) -> dict[str, Any]:
+    """The response is an error envelope with this status (and code, and param)."""
+    assert response.status_code == status, response.text
+    body = response.json()
+    assert set(body) >= {"error"} and set(body["error"]) == {"code", "message", "param"}, body
+    if code is not None:
+        assert body["error"]["code"] == code, body
+    if param is not None:
+        assert body["error"]["param"] == param, body
+    error: dict[str, Any] = body["error"]
+    return error

@@ -1,0 +1,268 @@
+from __future__ import annotations
+
+import io
+import json
+import zipfile
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+from PIL import Image
+from sqlalchemy.orm import Session, sessionmaker
+
+from gan_engine.artifacts import CONFIG_FILE, WEIGHTS_FILE, GeneratorArtifact
+from gan_engine.data import load_dataset
+from gan_engine.run import export_files
+from gan_engine.spec import Spec, parse_spec
+from gan_engine.trainer import Trainer
+from store import jobs as store_jobs
+from store.db import session_scope
+from store.models import new_id
+from store.storage import ObjectStorage, model_config_key, model_weights_key
+from tests.api.conftest import Account, assert_error
+
+TINY_MONITOR = {
+    "log_every": 1,
+    "sample_every": 1000,
+    "eval_every": 1000,
+    "checkpoint_every": 1000,
+    "metrics": [],
+}
+DIGITS = {
+    "dataset": {"builtin": "digits"},
+    "model": {"image_size": 8, "width": 8, "latent_dim": 16, "conditioning": "concat"},
+    "training": {"steps": 4, "batch_size": 16, "seed": 7, "device": "cpu"},
+    "monitor": TINY_MONITOR,
+}
+RING = {
+    "dataset": {"builtin": "ring8"},
+    "model": {"architecture": "mlp", "width": 16, "latent_dim": 4, "mlp_layers": 2},
+    "training": {"steps": 4, "batch_size": 16, "seed": 7, "device": "cpu"},
+    "monitor": TINY_MONITOR,
+}
+
+
+def train(data: dict[str, Any]) -> tuple[Spec, dict[str, bytes]]:
+    spec = parse_spec(data)
+    image_size = None if spec.dataset.is_points else spec.model.image_size
+    trainer = Trainer(spec, load_dataset(spec.dataset, image_size=image_size))
+    return spec, export_files(trainer, trainer.fit())
+
+
+@pytest.fixture(scope="session")
+def artifacts() -> dict[str, tuple[Spec, dict[str, bytes]]]:
+    """A class-conditional 8×8 digits generator and an unconditional ring8 one, 4 steps each."""
+    return {"digits": train(DIGITS), "ring8": train(RING)}
+
+
+Publish = Callable[..., str]
+
+
+@pytest.fixture
+def publish(
+    artifacts: dict[str, tuple[Spec, dict[str, bytes]]],
+    sessions: sessionmaker[Session],
+    storage: ObjectStorage,
+) -> Publish:
+    """What a worker does when a job succeeds: upload the generator, then register the model."""
+
+    def make(account: Account, which: str = "digits") -> str:
+        spec, files = artifacts[which]
+        config = json.loads(files[CONFIG_FILE])
+        shape = config["sample_shape"]  # (C, H, W) or (2,); models list [H, W, C] as datasets do
+        image_shape = [*shape[1:], shape[0]] if len(shape) == 3 else shape
+        model_id = new_id("mdl")
+        storage.put_bytes(model_weights_key(model_id), files[WEIGHTS_FILE])
+        storage.put_bytes(model_config_key(model_id), files[CONFIG_FILE])
+        with session_scope(sessions) as session:
+            job, _ = store_jobs.create_job(
+                session, tenant_id=account.tenant_id, spec=spec.to_dict()
+            )
+            store_jobs.claim_job(session, job_id=job.id, worker_id="w", lease_s=60)
+            model = store_jobs.succeed_job(
+                session,
+                job_id=job.id,
+                worker_id="w",
+                model_id=model_id,
+                class_names=config["class_names"],
+                image_shape=image_shape,
+                summary={"fid": 3.5},
+                step=4,
+            )
+            assert model is not None
+        return model_id
+
+    return make
+
+
+def sample(client: TestClient, account: Account, model_id: str, **body: Any) -> Any:
+    return client.post(f"/v1/models/{model_id}/samples", headers=account.headers, json=body)
+
+
+def grid_of(response: Any) -> np.ndarray:
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"] == "image/png"
+    return np.asarray(Image.open(io.BytesIO(response.content)))
+
+
+def npy_of(response: Any) -> np.ndarray:
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"] == "application/octet-stream"
+    return np.load(io.BytesIO(response.content), allow_pickle=False)
+
+
+def test_list_and_get(
+    client: TestClient, account: Account, other: Account, publish: Publish
+) -> None:
+    first, second = publish(account), publish(account, "ring8")
+    page = client.get("/v1/models", headers=account.headers).json()
+    assert [m["id"] for m in page["data"]] == [second, first] and not page["has_more"]
+    body = client.get(f"/v1/models/{first}", headers=account.headers).json()
+    assert body["class_names"] == [str(k) for k in range(10)] and body["num_classes"] == 10
+    assert body["image_shape"] == [8, 8, 1] and body["summary_metrics"] == {"fid": 3.5}
+    assert body["spec"]["model"]["conditioning"] == "concat"
+    job = client.get(f"/v1/jobs/{body['job_id']}", headers=account.headers).json()
+    assert job["status"] == "succeeded" and job["model_id"] == first
+    ring = client.get(f"/v1/models/{second}", headers=account.headers).json()
+    assert ring["class_names"] is None and ring["num_classes"] == 0
+    assert client.get("/v1/models?limit=1", headers=account.headers).json()["has_more"] is True
+    assert client.get("/v1/models", headers=other.headers).json()["data"] == []
+
+
+def test_samples_by_labels_class_names_and_per_class(
+    client: TestClient, account: Account, publish: Publish
+) -> None:
+    model_id = publish(account)
+    by_label = npy_of(sample(client, account, model_id, labels=[7, 7, 3], format="npy"))
+    assert by_label.shape == (3, 8, 8) and by_label.dtype == np.uint8
+    by_name = npy_of(sample(client, account, model_id, class_names=["7", "7", "3"], format="npy"))
+    assert np.array_equal(by_label, by_name)
+    repeated = npy_of(sample(client, account, model_id, class_names=["7"], n=5, format="npy"))
+    assert repeated.shape == (5, 8, 8) and np.array_equal(repeated[:2], by_label[:2])
+    per_class = npy_of(sample(client, account, model_id, per_class=2, format="npy"))
+    assert per_class.shape == (20, 8, 8)
+    grid = grid_of(sample(client, account, model_id, per_class=2))
+    assert grid.shape == (10 * 10 + 2, 2 * 10 + 2)  # one row per class, 2 columns, 2 px padding
+    default = npy_of(sample(client, account, model_id, format="npy"))
+    assert default.shape == (16, 8, 8)
+
+
+def test_same_seed_same_bytes_other_seed_other_bytes(
+    client: TestClient, account: Account, publish: Publish
+) -> None:
+    model_id = publish(account)
+    for fmt in ("png_grid", "png_zip", "npy", "json"):
+        first = sample(client, account, model_id, labels=[1, 2, 3], seed=5, format=fmt)
+        again = sample(client, account, model_id, labels=[1, 2, 3], seed=5, format=fmt)
+        other = sample(client, account, model_id, labels=[1, 2, 3], seed=6, format=fmt)
+        assert first.status_code == 200 and first.content == again.content, fmt
+        assert first.content != other.content, fmt
+    truncated = sample(
+        client, account, model_id, labels=[1, 2, 3], seed=5, truncation=0.5, format="npy"
+    )
+    assert (
+        truncated.content
+        != sample(client, account, model_id, labels=[1, 2, 3], seed=5, format="npy").content
+    )
+
+
+def test_png_zip_and_json_formats(client: TestClient, account: Account, publish: Publish) -> None:
+    model_id = publish(account)
+    response = sample(client, account, model_id, labels=[0, 9], format="png_zip")
+    assert response.headers["content-type"] == "application/zip"
+    with zipfile.ZipFile(io.BytesIO(response.content)) as archive:
+        assert archive.namelist() == ["0000_0.png", "0001_9.png"]
+        image = np.asarray(Image.open(io.BytesIO(archive.read("0001_9.png"))))
+    images = npy_of(sample(client, account, model_id, labels=[0, 9], format="npy"))
+    assert np.array_equal(image, images[1])
+    body = sample(client, account, model_id, labels=[0, 9], format="json").json()
+    assert (
+        body["labels"] == [0, 9]
+        and body["class_names"] == ["0", "9"]
+        and body["shape"] == [2, 8, 8]
+    )
+    assert np.array_equal(np.array(body["samples"], dtype=np.uint8), images)
+
+
+def test_points_model(client: TestClient, account: Account, publish: Publish) -> None:
+    model_id = publish(account, "ring8")
+    points = npy_of(sample(client, account, model_id, n=32, format="npy"))
+    assert points.shape == (32, 2) and points.dtype == np.float32
+    body = sample(client, account, model_id, n=32, format="json").json()
+    assert body["labels"] is None and body["class_names"] is None and body["shape"] == [32, 2]
+    assert np.array_equal(np.array(body["samples"], dtype=np.float32), points)
+    assert grid_of(sample(client, account, model_id, n=32)).ndim == 3  # a scatter plot
+    assert_error(sample(client, account, model_id, n=3, format="png_zip"), 422, param="format")
+    assert_error(sample(client, account, model_id, labels=[1]), 422, param="labels")
+
+
+@pytest.mark.parametrize(
+    ("body", "param"),
+    [
+        ({"class_names": ["Sneaker"]}, "class_names"),
+        ({"labels": [10]}, "labels"),
+        ({"labels": [1, 2], "n": 3}, "labels"),
+        ({"n": 1025}, "n"),
+        ({"per_class": 103}, "per_class"),
+        ({"n": 0}, "n"),
+        ({"format": "gif"}, "format"),
+        ({"truncation": 0}, "truncation"),
+        ({"seed": -1}, "seed"),
+        ({"colour": "blue"}, "colour"),
+    ],
+)
+def test_bad_sampling_requests_are_422(
+    client: TestClient, account: Account, publish: Publish, body: dict[str, Any], param: str
+) -> None:
+    model_id = publish(account)
+    assert_error(sample(client, account, model_id, **body), 422, param=param)
+
+
+def test_export(client: TestClient, account: Account, publish: Publish) -> None:
+    model_id = publish(account)
+    response = client.get(
+        f"/v1/models/{model_id}/export?format=safetensors", headers=account.headers
+    )
+    assert response.status_code == 200 and response.headers["content-type"] == "application/zip"
+    assert model_id in response.headers["content-disposition"]
+    with zipfile.ZipFile(io.BytesIO(response.content)) as archive:
+        assert sorted(archive.namelist()) == ["config.json", "generator.safetensors", "spec.json"]
+        artifact = GeneratorArtifact.from_bytes(
+            archive.read(WEIGHTS_FILE), archive.read(CONFIG_FILE)
+        )
+        assert json.loads(archive.read("spec.json"))["model"]["conditioning"] == "concat"
+    exported = artifact.sample(labels=[4, 5], seed=2).data
+    served = npy_of(sample(client, account, model_id, labels=[4, 5], seed=2, format="npy"))
+    assert np.array_equal(exported, served)
+    assert client.get(f"/v1/models/{model_id}/export", headers=account.headers).status_code == 200
+    assert_error(
+        client.get(f"/v1/models/{model_id}/export?format=onnx", headers=account.headers),
+        422,
+        param="format",
+    )
+
+
+def test_another_tenant_gets_404(
+    client: TestClient, account: Account, other: Account, publish: Publish
+) -> None:
+    model_id = publish(account)
+    assert_error(client.get(f"/v1/models/{model_id}", headers=other.headers), 404, "not_found")
+    assert_error(sample(client, other, model_id, n=1), 404, "not_found")
+    assert_error(
+        client.get(f"/v1/models/{model_id}/export", headers=other.headers), 404, "not_found"
+    )
+
+
+def test_generators_are_cached(
+    client: TestClient, account: Account, publish: Publish, app: Any, storage: ObjectStorage
+) -> None:
+    model_id = publish(account)
+    assert model_id not in app.state.model_cache
+    first = sample(client, account, model_id, labels=[3], format="npy").content
+    assert model_id in app.state.model_cache
+    storage.delete(model_weights_key(model_id))  # served from memory from now on
+    assert sample(client, account, model_id, labels=[3], format="npy").content == first
+    metrics = client.get("/metrics").text
+    assert 'ganforge_generation_duration_seconds_count{format="npy"} 2.0' in metrics

@@ -1,0 +1,195 @@
+"""``ganforge``: migrate and keys in-process on a temp SQLite file; ``ganforge up`` as a real
+subprocess (API + worker) that trains a job through the embedded file-based queue."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from sqlalchemy import func, select
+from typer.testing import CliRunner
+
+from api.cli import KEY_FILE, app
+from store.auth import verify_api_key
+from store.db import dispose_engines, get_sessionmaker, session_scope
+from store.migrate import current_revision, head_revision
+from store.models import Tenant
+from store.settings import get_settings
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SERVICE_ENV = ("DATABASE_URL", "BROKER_URL", "STORAGE_URL", "S3_ENDPOINT_URL", "S3_ACCESS_KEY_ID",
+               "S3_SECRET_ACCESS_KEY", "S3_REGION", "DATA_DIR")  # fmt: skip
+KEY_PATTERN = re.compile(r"API key: (gf_[A-Za-z0-9_-]+)")
+
+
+@pytest.fixture
+def embedded_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """This process's settings pointed at an empty DATA_DIR (SQLite, storage folder)."""
+    for name in SERVICE_ENV:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("DATA_DIR", str(tmp_path))
+    monkeypatch.chdir(tmp_path)  # no stray .env
+    get_settings.cache_clear()
+    yield tmp_path
+    get_settings.cache_clear()
+    dispose_engines()
+
+
+def test_migrate_then_keys_create(embedded_env: Path) -> None:
+    runner = CliRunner()
+    url = f"sqlite:///{embedded_env / 'ganforge.db'}"
+
+    migrated = runner.invoke(app, ["migrate"])
+    assert migrated.exit_code == 0, migrated.output
+    assert current_revision(url) == head_revision()
+
+    keys = []
+    for _ in range(2):
+        created = runner.invoke(app, ["keys", "create", "--tenant", "acme", "--name", "ci"])
+        assert created.exit_code == 0, created.output
+        keys.append(created.stdout.strip().splitlines()[-1])
+
+    assert keys[0] != keys[1] and all(key.startswith("gf_") for key in keys)
+    with session_scope(get_sessionmaker(url)) as session:
+        found = [verify_api_key(session, key=key) for key in keys]
+        assert all(row is not None for row in found)
+        assert found[0].tenant_id == found[1].tenant_id  # type: ignore[union-attr]
+        assert session.scalar(select(func.count()).where(Tenant.name == "acme")) == 1
+
+
+def test_keys_create_asks_for_migrations_first(embedded_env: Path) -> None:
+    result = CliRunner().invoke(app, ["keys", "create", "--tenant", "acme"])
+
+    assert result.exit_code == 1
+    assert "ganforge migrate" in result.output
+
+
+# --- ganforge up ---------------------------------------------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _ganforge() -> list[str]:
+    script = Path(sys.executable).parent / "ganforge"
+    return [str(script)] if script.exists() else [sys.executable, "-m", "api.cli"]
+
+
+class Up:
+    """``ganforge up`` in a subprocess, its output in a file."""
+
+    def __init__(self, data_dir: Path, port: int, env: dict[str, str], log: Path) -> None:
+        self.url, self.log = f"http://127.0.0.1:{port}", log
+        with open(log, "ab") as out:
+            self.process = subprocess.Popen(
+                [*_ganforge(), "up", "--port", str(port), "--data-dir", str(data_dir)],
+                cwd=data_dir.parent, env=env, stdout=out, stderr=subprocess.STDOUT,
+            )  # fmt: skip
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def wait_until(self, condition: object, what: str, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while not condition():  # type: ignore[operator]
+            if self.process.poll() is not None:
+                pytest.fail(f"ganforge up exited ({self.process.returncode}):\n{self.output()}")
+            if time.monotonic() > deadline:
+                pytest.fail(f"timed out waiting for {what}:\n{self.output()[-4000:]}")
+            time.sleep(0.1)  # polling interval
+
+    def healthy(self) -> bool:
+        try:
+            return httpx.get(f"{self.url}/healthz", timeout=2).status_code == 200
+        except httpx.TransportError:
+            return False
+
+    def key(self) -> str:
+        self.wait_until(lambda: KEY_PATTERN.search(self.output()), "the printed key", 30)
+        found = KEY_PATTERN.findall(self.output())
+        return str(found[-1])
+
+    def stop(self) -> int:
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            return self.process.wait(timeout=90)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+            pytest.fail(f"ganforge up did not stop on SIGTERM:\n{self.output()[-4000:]}")
+
+
+@pytest.fixture
+def up_env(data_dir: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in SERVICE_ENV}
+    env["GANFORGE_DATA_DIR"] = str(data_dir)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
+    env["OMP_NUM_THREADS"] = "1"
+    return env
+
+
+def test_up_serves_the_api_trains_a_job_and_stops_cleanly(
+    tmp_path: Path, up_env: dict[str, str]
+) -> None:
+    data_dir, log = tmp_path / "data", tmp_path / "up.log"
+    service = Up(data_dir, _free_port(), up_env, log)
+    try:
+        service.wait_until(service.healthy, "/healthz", timeout=120)
+        ready = httpx.get(f"{service.url}/readyz", timeout=10)
+        assert ready.status_code == 200, ready.text
+        assert ready.json()["checks"] == {"database": "ok", "broker": "ok", "storage": "ok"}
+        key = service.key()
+        assert (data_dir / KEY_FILE).read_text().strip() == key
+        assert (data_dir / KEY_FILE).stat().st_mode & 0o777 == 0o600
+
+        client = httpx.Client(
+            base_url=service.url, headers={"Authorization": f"Bearer {key}"}, timeout=30
+        )
+        spec = {
+            "dataset": {"builtin": "ring8"},
+            "model": {"architecture": "mlp", "conditioning": "concat", "width": 32,
+                      "latent_dim": 4, "mlp_layers": 2},
+            "training": {"steps": 20, "batch_size": 16, "device": "cpu"},
+            "monitor": {"log_every": 5, "sample_every": 10, "checkpoint_every": 10,
+                        "eval_samples": 100},
+        }  # fmt: skip
+        submitted = client.post("/v1/jobs", json=spec)
+        assert submitted.status_code == 202, submitted.text
+        job_id = submitted.json()["id"]
+
+        def finished() -> bool:
+            return client.get(f"/v1/jobs/{job_id}").json()["status"] in ("succeeded", "failed")
+
+        service.wait_until(finished, f"job {job_id} to finish", timeout=120)
+        job = client.get(f"/v1/jobs/{job_id}").json()
+        assert job["status"] == "succeeded", job
+        grid = client.post(
+            f"/v1/models/{job['model_id']}/samples",
+            json={"class_names": ["mode3"], "n": 8, "seed": 3, "format": "png_grid"},
+        )
+        assert grid.status_code == 200 and grid.content.startswith(b"\x89PNG")
+    finally:
+        code = service.stop()
+    assert code == 0, service.output()[-4000:]
+    assert "stopped." in service.output()
+    assert (data_dir / "broker" / "control").is_dir()  # kombu's exchange table, kept under DATA_DIR
+
+    again = Up(data_dir, _free_port(), up_env, log)
+    try:
+        again.wait_until(again.healthy, "/healthz after a restart", timeout=120)
+        again.wait_until(lambda: len(KEY_PATTERN.findall(again.output())) == 2, "the key", 30)
+        assert KEY_PATTERN.findall(again.output()) == [key, key]  # the same key, printed again
+    finally:
+        assert again.stop() == 0, again.output()[-4000:]
