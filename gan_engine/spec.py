@@ -109,6 +109,9 @@ class OptimizersSpec(_Strict):
     generator: OptimizerSpec = OptimizerSpec()
     discriminator: OptimizerSpec = OptimizerSpec()
     n_critic: int = Field(1, ge=1, le=20, description="D steps per G step")
+    lr_schedule: Literal["constant", "linear_decay"] = Field(
+        "constant", description="linear_decay: both learning rates fall linearly to 0 at the end"
+    )
 
 
 class TrainingSpec(_Strict):

@@ -133,6 +133,7 @@ class Trainer:
         window_steps = 0
         while self.step < training.steps:
             measure = (self.step + 1) % monitor.log_every == 0 or self.step + 1 == training.steps
+            self._apply_lr_schedule()
             for _ in range(self.spec.optimizer.n_critic):
                 d_stats = self.discriminator_step(measure)
             g_stats = self.generator_step(measure)
@@ -314,6 +315,17 @@ class Trainer:
         self.step = int(state["step"])
 
     # --- helpers ---------------------------------------------------------------------------------
+
+    def _apply_lr_schedule(self) -> None:
+        """A function of the step alone, so a resumed run needs no scheduler state."""
+        optimizers = self.spec.optimizer
+        if optimizers.lr_schedule == "constant":
+            return
+        remaining = 1.0 - self.step / self.spec.training.steps
+        for optimizer, spec in ((self.g_optimizer, optimizers.generator),
+                                (self.d_optimizer, optimizers.discriminator)):  # fmt: skip
+            for group in optimizer.param_groups:
+                group["lr"] = spec.lr * remaining
 
     def _real_batch(self) -> tuple[Tensor, Tensor | None]:
         index = torch.randint(

@@ -144,7 +144,8 @@ def test_training_is_deterministic_on_cpu() -> None:
         {"model": {"conditioning": "concat"}, "loss": {"kind": "non_saturating",
                                                        "instance_noise": 0.1}},
         {"preset": "wgan-gp", "model": {"conditioning": "projection"}},
-        {"model": {"architecture": "mlp", "minibatch": "discrimination", "pack": 2}},
+        {"model": {"architecture": "mlp", "minibatch": "discrimination", "pack": 2},
+         "optimizer": {"lr_schedule": "linear_decay"}},
     ],
 )  # fmt: skip
 def test_resume_from_checkpoint_is_bit_identical(overrides: dict) -> None:
@@ -179,3 +180,12 @@ def test_ema_decay_warms_up_then_holds() -> None:
     counts = [torch.tensor(3)]
     update(counts, [torch.tensor(5)], torch.tensor(2))  # integer buffers are copied
     assert counts[0].item() == 5
+
+
+def test_linear_decay_lowers_both_learning_rates_to_zero() -> None:
+    spec = tiny_spec("ring8", training={"steps": 4},
+                     optimizer={"lr_schedule": "linear_decay", "generator": {"lr": 1e-3}})  # fmt: skip
+    trainer = Trainer(spec, dataset_for(spec), callbacks=[Recorder(stop_at=2)])
+    trainer.fit()  # the lr of the step just taken (step index 1) is 1e-3 * (1 - 1/4)
+    assert trainer.g_optimizer.param_groups[0]["lr"] == pytest.approx(1e-3 * 0.75)
+    assert trainer.d_optimizer.param_groups[0]["lr"] == pytest.approx(2e-4 * 0.75)
