@@ -99,8 +99,9 @@ def main() -> None:
     def column(key: str) -> list[float]:
         return [float(r[key]) for r in results]  # type: ignore[arg-type]
 
-    print(f"\n{len(results)} seeds ({', '.join(map(str, args.seeds))}), "
-          f"{base['training']['steps']} steps, {torch.get_num_threads()} CPU threads\n")  # fmt: skip
+    seeds = ", ".join(map(str, args.seeds))
+    steps, threads = base["training"]["steps"], torch.get_num_threads()
+    print(f"\n{len(results)} seeds ({seeds}), {steps} steps, {threads} CPU threads\n")
     print("| measure | mean ± std |\n|---|---|")
     print(f"| evaluator accuracy, real test images | {mean_std(column('real_test_accuracy'))} |")
     print(f"| evaluator accuracy, generated (all classes) | "

@@ -103,6 +103,12 @@ def _vanishing_gradients(run: _Run, m: dict[str, float]) -> str | None:
     confident = _d_confident(run, m)
     if g_grad is None or confident is None:
         return None
+    if run.spec.loss.kind == "minimax" and confident:
+        # d/dlogit log(1 - D(G(z))) = -D(G(z)): the saturating loss scales G's signal by D(G(z))
+        return (
+            f"the discriminator wins ({confident}), and the saturating minimax loss scales the "
+            f"generator's gradient by D(G(z)) = {m['p_fake']:.3f} (norm {g_grad:.2g})"
+        )
     reference = run.reference("g_grad_norm")
     if g_grad >= TINY_GRADIENT and (reference is None or g_grad >= 0.01 * reference):
         return None

@@ -183,8 +183,8 @@ def test_ema_decay_warms_up_then_holds() -> None:
 
 
 def test_linear_decay_lowers_both_learning_rates_to_zero() -> None:
-    spec = tiny_spec("ring8", training={"steps": 4},
-                     optimizer={"lr_schedule": "linear_decay", "generator": {"lr": 1e-3}})  # fmt: skip
+    schedule = {"lr_schedule": "linear_decay", "generator": {"lr": 1e-3}}
+    spec = tiny_spec("ring8", training={"steps": 4}, optimizer=schedule)
     trainer = Trainer(spec, dataset_for(spec), callbacks=[Recorder(stop_at=2)])
     trainer.fit()  # the lr of the step just taken (step index 1) is 1e-3 * (1 - 1/4)
     assert trainer.g_optimizer.param_groups[0]["lr"] == pytest.approx(1e-3 * 0.75)
