@@ -10,24 +10,18 @@ from gan_engine.artifacts import (
     WEIGHTS_FILE,
     ArtifactError,
     GeneratorArtifact,
-    artifact_files,
     write_artifact,
 )
-from gan_engine.trainer import Trainer
+from gan_engine.run import export_files
+from gan_engine.trainer import Trainer, TrainResult
 from tests.gan_engine.conftest import dataset_for, tiny_spec
 
 FASHION_LIKE = [f"class{k}" for k in range(10)]
 
 
 def export(trainer: Trainer) -> dict[str, bytes]:
-    return artifact_files(
-        trainer.sampling_generator,
-        model=trainer.spec.model,
-        sample_shape=trainer.dataset.sample_shape,
-        class_names=trainer.dataset.class_names,
-        dataset=trainer.dataset.name,
-        step=trainer.step,
-        metrics={"fid": 1.5},
+    return export_files(
+        trainer, TrainResult(trainer.step, stopped_early=False, summary={"fid": 1.5})
     )
 
 
