@@ -39,6 +39,7 @@ class _Run:
     recent: deque[dict[str, float]] = field(default_factory=lambda: deque(maxlen=HISTORY))
     early: dict[str, list[float]] = field(default_factory=dict)
     best: dict[str, float] = field(default_factory=dict)  # best eval value so far, per metric
+    collapse_evidence_last_eval: bool = False
 
     def reference(self, name: str) -> float | None:
         values = self.early.get(name, [])
@@ -180,7 +181,8 @@ def _flips(series: list[float], band: float) -> int:
 def _mode_collapse(run: _Run, m: dict[str, float]) -> str | None:
     """Variety lost while the samples look real, or variety the run had and lost. A run that only
     needs more training has low quality and low variety together (an untrained generator's
-    samples all look alike), and improves on both."""
+    samples all look alike), and improves on both. Two independent signs warn at once (the final
+    evaluation must be able to report a collapse); a single sign must recur at the next one."""
     best, looks_real = run.best, _looks_real(m)
     evidence = []
     modes, mixture = m.get("modes_captured"), MIXTURES.get(run.spec.dataset.builtin or "")
@@ -225,7 +227,9 @@ def _mode_collapse(run: _Run, m: dict[str, float]) -> str | None:
             f"samples look real (precision {precision:.2f}) but cover little of the data "
             f"(recall {recall:.2f})"
         )
-    return "; ".join(evidence) or None
+    single_and_new = len(evidence) == 1 and not run.collapse_evidence_last_eval
+    run.collapse_evidence_last_eval = bool(evidence)
+    return None if single_and_new else "; ".join(evidence) or None
 
 
 def _looks_real(m: dict[str, float]) -> bool:
@@ -307,7 +311,7 @@ STEP_RULES: tuple[Rule, ...] = (
     Rule("oscillation", 10, 30, _oscillating, _oscillation_advice),
 )
 # fmt: on
-EVAL_RULES: tuple[Rule, ...] = (Rule("mode_collapse", 2, 2, _mode_collapse, _mode_collapse_advice),)
+EVAL_RULES: tuple[Rule, ...] = (Rule("mode_collapse", 1, 2, _mode_collapse, _mode_collapse_advice),)
 
 
 @dataclass

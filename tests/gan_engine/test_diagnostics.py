@@ -148,9 +148,19 @@ def test_sharp_samples_on_few_modes_are_mode_collapse_not_under_training() -> No
 def test_many_near_duplicates_that_look_real_are_mode_collapse() -> None:
     diagnostics = _diagnostics()
     collapsed = {"duplicate_fraction": 0.6, "diversity_ratio": 0.2, "precision": 0.8, "recall": 0.3}
-    assert diagnostics.observe_eval(0, collapsed) == []
-    (event,) = diagnostics.observe_eval(1, collapsed)
+    (event,) = diagnostics.observe_eval(0, collapsed)  # two independent signs: at once
     assert "60% of samples are near-duplicates" in event.message
+    assert diagnostics.observe_eval(1, collapsed) == []  # once per episode
+
+
+def test_a_single_sign_of_collapse_must_recur_at_the_next_evaluation() -> None:
+    diagnostics = _diagnostics()
+    duplicates_only = {"duplicate_fraction": 0.6, "diversity_ratio": 0.9, "precision": 0.8}
+    assert diagnostics.observe_eval(0, duplicates_only) == []
+    assert diagnostics.observe_eval(1, {**duplicates_only, "duplicate_fraction": 0.01}) == []
+    assert diagnostics.observe_eval(2, duplicates_only) == []
+    (event,) = diagnostics.observe_eval(3, duplicates_only)
+    assert event.code == "mode_collapse"
 
 
 def test_an_untrained_generator_is_not_mode_collapse() -> None:
@@ -168,3 +178,28 @@ def test_diversity_that_was_there_and_is_lost_is_mode_collapse_without_precision
     for step, diversity in enumerate([0.2, 0.6, 0.9, 0.5, 0.4, 0.3]):
         events += diagnostics.observe_eval(step, {"diversity_ratio": diversity})
     assert [(e.step, e.code) for e in events] == [(5, "mode_collapse")]
+
+
+def test_collapse_first_seen_at_the_final_evaluation_is_reported() -> None:
+    """The evaluation series of a real AC-GAN run on Fashion-MNIST (benchmarks/fashion_mnist.py,
+    seed 1) whose footwear classes collapsed between its last two evaluations."""
+    from gan_engine.diagnostics import Diagnostics
+    from gan_engine.spec import parse_spec
+
+    spec = parse_spec({"dataset": {"builtin": "fashion-mnist"},
+                       "model": {"conditioning": "acgan", "width": 32}})  # fmt: skip
+    series = [
+        (500, 0.0, 0.7735, 0.9, 0.7056),
+        (1000, 0.0405, 0.715, 1.0, 0.6646),
+        (1500, 0.149, 0.8445, 1.0, 0.5616),
+        (2000, 0.4465, 0.592, 0.9, 0.4952),
+    ]
+    diagnostics = Diagnostics(spec, num_classes=10)
+    events = []
+    for step, duplicates, accuracy, coverage, diversity in series:
+        events += diagnostics.observe_eval(step, {
+            "duplicate_fraction": duplicates, "class_accuracy": accuracy,
+            "evaluator_accuracy": 0.902, "class_coverage": coverage, "diversity_ratio": diversity,
+        })  # fmt: skip
+    assert [(e.step, e.code) for e in events] == [(2000, "mode_collapse")]
+    assert "near-duplicates" in events[0].message and "as varied" in events[0].message
