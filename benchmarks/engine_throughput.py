@@ -64,7 +64,7 @@ def plain_loop(spec: Spec, dataset: Dataset, device: torch.device) -> float:
         opt_g.zero_grad()
         g_loss.backward()
         opt_g.step()
-    float(g_loss)  # wait for queued device work
+    float(g_loss.detach())  # wait for queued device work
     return spec.training.steps * batch / (time.perf_counter() - started)
 
 

@@ -92,18 +92,26 @@ def main() -> None:
     parser.add_argument("--steps", type=int, help="override training.steps of the spec files")
     parser.add_argument("--jobs", type=int, default=2, help="parallel processes, 1 thread each")
     parser.add_argument("--json", type=Path, help="also write every run's result here")
+    parser.add_argument(
+        "--include",
+        type=Path,
+        nargs="*",
+        default=[],
+        help="earlier runs (--json files or printed JSON lines) to table too",
+    )
     args = parser.parse_args()
     runs = [(d, r, s) for d in args.datasets for r in args.rows for s in args.seeds]
-    results = []
+    results = [json.loads(line) for path in args.include
+               for line in path.read_text().splitlines() if line.startswith("{")]  # fmt: skip
     with ProcessPoolExecutor(max_workers=args.jobs) as pool:
         futures = [pool.submit(train_once, d, r, s, args.steps) for d, r, s in runs]
         for future in futures:
             results.append(future.result())
             print(json.dumps(results[-1]), flush=True)
     if args.json:
-        args.json.write_text(json.dumps(results, indent=2))
+        args.json.write_text("".join(json.dumps(r) + "\n" for r in results))
     print(f"\n{len(args.seeds)} seeds each, 2,500 samples evaluated per run\n")
-    print(table(results, args.datasets))
+    print(table(results, sorted({r["dataset"] for r in results}, reverse=True)))
 
 
 if __name__ == "__main__":
