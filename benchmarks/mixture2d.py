@@ -21,7 +21,7 @@ from typing import Any
 import torch
 
 from gan_engine.run import build_trainer, load_training_data
-from gan_engine.spec import _deep_merge, load_spec, parse_spec
+from gan_engine.spec import deep_merge, load_spec, parse_spec
 
 SPECS = Path(__file__).parent / "specs"
 ROWS: dict[str, dict[str, Any]] = {
@@ -41,7 +41,7 @@ PUBLISHED = {  # Lin et al. 2018, Table 1: modes, high-quality %, reverse KL
 
 def train_once(dataset: str, row: str, seed: int, steps: int | None) -> dict[str, Any]:
     torch.set_num_threads(1)
-    data = _deep_merge(load_spec(SPECS / f"{dataset}.yaml").to_dict(), ROWS[row])
+    data = deep_merge(load_spec(SPECS / f"{dataset}.yaml").to_dict(), ROWS[row])
     data["training"]["seed"] = seed
     if steps:
         data["training"]["steps"] = steps

@@ -153,7 +153,7 @@ class Spec(_Strict):
             name = data["preset"]
             if name not in PRESETS:
                 return data  # the Literal on `preset` reports it
-            return _deep_merge(load_preset(name), data)
+            return deep_merge(load_preset(name), data)
         return data
 
     @model_validator(mode="after")
@@ -233,11 +233,11 @@ class Spec(_Strict):
         return self.model_dump(mode="json")
 
 
-def _deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
     merged = dict(base)
     for key, value in override.items():
         if isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = _deep_merge(merged[key], value)
+            merged[key] = deep_merge(merged[key], value)
         else:
             merged[key] = value
     return merged

@@ -17,7 +17,7 @@ from torch.optim.swa_utils import AveragedModel
 from gan_engine import regularizers
 from gan_engine.callbacks import Callback
 from gan_engine.checkpoint import CHECKPOINT_FORMAT, CheckpointError
-from gan_engine.data import Dataset
+from gan_engine.data import Dataset, to_model_range
 from gan_engine.events import Event
 from gan_engine.images import grid, png_bytes, scatter_png, to_uint8
 from gan_engine.losses import LOSSES
@@ -332,8 +332,7 @@ class Trainer:
             len(self.data), (self.spec.training.batch_size,), generator=self.data_rng
         )
         index = index.to(self.device)
-        x = self.data[index]
-        x = x.float() / 127.5 - 1.0 if x.dtype == torch.uint8 else x
+        x = to_model_range(self.data[index])
         labels = self.labels[index] if self.labels is not None and self.num_classes else None
         return x, labels
 

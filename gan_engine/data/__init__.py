@@ -11,6 +11,11 @@ from dataclasses import dataclass
 import torch
 
 
+def to_model_range(x: torch.Tensor) -> torch.Tensor:
+    """uint8 images to floats in [-1, 1]; points pass through unchanged."""
+    return x.float() / 127.5 - 1.0 if x.dtype == torch.uint8 else x
+
+
 class DatasetError(ValueError):
     """Data that cannot be found or read; the message is meant for the user."""
 
@@ -39,12 +44,11 @@ class Dataset:
 
     def batch(self, index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Float samples (images in [-1, 1]) and labels at ``index``."""
-        x = self.data[index]
-        x = x.float() / 127.5 - 1.0 if x.dtype == torch.uint8 else x
+        x = to_model_range(self.data[index])
         return x, None if self.labels is None else self.labels[index]
 
 
 # Imported last: the loaders import Dataset and DatasetError from this module.
 from gan_engine.data.builtins import load_dataset  # noqa: E402
 
-__all__ = ["Dataset", "DatasetError", "load_dataset"]
+__all__ = ["Dataset", "DatasetError", "load_dataset", "to_model_range"]

@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from gan_engine.data import Dataset
+from gan_engine.data import Dataset, to_model_range
 
 CACHE_FORMAT = 1
 HOLDOUT_FRACTION = 0.1
@@ -228,7 +228,7 @@ def train_evaluator(
     for _ in range(config.epochs):
         order = train_index[torch.randperm(len(train_index), generator=shuffle)]
         for batch in order.to(device).split(config.batch_size):
-            x = images[batch].float() / 127.5 - 1.0
+            x = to_model_range(images[batch])
             loss = F.cross_entropy(net(x), labels[batch])
             optimiser.zero_grad(set_to_none=True)
             loss.backward()

@@ -1,7 +1,4 @@
-from collections.abc import Callable
 from typing import Any
-
-import pytest
 
 from gan_engine.callbacks import Callback
 from gan_engine.data import Dataset, load_dataset
@@ -69,11 +66,3 @@ class Recorder(Callback):
 
     def should_stop(self, step: int) -> bool:
         return self.stop_at is not None and step >= self.stop_at
-
-
-@pytest.fixture
-def recorder() -> Recorder:
-    return Recorder()
-
-
-SpecFactory = Callable[..., Spec]
