@@ -65,6 +65,13 @@ class ModelSpec(_Strict):
     image_size: int = Field(32, ge=8, le=64)
     spectral_norm: bool = False
     minibatch: Literal["none", "discrimination", "stddev"] = "none"
+    minibatch_kernels: int = Field(
+        100,
+        ge=1,
+        le=512,
+        description="minibatch discrimination's kernel count B (each a 5-dim projection); its "
+        "cost grows with B x batch_size^2",
+    )
     pack: int = Field(1, ge=1, le=4, description="PacGAN: m samples judged jointly by D")
     d_norm: Literal["auto", "batch", "layer", "none"] = Field(
         "auto",
@@ -183,6 +190,12 @@ class Spec(_Strict):
             raise ValueError(
                 f"model.image_size {m.image_size} does not suit architecture '{m.architecture}': "
                 "use 8, 16, 32 or 64"
+            )
+        default_kernels = ModelSpec.model_fields["minibatch_kernels"].default
+        if m.minibatch_kernels != default_kernels and m.minibatch != "discrimination":
+            raise ValueError(
+                "model.minibatch_kernels applies only to model.minibatch 'discrimination' "
+                f"(got '{m.minibatch}'): remove it, or set minibatch 'discrimination'"
             )
         if m.pack > 1 and m.conditioning in ("projection", "acgan"):
             raise ValueError(

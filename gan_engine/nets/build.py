@@ -70,6 +70,7 @@ def build_discriminator(
         label_input=label_input,
         pack=model.pack,
         minibatch=model.minibatch,
+        minibatch_kernels=model.minibatch_kernels,
         conditioning=model.conditioning,
         num_classes=num_classes,
     )

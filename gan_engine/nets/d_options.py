@@ -72,11 +72,11 @@ class NoMinibatchFeatures(nn.Identity):
 
 
 def minibatch_features(
-    kind: MinibatchKind, in_features: int
+    kind: MinibatchKind, in_features: int, num_kernels: int = 100
 ) -> MinibatchDiscrimination | MinibatchStddev | NoMinibatchFeatures:
     """The batch-statistics layer for ``model.minibatch``; its ``extra_features`` widen D's head."""
     if kind == "discrimination":
-        return MinibatchDiscrimination(in_features)
+        return MinibatchDiscrimination(in_features, num_kernels)
     if kind == "stddev":
         return MinibatchStddev()
     return NoMinibatchFeatures()

@@ -56,13 +56,14 @@ class Discriminator(nn.Module):
         label_input: LabelConcat | None,
         pack: int,
         minibatch: MinibatchKind,
+        minibatch_kernels: int,
         conditioning: Conditioning,
         num_classes: int,
     ) -> None:
         super().__init__()
         self.flatten_input, self.label_input, self.pack = flatten_input, label_input, pack
         self.body = body
-        self.minibatch = minibatch_features(minibatch, num_features)
+        self.minibatch = minibatch_features(minibatch, num_features, minibatch_kernels)
         self.head = nn.Linear(num_features + self.minibatch.extra_features, 1)
         self.label_heads = LabelHeads(conditioning, num_classes, num_features)
 

@@ -75,6 +75,7 @@ def test_unknown_preset_names_the_choices() -> None:
         ({"model": {"pack": 3, "conditioning": "projection"}}, "pack", "'concat'"),
         ({"model": {"pack": 3}, "training": {"batch_size": 64}}, "multiple of", "pack"),
         ({"training": {"batch_size": 1}}, "training.batch_size", "greater than or equal"),
+        ({"model": {"minibatch_kernels": 25}}, "minibatch_kernels", "'discrimination'"),
     ],
 )
 def test_incompatible_combinations_name_the_field_and_the_fix(

@@ -118,6 +118,13 @@ def test_minibatch_discrimination_matches_salimans() -> None:
     assert torch.allclose(out[:, 3:], expected, atol=1e-6)
 
 
+def test_minibatch_kernels_set_the_extra_features() -> None:
+    model = tiny(architecture="mlp", minibatch="discrimination", minibatch_kernels=7)
+    discriminator = build_discriminator(model, sample_shape=(2,), num_classes=0)
+    assert discriminator.minibatch.extra_features == 7
+    assert discriminator.head.in_features == model.width + 7
+
+
 def test_minibatch_stddev_appends_mean_std() -> None:
     features = torch.tensor([[0.0, 1.0], [2.0, 5.0]])
     out = MinibatchStddev()(features)
