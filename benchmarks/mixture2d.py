@@ -97,7 +97,7 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
     parser.add_argument("--steps", type=int, help="override training.steps of the spec files")
     parser.add_argument("--jobs", type=int, default=2, help="parallel processes, 1 thread each")
-    parser.add_argument("--json", type=Path, help="also write every run's result here")
+    parser.add_argument("--json", type=Path, help="append each run's result here as it ends")
     parser.add_argument(
         "--include",
         type=Path,
@@ -105,8 +105,13 @@ def main() -> None:
         default=[],
         help="earlier runs (--json files or printed JSON lines) to table too",
     )
+    parser.add_argument("--table-only", action="store_true", help="train nothing: table --include")
     args = parser.parse_args()
-    runs = [(d, r, s) for d in args.datasets for r in args.rows for s in args.seeds]
+    runs = (
+        []
+        if args.table_only
+        else [(d, r, s) for d in args.datasets for r in args.rows for s in args.seeds]
+    )
     results = [json.loads(line) for path in args.include
                for line in path.read_text().splitlines() if line.startswith("{")]  # fmt: skip
     with ProcessPoolExecutor(max_workers=args.jobs) as pool:
@@ -114,9 +119,10 @@ def main() -> None:
         for future in futures:
             results.append(future.result())
             print(json.dumps(results[-1]), flush=True)
-    if args.json:
-        args.json.write_text("".join(json.dumps(r) + "\n" for r in results))
-    print(f"\n{len(args.seeds)} seeds each, 2,500 samples evaluated per run\n")
+            if args.json:
+                with args.json.open("a") as out:
+                    out.write(json.dumps(results[-1]) + "\n")
+    print("\n2,500 samples evaluated per run; mean ± std over seeds\n")
     print(table(results, sorted({r["dataset"] for r in results}, reverse=True)))
 
 
