@@ -12,9 +12,12 @@ from collections.abc import Mapping, Sequence
 from http import HTTPStatus
 from typing import Any
 
+from boto3.exceptions import Boto3Error
+from botocore.exceptions import BotoCoreError, ClientError
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from gan_engine.artifacts import ArtifactError
@@ -24,6 +27,7 @@ from store.errors import Conflict, LimitExceeded, NotFound
 from store.storage import StorageKeyNotFound
 
 log = logging.getLogger("api.errors")
+UNAVAILABLE_RETRY_AFTER_S = 5
 
 _CODES: dict[int, str] = {
     400: "bad_request",
@@ -169,6 +173,21 @@ def _not_found_in_storage(_: Request, error: Exception) -> JSONResponse:
     return error_response(404, "the stored file for this object is missing", code="not_found")
 
 
+def _unavailable(what: str) -> Any:
+    """A backing service (object storage, the database) failed: the client's request was fine and
+    can be retried as it is, so 503 with Retry-After rather than a 500."""
+
+    def handler(request: Request, error: Exception) -> JSONResponse:
+        log.error("%s failed on %s %s: %s", what, request.method, request.url.path, error)
+        return error_response(
+            503,
+            f"{what} is unavailable right now; retry shortly",
+            headers={"Retry-After": str(UNAVAILABLE_RETRY_AFTER_S)},
+        )
+
+    return handler
+
+
 def _unexpected(request: Request, error: Exception) -> JSONResponse:
     log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=error)
     return error_response(500, "internal error; it has been logged", code="internal_error")
@@ -185,4 +204,7 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(DatasetError, _status(422, "invalid_dataset"))
     app.add_exception_handler(ArtifactError, _status(422, "invalid_sampling_request"))
     app.add_exception_handler(StorageKeyNotFound, _not_found_in_storage)
+    for storage_failure in (BotoCoreError, ClientError, Boto3Error):
+        app.add_exception_handler(storage_failure, _unavailable("object storage"))
+    app.add_exception_handler(OperationalError, _unavailable("the database"))
     app.add_exception_handler(Exception, _unexpected)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import re
 import threading
 import zipfile
@@ -17,10 +18,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from api.errors import ApiError
 from gan_engine.artifacts import ArtifactError, GeneratorArtifact, Samples
 from gan_engine.images import png_bytes
 from store.storage import ObjectStorage, model_config_key, model_weights_key
 
+log = logging.getLogger("api.generation")
 ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)  # a fixed timestamp: same samples, same zip bytes
 
 
@@ -36,10 +39,19 @@ class ModelCache:
             if artifact is not None:
                 self._items.move_to_end(model_id)
                 return artifact
-        artifact = GeneratorArtifact.from_bytes(
-            storage.get_bytes(model_weights_key(model_id)),
-            storage.get_bytes(model_config_key(model_id)),
-        )
+        try:
+            artifact = GeneratorArtifact.from_bytes(
+                storage.get_bytes(model_weights_key(model_id)),
+                storage.get_bytes(model_config_key(model_id)),
+            )
+        except ArtifactError as error:  # our stored file is damaged: not the client's fault
+            log.error("model %s: stored artifact unreadable: %s", model_id, error)
+            raise ApiError(
+                500,
+                f"the stored weights of model {model_id} cannot be read; this is a fault on our "
+                "side and has been logged",
+                code="model_unreadable",
+            ) from error
         with self._lock:
             self._items[model_id] = artifact
             self._items.move_to_end(model_id)

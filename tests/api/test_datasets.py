@@ -379,3 +379,19 @@ def test_bad_zip_content_is_422(
 def test_long_name_is_422(client: TestClient, account: Account) -> None:
     data = npz_bytes(images=np.zeros((2, 8, 8), np.uint8))
     assert_error(upload(client, account, data, "d.npz", name="n" * 201), 422, param="name")
+
+
+def test_storage_down_during_upload_is_503_and_records_nothing(
+    client: TestClient, account: Account, storage: ObjectStorage, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from botocore.exceptions import EndpointConnectionError
+
+    def unreachable(*_: Any, **__: Any) -> None:
+        raise EndpointConnectionError(endpoint_url="http://minio:9000/ganforge")
+
+    monkeypatch.setattr(storage, "put_file", unreachable)
+    response = upload(client, account, npz_bytes(images=grey()[None].repeat(2, 0)), "d.npz")
+    error = assert_error(response, 503, "unavailable")
+    assert "object storage" in error["message"] and "minio" not in error["message"]
+    assert response.headers["Retry-After"] == "5"
+    assert client.get("/v1/datasets", headers=account.headers).json()["data"] == []

@@ -80,6 +80,26 @@ def test_an_unexpected_error_is_a_500_envelope(app: FastAPI) -> None:
     assert "secret" not in error["message"]
 
 
+def test_a_backing_service_failure_is_a_503_with_retry_after(app: FastAPI) -> None:
+    from botocore.exceptions import EndpointConnectionError
+    from sqlalchemy.exc import OperationalError
+
+    @app.get("/storage-down")
+    def storage_down() -> None:
+        raise EndpointConnectionError(endpoint_url="http://minio:9000")
+
+    @app.get("/database-down")
+    def database_down() -> None:
+        raise OperationalError("SELECT 1", {}, ConnectionRefusedError("password=secret"))
+
+    with TestClient(app, raise_server_exceptions=False) as client:
+        for path, what in (("/storage-down", "object storage"), ("/database-down", "database")):
+            response = client.get(path)
+            error = assert_error(response, 503, "unavailable")
+            assert what in error["message"] and "secret" not in error["message"]
+            assert response.headers["Retry-After"] == "5"
+
+
 def test_openapi_documents_the_spec_and_every_route(client: TestClient) -> None:
     schema = client.get("/openapi.json").json()
     assert {"Spec", "ModelSpec", "DatasetSpec"} <= set(schema["components"]["schemas"])

@@ -266,3 +266,12 @@ def test_generators_are_cached(
     assert sample(client, account, model_id, labels=[3], format="npy").content == first
     metrics = client.get("/metrics").text
     assert 'ganforge_generation_duration_seconds_count{format="npy"} 2.0' in metrics
+
+
+def test_a_damaged_stored_model_is_our_fault_not_the_client_s(
+    client: TestClient, account: Account, publish: Publish, storage: ObjectStorage
+) -> None:
+    model_id = publish(account)
+    storage.put_bytes(model_weights_key(model_id), b"not safetensors")
+    error = assert_error(sample(client, account, model_id, n=1), 500, "model_unreadable")
+    assert model_id in error["message"] and "our side" in error["message"]
