@@ -133,6 +133,14 @@ def test_falling_class_coverage_is_mode_collapse() -> None:
     assert [(e.step, e.code) for e in events] == [(5, "mode_collapse")]
     assert "fell from 100% to 50% of 10 classes" in events[0].message
     assert "minibatch" in events[0].message and "pack" in events[0].message
+    assert "loss.r1 0.1" in events[0].message
+    with_r1 = Diagnostics(
+        parse_spec({"dataset": {"builtin": "digits"}, "loss": {"r1": 0.1}}), num_classes=10
+    )
+    events = []
+    for step, coverage in enumerate([1.0, 1.0, 0.5, 0.4]):
+        events += with_r1.observe_eval(step, {"class_coverage": coverage})
+    assert events and "loss.r1" not in events[0].message  # it already has R1
 
 
 def test_sharp_samples_on_few_modes_are_mode_collapse_not_under_training() -> None:
