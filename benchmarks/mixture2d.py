@@ -20,9 +20,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import yaml
 
 from gan_engine.run import build_trainer, load_training_data
-from gan_engine.spec import deep_merge, load_spec, parse_spec
+from gan_engine.spec import deep_merge, parse_spec
 
 SPECS = Path(__file__).parent / "specs"
 NO_R1 = {"loss": {"r1": 0.0}}
@@ -45,9 +46,15 @@ PUBLISHED = {  # Lin et al. 2018, Table 1: modes, high-quality %, reverse KL
 }
 
 
+def spec_file(dataset: str) -> dict[str, Any]:
+    """The spec file as written, so ``auto`` fields resolve for each row's changes."""
+    data: dict[str, Any] = yaml.safe_load((SPECS / f"{dataset}.yaml").read_text())
+    return data
+
+
 def train_once(dataset: str, row: str, seed: int, steps: int | None) -> dict[str, Any]:
     torch.set_num_threads(1)
-    data = deep_merge(load_spec(SPECS / f"{dataset}.yaml").to_dict(), ROWS[row])
+    data = deep_merge(spec_file(dataset), ROWS[row])
     data["training"]["seed"] = seed
     if steps:
         data["training"]["steps"] = steps

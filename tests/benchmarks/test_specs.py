@@ -9,7 +9,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from benchmarks.mixture2d import ROWS, SPECS
+from benchmarks.mixture2d import ROWS, SPECS, spec_file
 from gan_engine.cli import app
 from gan_engine.spec import deep_merge, load_spec, parse_spec
 
@@ -28,9 +28,10 @@ def test_spec_files_parse(path: Path) -> None:
 @pytest.mark.parametrize("row", ROWS)
 @pytest.mark.parametrize("dataset", ["ring8", "grid25"])
 def test_every_mixture2d_row_is_a_valid_spec(dataset: str, row: str) -> None:
-    spec = parse_spec(deep_merge(load_spec(SPECS / f"{dataset}.yaml").to_dict(), ROWS[row]))
+    spec = parse_spec(deep_merge(spec_file(dataset), ROWS[row]))
     uses_r1 = row.startswith("R1")
     assert (spec.loss.r1 > 0) == uses_r1  # only our recipe's row keeps the spec file's R1
+    assert spec.model.d_norm == "none"  # every row has the same D, with or without R1
 
 
 @pytest.mark.parametrize("name", ["ring8", "grid25"])
