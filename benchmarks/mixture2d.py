@@ -52,9 +52,15 @@ def spec_file(dataset: str) -> dict[str, Any]:
     return data
 
 
-def train_once(dataset: str, row: str, seed: int, steps: int | None) -> dict[str, Any]:
+def row_label(row: str, override: dict[str, Any]) -> str:
+    return f"{row} + {json.dumps(override, separators=(',', ':'))}" if override else row
+
+
+def train_once(
+    dataset: str, row: str, seed: int, steps: int | None, override: dict[str, Any]
+) -> dict[str, Any]:
     torch.set_num_threads(1)
-    data = deep_merge(spec_file(dataset), ROWS[row])
+    data = deep_merge(deep_merge(spec_file(dataset), ROWS[row]), override)
     data["training"]["seed"] = seed
     if steps:
         data["training"]["steps"] = steps
@@ -63,9 +69,9 @@ def train_once(dataset: str, row: str, seed: int, steps: int | None) -> dict[str
     started = time.perf_counter()
     result = build_trainer(spec, load_training_data(spec)).fit()
     summary = result.summary
-    return {"dataset": dataset, "row": row, "seed": seed, "seconds": time.perf_counter() - started,
-            "modes": summary["modes_captured"], "hq": 100 * summary["high_quality_fraction"],
-            "kl": summary["reverse_kl"]}  # fmt: skip
+    return {"dataset": dataset, "row": row_label(row, override), "seed": seed,
+            "seconds": time.perf_counter() - started, "modes": summary["modes_captured"],
+            "hq": 100 * summary["high_quality_fraction"], "kl": summary["reverse_kl"]}  # fmt: skip
 
 
 def mean_std(values: list[float], digits: int) -> str:
@@ -83,10 +89,10 @@ def table(results: list[dict[str, Any]], datasets: list[str]) -> str:
         for (published_dataset, name), (m, hq, kl) in PUBLISHED.items():
             if published_dataset == dataset:
                 lines.append(f"| {dataset} | {name}, published | {m} | {hq} | {kl} | | |")
-        for row in ROWS:
+        labels = {r["row"] for r in results if r["dataset"] == dataset}
+        order = list(ROWS)
+        for row in sorted(labels, key=lambda label: (order.index(label.split(" + ")[0]), label)):
             runs = [r for r in results if r["dataset"] == dataset and r["row"] == row]
-            if not runs:
-                continue
             every = all(r["modes"] == modes[dataset] for r in runs)
             lines.append(
                 f"| {dataset} | {row} | {mean_std([r['modes'] for r in runs], 1)} | "
@@ -103,6 +109,12 @@ def main() -> None:
     parser.add_argument("--rows", nargs="+", default=list(ROWS), choices=list(ROWS))
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
     parser.add_argument("--steps", type=int, help="override training.steps of the spec files")
+    parser.add_argument(
+        "--override",
+        type=json.loads,
+        default={},
+        help='JSON merged into every run\'s spec after its row, e.g. \'{"loss": {"r1": 0.3}}\'',
+    )
     parser.add_argument("--jobs", type=int, default=2, help="parallel processes, 1 thread each")
     parser.add_argument("--json", type=Path, help="append each run's result here as it ends")
     parser.add_argument(
@@ -122,7 +134,7 @@ def main() -> None:
     results = [json.loads(line) for path in args.include
                for line in path.read_text().splitlines() if line.startswith("{")]  # fmt: skip
     with ProcessPoolExecutor(max_workers=args.jobs) as pool:
-        futures = [pool.submit(train_once, d, r, s, args.steps) for d, r, s in runs]
+        futures = [pool.submit(train_once, d, r, s, args.steps, args.override) for d, r, s in runs]
         for future in futures:
             results.append(future.result())
             print(json.dumps(results[-1]), flush=True)

@@ -9,7 +9,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from benchmarks.mixture2d import ROWS, SPECS, spec_file
+from benchmarks.mixture2d import ROWS, SPECS, spec_file, train_once
 from gan_engine.cli import app
 from gan_engine.spec import deep_merge, load_spec, parse_spec
 
@@ -50,3 +50,10 @@ def test_2d_spec_trains_through_the_engine_cli(tmp_path: Path, name: str) -> Non
     evaluations = [row for row in rows if "modes_captured" in row]
     assert [row["step"] for row in evaluations] == [10, 20]
     assert (out / "generator.safetensors").is_file()
+
+
+def test_mixture2d_override_changes_the_run_and_its_label() -> None:
+    result = train_once("grid25", "GAN (pack 1)", 1, 20, {"model": {"width": 16}})
+    assert result["row"] == 'GAN (pack 1) + {"model":{"width":16}}'
+    assert set(result) == {"dataset", "row", "seed", "seconds", "modes", "hq", "kl"}
+    assert 0 <= result["hq"] <= 100 and 0 <= result["modes"] <= 25
