@@ -75,8 +75,9 @@ def train_once(
 
 
 def mean_std(values: list[float], digits: int) -> str:
-    spread = statistics.stdev(values) if len(values) > 1 else 0.0
-    return f"{statistics.mean(values):.{digits}f} ± {spread:.{digits}f}"
+    if len(values) == 1:  # one seed: no spread to show
+        return f"{values[0]:.{digits}f}"
+    return f"{statistics.mean(values):.{digits}f} ± {statistics.stdev(values):.{digits}f}"
 
 
 def table(results: list[dict[str, Any]], datasets: list[str]) -> str:
