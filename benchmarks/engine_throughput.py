@@ -81,7 +81,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=60)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--width", type=int, default=64)
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args()
     spec = benchmark_spec(args.steps, args.batch_size, args.width)
     device = pick_device("auto")
