@@ -14,6 +14,7 @@ from gan_engine.cli import app
 from gan_engine.spec import deep_merge, load_spec, parse_spec
 
 SPEC_FILES = sorted(SPECS.glob("*.yaml"))
+BETAS = {"generator": {"betas": [0.0, 0.99]}, "discriminator": {"betas": [0.0, 0.99]}}
 
 
 def test_the_issue_s_three_specs_exist() -> None:
@@ -34,7 +35,15 @@ def test_every_mixture2d_row_is_a_valid_spec(dataset: str, row: str) -> None:
     assert spec.model.d_norm == "none"  # every row has the same D, with or without R1
 
 
-@pytest.mark.parametrize("name", ["ring8", "grid25"])
+def test_the_best_grid_spec_is_grid25_with_the_variant_s_changes() -> None:
+    best = load_spec(SPECS / "grid25-batch1000.yaml")
+    variant = parse_spec(
+        deep_merge(spec_file("grid25"), {"training": {"batch_size": 1000}, "optimizer": BETAS})
+    )
+    assert best == variant
+
+
+@pytest.mark.parametrize("name", ["ring8", "grid25", "grid25-batch1000"])
 def test_2d_spec_trains_through_the_engine_cli(tmp_path: Path, name: str) -> None:
     """The spec file as written, shortened to a few steps, through `gan_engine train`."""
     data = yaml.safe_load((SPECS / f"{name}.yaml").read_text())
