@@ -72,7 +72,7 @@ class NoMinibatchFeatures(nn.Identity):
 
 
 def minibatch_features(
-    kind: MinibatchKind, in_features: int, num_kernels: int = 100
+    kind: MinibatchKind, in_features: int, num_kernels: int
 ) -> MinibatchDiscrimination | MinibatchStddev | NoMinibatchFeatures:
     """The batch-statistics layer for ``model.minibatch``; its ``extra_features`` widen D's head."""
     if kind == "discrimination":

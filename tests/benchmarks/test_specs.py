@@ -46,7 +46,7 @@ def test_the_best_grid_spec_is_grid25_with_the_variant_s_changes() -> None:
 @pytest.mark.parametrize("name", ["ring8", "grid25", "grid25-batch1000"])
 def test_2d_spec_trains_through_the_engine_cli(tmp_path: Path, name: str) -> None:
     """The spec file as written, shortened to a few steps, through `gan_engine train`."""
-    data = yaml.safe_load((SPECS / f"{name}.yaml").read_text())
+    data = spec_file(name)
     data["training"]["steps"] = 20
     data["monitor"].update(eval_every=10, checkpoint_every=10, sample_every=10, log_every=5)
     short = tmp_path / f"{name}.yaml"

@@ -191,9 +191,6 @@ def test_diversity_that_was_there_and_is_lost_is_mode_collapse_without_precision
 def test_collapse_first_seen_at_the_final_evaluation_is_reported() -> None:
     """The evaluation series of a real AC-GAN run on Fashion-MNIST (benchmarks/fashion_mnist.py,
     seed 1) whose footwear classes collapsed between its last two evaluations."""
-    from gan_engine.diagnostics import Diagnostics
-    from gan_engine.spec import parse_spec
-
     spec = parse_spec({"dataset": {"builtin": "fashion-mnist"},
                        "model": {"conditioning": "acgan", "width": 32}})  # fmt: skip
     series = [

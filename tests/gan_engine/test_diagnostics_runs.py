@@ -2,13 +2,24 @@
 
 from gan_engine.diagnostics import Diagnostics
 from gan_engine.events import Event
+from gan_engine.spec import Spec
 from gan_engine.trainer import Trainer
 from tests.gan_engine.conftest import Recorder, dataset_for, tiny_spec
 
-POINT_MODEL = {"architecture": "mlp", "width": 64, "latent_dim": 2, "mlp_layers": 3}
+
+def point_run(dataset: str, loss: str, *, g_lr: float, d_lr: float) -> Spec:
+    """600 logged steps of a small MLP GAN on 2-D points, diagnostics on, nothing else."""
+    return tiny_spec(
+        dataset,
+        model={"architecture": "mlp", "width": 64, "latent_dim": 2, "mlp_layers": 3},
+        loss={"kind": loss},
+        optimizer={"generator": {"lr": g_lr}, "discriminator": {"lr": d_lr}},
+        training={"steps": 600, "batch_size": 64, "ema_decay": 0.0},
+        monitor={"log_every": 5, "sample_every": 10**6, "checkpoint_every": 10**6},
+    )
 
 
-def warnings_of(spec) -> list[Event]:
+def warnings_of(spec: Spec) -> list[Event]:
     recorder = Recorder()
     trainer = Trainer(spec, dataset_for(spec), callbacks=[recorder])
     trainer.diagnostics = Diagnostics(spec, trainer.num_classes)
@@ -17,15 +28,7 @@ def warnings_of(spec) -> list[Event]:
 
 
 def test_saturating_minimax_against_a_strong_discriminator_is_flagged() -> None:
-    spec = tiny_spec(
-        "grid25",
-        model=POINT_MODEL,
-        loss={"kind": "minimax"},
-        optimizer={"generator": {"lr": 5e-5}, "discriminator": {"lr": 2e-3}},
-        training={"steps": 600, "batch_size": 64, "ema_decay": 0.0},
-        monitor={"log_every": 5, "sample_every": 10**6, "checkpoint_every": 10**6},
-    )
-    warnings = warnings_of(spec)
+    warnings = warnings_of(point_run("grid25", "minimax", g_lr=5e-5, d_lr=2e-3))
     codes = [event.code for event in warnings]
     assert "vanishing_gradients" in codes, codes
     assert len(codes) == len(set(codes)), f"warned more than once per episode: {codes}"
@@ -34,12 +37,4 @@ def test_saturating_minimax_against_a_strong_discriminator_is_flagged() -> None:
 
 
 def test_a_healthy_run_raises_no_alarm() -> None:
-    spec = tiny_spec(
-        "ring8",
-        model=POINT_MODEL,
-        loss={"kind": "non_saturating"},
-        optimizer={"generator": {"lr": 1e-3}, "discriminator": {"lr": 1e-3}},
-        training={"steps": 600, "batch_size": 64, "ema_decay": 0.0},
-        monitor={"log_every": 5, "sample_every": 10**6, "checkpoint_every": 10**6},
-    )
-    assert warnings_of(spec) == []
+    assert warnings_of(point_run("ring8", "non_saturating", g_lr=1e-3, d_lr=1e-3)) == []

@@ -6,8 +6,8 @@ import torch
 
 from gan_engine.checkpoint import load_checkpoint
 from gan_engine.losses import LOSSES, LossPair
-from gan_engine.spec import Conditioning, LossKind, SpecError
-from gan_engine.trainer import Trainer, TrainingDiverged
+from gan_engine.spec import Conditioning, LossKind, OptimizerSpec, SpecError
+from gan_engine.trainer import Trainer, TrainingDiverged, build_optimizer
 from tests.gan_engine.conftest import Recorder, dataset_for, tiny_spec
 
 PNG_MAGIC = b"\x89PNG"
@@ -189,3 +189,26 @@ def test_linear_decay_lowers_both_learning_rates_to_zero() -> None:
     trainer.fit()  # the lr of the step just taken (step index 1) is 1e-3 * (1 - 1/4)
     assert trainer.g_optimizer.param_groups[0]["lr"] == pytest.approx(1e-3 * 0.75)
     assert trainer.d_optimizer.param_groups[0]["lr"] == pytest.approx(2e-4 * 0.75)
+
+
+@pytest.mark.parametrize("kind", ["adam", "rmsprop"])
+def test_foreach_optimizers_match_the_per_parameter_loop_bit_for_bit(kind: str) -> None:
+    """build_optimizer turns foreach on for CPU; earlier benchmark runs used PyTorch's CPU default
+    (a loop per parameter), so their results stay reproducible only if the two agree exactly."""
+    spec = OptimizerSpec(kind=kind, lr=1e-3, betas=(0.5, 0.999))
+    start = [torch.randn(64, 32, generator=torch.Generator().manual_seed(k)) for k in range(3)]
+    per_parameter_loop = {
+        "adam": lambda ps: torch.optim.Adam(ps, lr=spec.lr, betas=spec.betas, foreach=False),
+        "rmsprop": lambda ps: torch.optim.RMSprop(ps, lr=spec.lr, foreach=False),
+    }[kind]
+    trained = []
+    for make in (lambda ps: build_optimizer(spec, ps), per_parameter_loop):
+        params = [p.clone().requires_grad_() for p in start]
+        optimizer = make(params)
+        grads = torch.Generator().manual_seed(9)
+        for _ in range(50):
+            for p in params:
+                p.grad = torch.randn(p.shape, generator=grads)
+            optimizer.step()
+        trained.append(params)
+    assert all(torch.equal(a, b) for a, b in zip(*trained, strict=True))
