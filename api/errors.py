@@ -1,13 +1,14 @@
 """One error shape for every failure: ``{"error": {"code", "message", "param"}}``.
 
-``ApiError`` is raised by our own code; the handlers below translate everything else (request
-validation, spec validation, the store's and the engine's errors) into the same envelope.
+``ApiError`` is raised only by the HTTP layer itself (authentication, request parsing); services
+raise domain errors (``store.errors``) and the engine its own (``gan_engine.errors``), each holding
+the field at fault as data. The handlers below translate them all into the same envelope.
 """
 
 from __future__ import annotations
 
 import logging
-import re
+import math
 from collections.abc import Mapping, Sequence
 from http import HTTPStatus
 from typing import Any
@@ -17,13 +18,24 @@ from botocore.exceptions import BotoCoreError, ClientError
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DataError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from gan_engine.artifacts import ArtifactError
 from gan_engine.data import DatasetError
+from gan_engine.errors import EngineError
 from gan_engine.spec import SpecError
-from store.errors import Conflict, LimitExceeded, NotFound
+from store.errors import (
+    Busy,
+    Conflict,
+    Damaged,
+    InvalidRequest,
+    LimitExceeded,
+    NotFound,
+    PayloadTooLarge,
+    StoreError,
+    UnsupportedMediaType,
+)
 from store.storage import StorageKeyNotFound
 
 log = logging.getLogger("api.errors")
@@ -90,8 +102,24 @@ def error_response(
 # --- translating the errors of others ----------------------------------------------------------
 
 _LOCATIONS = ("body", "query", "path", "header", "cookie")
-_SPEC_SECTIONS = r"(?:preset|dataset|model|loss|optimizer|training|monitor)"
-_FIELD_IN_MESSAGE = re.compile(rf"\b({_SPEC_SECTIONS}(?:\.[a-z_]+)+)\b")
+MAX_LISTED_PROBLEMS = 5
+
+# Domain errors and the status each one answers with; subclasses first where they nest.
+DOMAIN_STATUS: tuple[tuple[type[Exception], int], ...] = (
+    (NotFound, 404),
+    (Conflict, 409),
+    (InvalidRequest, 422),
+    (PayloadTooLarge, 413),
+    (UnsupportedMediaType, 415),
+    (LimitExceeded, 429),
+    (Busy, 503),
+    (Damaged, 500),
+)
+ENGINE_CODES: tuple[tuple[type[EngineError], str], ...] = (
+    (SpecError, "invalid_spec"),
+    (DatasetError, "invalid_dataset"),
+    (ArtifactError, "invalid_sampling_request"),
+)
 
 
 def validation_param(loc: Sequence[str | int]) -> str | None:
@@ -103,26 +131,16 @@ def validation_param(loc: Sequence[str | int]) -> str | None:
 
 
 def validation_message(errors: Sequence[Any]) -> tuple[str, str | None]:
-    """One ``param: message`` line per problem, and the first problem's param."""
+    """One ``param: message`` line per problem (a handful at most), and the first one's param."""
     lines, first = [], None
-    for item in errors:
+    for item in errors[:MAX_LISTED_PROBLEMS]:
         param = validation_param(item.get("loc", ()))
         first = first or param
-        message = str(item.get("msg", "invalid value")).removeprefix("Value error, ")
+        message = str(item.get("msg", "invalid value")).removeprefix("Value error, ")[:500]
         lines.append(f"{param}: {message}" if param else message)
+    if len(errors) > MAX_LISTED_PROBLEMS:
+        lines.append(f"... and {len(errors) - MAX_LISTED_PROBLEMS} more problem(s)")
     return "\n".join(lines) or "invalid request", first
-
-
-def spec_error_param(message: str) -> str | None:
-    """The field a ``SpecError`` names: ``"loss.kind: ..."`` → ``loss.kind``. Checks across fields
-    are reported at ``spec: ...``; their message starts with the field they are about."""
-    head, sep, rest = message.partition("\n")[0].partition(": ")
-    if not sep:
-        return None
-    if head != "spec":
-        return head
-    found = _FIELD_IN_MESSAGE.search(rest)
-    return found.group(1) if found else None
 
 
 def _api_error(_: Request, error: Exception) -> JSONResponse:
@@ -137,7 +155,7 @@ def _request_validation(_: Request, error: Exception) -> JSONResponse:
     errors = list(error.errors())
     if any(item.get("type") == "json_invalid" for item in errors):
         detail = next(item for item in errors if item.get("type") == "json_invalid")
-        reason = (detail.get("ctx") or {}).get("error", "")
+        reason = str((detail.get("ctx") or {}).get("error", ""))[:300]
         return error_response(
             400,
             f"the request body is not valid JSON{f' ({reason})' if reason else ''}",
@@ -155,16 +173,36 @@ def _http_exception(_: Request, error: Exception) -> JSONResponse:
     return error_response(error.status_code, message, headers=error.headers)
 
 
-def _spec_error(_: Request, error: Exception) -> JSONResponse:
-    message = str(error)
-    return error_response(422, message, code="invalid_spec", param=spec_error_param(message))
-
-
-def _status(status: int, code: str | None = None) -> Any:
+def _engine_error(code: str) -> Any:
     def handler(_: Request, error: Exception) -> JSONResponse:
-        return error_response(status, str(error), code=code)
+        assert isinstance(error, EngineError)
+        return error_response(422, error.message, code=code, param=error.param)
 
     return handler
+
+
+def _domain_error(status: int) -> Any:
+    def handler(request: Request, error: Exception) -> JSONResponse:
+        assert isinstance(error, StoreError)
+        if status >= 500:
+            log.error("%s on %s %s: %s", error.code, request.method, request.url.path, error)
+        headers = {}
+        if error.retry_after_s is not None:
+            headers["Retry-After"] = str(max(1, math.ceil(error.retry_after_s)))
+        return error_response(
+            status, error.message, code=error.code, param=error.param, headers=headers
+        )
+
+    return handler
+
+
+def _out_of_range(request: Request, error: Exception) -> JSONResponse:
+    """A value the database refused (too large a number, a NUL byte): our validation should have
+    caught it first, so it is logged, but it is the request's value that is at fault."""
+    log.warning("database refused a value on %s %s: %s", request.method, request.url.path, error)
+    return error_response(
+        422, "a value in the request is out of range or not storable", code="invalid_request"
+    )
 
 
 def _not_found_in_storage(_: Request, error: Exception) -> JSONResponse:
@@ -197,14 +235,13 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(ApiError, _api_error)
     app.add_exception_handler(RequestValidationError, _request_validation)
     app.add_exception_handler(StarletteHTTPException, _http_exception)
-    app.add_exception_handler(SpecError, _spec_error)
-    app.add_exception_handler(NotFound, _status(404))
-    app.add_exception_handler(Conflict, _status(409))
-    app.add_exception_handler(LimitExceeded, _status(429))
-    app.add_exception_handler(DatasetError, _status(422, "invalid_dataset"))
-    app.add_exception_handler(ArtifactError, _status(422, "invalid_sampling_request"))
+    for engine_error, code in ENGINE_CODES:
+        app.add_exception_handler(engine_error, _engine_error(code))
+    for domain_error, status in DOMAIN_STATUS:
+        app.add_exception_handler(domain_error, _domain_error(status))
     app.add_exception_handler(StorageKeyNotFound, _not_found_in_storage)
     for storage_failure in (BotoCoreError, ClientError, Boto3Error):
         app.add_exception_handler(storage_failure, _unavailable("object storage"))
     app.add_exception_handler(OperationalError, _unavailable("the database"))
+    app.add_exception_handler(DataError, _out_of_range)
     app.add_exception_handler(Exception, _unexpected)

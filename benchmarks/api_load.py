@@ -97,7 +97,7 @@ def publish_dcgan(database_url: str, storage_url: str, tenant_id: str) -> str:
     from store.storage import model_config_key, model_weights_key, storage_from_url
 
     spec = parse_spec(DCGAN32)
-    trainer = Trainer(spec, load_training_data(spec))
+    trainer = Trainer(*load_training_data(spec))
     files = export_files(trainer, trainer.fit())
     shape = json.loads(files[CONFIG_FILE])["sample_shape"]  # (C, H, W)
     model_id = new_id("mdl")
@@ -105,7 +105,7 @@ def publish_dcgan(database_url: str, storage_url: str, tenant_id: str) -> str:
     storage.put_bytes(model_weights_key(model_id), files[WEIGHTS_FILE])
     storage.put_bytes(model_config_key(model_id), files[CONFIG_FILE])
     with session_scope(get_sessionmaker(database_url)) as session:
-        job, _ = store_jobs.create_job(session, tenant_id=tenant_id, spec=spec.to_dict())
+        job, _ = store_jobs.create_job(session, tenant_id=tenant_id, spec=spec)
         store_jobs.claim_job(session, job_id=job.id, worker_id="bench", lease_s=60)
         model = store_jobs.succeed_job(
             session,

@@ -85,7 +85,7 @@ def main() -> None:
     args = parser.parse_args()
     spec = benchmark_spec(args.steps, args.batch_size, args.width)
     device = pick_device("auto")
-    dataset = load_training_data(spec)
+    spec, dataset = load_training_data(spec)
     name = (
         torch.cuda.get_device_name()
         if device.type == "cuda"

@@ -47,7 +47,7 @@ def mean_std(values: list[float]) -> str:
 
 def run_seed(spec: Spec, cache: FolderEvaluatorCache, test_images: torch.Tensor,
              test_labels: torch.Tensor) -> dict[str, float | list[float]]:  # fmt: skip
-    dataset = load_training_data(spec)
+    spec, dataset = load_training_data(spec)
     timeline = EvalTimeline()
     trainer = build_trainer(spec, dataset, callbacks=[timeline], evaluator_cache=cache)
     timeline.started = time.perf_counter()

@@ -67,7 +67,7 @@ def train_once(
     data["monitor"].update(eval_every=10**9, checkpoint_every=10**9, sample_every=10**9)
     spec = parse_spec(data)
     started = time.perf_counter()
-    result = build_trainer(spec, load_training_data(spec)).fit()
+    result = build_trainer(*load_training_data(spec)).fit()
     summary = result.summary
     return {"dataset": dataset, "row": row_label(row, override), "seed": seed,
             "seconds": time.perf_counter() - started, "modes": summary["modes_captured"],

@@ -15,6 +15,7 @@ from safetensors.torch import load as load_safetensors
 from safetensors.torch import save as save_safetensors
 from torch import nn
 
+from gan_engine.errors import EngineError
 from gan_engine.images import grid, png_bytes, scatter_png, to_uint8
 from gan_engine.nets import build_generator
 from gan_engine.spec import ModelSpec
@@ -24,7 +25,7 @@ WEIGHTS_FILE, CONFIG_FILE = "generator.safetensors", "config.json"
 MAX_SAMPLES = 4096
 
 
-class ArtifactError(ValueError):
+class ArtifactError(EngineError):
     """A missing/corrupt artifact or an impossible sampling request; meant for the user."""
 
 
@@ -128,29 +129,57 @@ class GeneratorArtifact:
         per_class: int | None = None,
         n: int | None = None,
     ) -> tuple[int, list[int] | None]:
-        """How many samples of which classes a request means (None labels: unconditional)."""
+        """How many samples of which classes a request means (None labels: unconditional).
+
+        ``labels`` or ``class_names`` with ``n``: ``n`` samples shared equally among them, in
+        blocks ("Sneaker", "Bag" and n 4: two sneakers, then two bags); ``n`` must be a multiple
+        of how many were given. ``per_class``: that many of every class.
+        """
         given = [k for k, v in {"labels": labels, "class_names": class_names,
                                  "per_class": per_class}.items() if v is not None]  # fmt: skip
         if len(given) > 1:
-            raise ArtifactError(f"give one of labels, class_names or per_class, not {given}")
+            raise ArtifactError(
+                f"give one of labels, class_names or per_class, not {given}", param=given[1]
+            )
+        selector = given[0] if given else "n"
         if given and not self.conditional:
-            raise ArtifactError(f"{given[0]} needs a class-conditional model; this one is not")
+            raise ArtifactError(
+                f"{selector} needs a class-conditional model; this one is not", param=selector
+            )
         names = self.config.class_names or []
         if class_names is not None:
             unknown = [c for c in class_names if c not in names]
             if unknown:
-                raise ArtifactError(f"unknown class names {unknown}; this model knows {names}")
+                raise ArtifactError(
+                    f"unknown class names {unknown[:5]}; this model knows {names}",
+                    param="class_names",
+                )
             labels = [names.index(c) for c in class_names]
-        if per_class is not None:
-            labels = [k for k in range(self.config.num_classes) for _ in range(per_class)]
         if labels is not None:
             bad = [k for k in labels if not 0 <= k < self.config.num_classes]
             if bad:
-                raise ArtifactError(f"labels {bad} out of range 0..{self.config.num_classes - 1}")
-            if n is not None and len(labels) == 1:
-                labels = labels * n  # "16 samples of class 'Sneaker'"
+                raise ArtifactError(
+                    f"labels {bad[:5]} out of range 0..{self.config.num_classes - 1}",
+                    param="labels",
+                )
+        if per_class is not None:
+            labels = [k for k in range(self.config.num_classes) for _ in range(per_class)]
             if n is not None and n != len(labels):
-                raise ArtifactError(f"n={n} disagrees with the {len(labels)} labels given")
+                raise ArtifactError(
+                    f"n={n} disagrees with per_class {per_class} x {self.config.num_classes} "
+                    f"classes = {len(labels)}: give one of them",
+                    param="n",
+                )
+        elif labels is not None and n is not None:
+            if n % len(labels):
+                raise ArtifactError(
+                    f"n={n} is not a multiple of the {len(labels)} {selector} given, so they "
+                    f"cannot share it equally: ask for n={len(labels) * max(1, n // len(labels))}"
+                    f", or list the class of every sample",
+                    param="n",
+                )
+            labels = [k for k in labels for _ in range(n // len(labels))]
+        if labels is not None:
             count = len(labels)
         else:
             count = 16 if n is None else n
@@ -158,7 +187,7 @@ class GeneratorArtifact:
                 [k % self.config.num_classes for k in range(count)] if self.conditional else None
             )
         if not 1 <= count <= MAX_SAMPLES:
-            raise ArtifactError(f"ask for 1 to {MAX_SAMPLES} samples, not {count}")
+            raise ArtifactError(f"ask for 1 to {MAX_SAMPLES} samples, not {count}", param=selector)
         return count, labels
 
     def sample(
@@ -179,7 +208,9 @@ class GeneratorArtifact:
         z = torch.empty(count, self.config.model.latent_dim)
         if truncation is not None:
             if not truncation > 0:
-                raise ArtifactError(f"truncation must be > 0 (e.g. 0.7), not {truncation}")
+                raise ArtifactError(
+                    f"truncation must be > 0 (e.g. 0.7), not {truncation}", param="truncation"
+                )
             torch.nn.init.trunc_normal_(z, a=-truncation, b=truncation, generator=rng)
         else:
             z.normal_(generator=rng)
@@ -200,14 +231,11 @@ class GeneratorArtifact:
 
 
 def _row_length(labels: np.ndarray | None) -> int | None:
-    """The run length when labels come in equal sorted blocks (per_class requests)."""
+    """The block length when labels come in equal blocks of one class each (per_class, or
+    several class names with n): one row per block."""
     if labels is None or len(labels) == 0:
         return None
     changes = np.flatnonzero(np.diff(labels)) + 1
     blocks = np.diff(np.concatenate([[0], changes, [len(labels)]]))
-    sorted_blocks = bool(np.all(np.diff(labels) >= 0))
-    return (
-        int(blocks[0])
-        if sorted_blocks and np.all(blocks == blocks[0]) and len(blocks) > 1
-        else None
-    )
+    uniform = len(blocks) > 1 and blocks[0] > 1 and bool(np.all(blocks == blocks[0]))
+    return int(blocks[0]) if uniform else None

@@ -8,11 +8,13 @@ from typing import Any, BinaryIO
 
 import torch
 
+from gan_engine.errors import EngineError
+
 CHECKPOINT_FORMAT = 1
 
 
-class CheckpointError(ValueError):
-    pass
+class CheckpointError(EngineError):
+    """A checkpoint that cannot be read, or does not fit the run."""
 
 
 def checkpoint_bytes(state: dict[str, Any]) -> bytes:

@@ -70,7 +70,7 @@ def train(
             raise _fail(f"{out} already holds a run; pass --resume to continue it, or pick --out")
         if resume and newest is None:
             raise _fail(f"--resume: no checkpoint in {out / 'checkpoints'}")
-        dataset = load_training_data(spec, data_dir=data_dir)
+        spec, dataset = load_training_data(spec, data_dir=data_dir)
         folder = RunFolder(out)
         (out / "spec.json").write_text(spec.model_dump_json(indent=2))
         with Progress(

@@ -18,7 +18,8 @@ from dataclasses import dataclass, field
 
 from gan_engine.data.mixtures import MIXTURES
 from gan_engine.events import Event
-from gan_engine.spec import BCE_LOSSES, Spec
+from gan_engine.losses import LOSSES
+from gan_engine.spec import Spec
 
 HISTORY = 100  # step observations kept for windowed checks
 REFERENCE_COUNT = 20  # the first observations: each metric's early level
@@ -85,7 +86,7 @@ def _d_confident(run: _Run, m: dict[str, float]) -> str | None:
     """D separates real from fake with confidence, in the units of this loss; "" when the loss
     has no such notion (Wasserstein critics)."""
     kind, target = run.spec.loss.kind, 1.0 - run.spec.loss.label_smoothing
-    if kind in BCE_LOSSES:
+    if LOSSES[kind].bce:
         p_real, p_fake = m.get("p_real"), m.get("p_fake")
         if p_real is None or p_fake is None or not (p_real >= 0.9 * target and p_fake <= 0.1):
             return None
@@ -120,11 +121,11 @@ def _vanishing_gradients(run: _Run, m: dict[str, float]) -> str | None:
 def _d_loss_floor(run: _Run) -> float | None:
     """The smallest D loss this loss can reach, plus a tolerance; None for Wasserstein critics."""
     kind, smoothing = run.spec.loss.kind, run.spec.loss.label_smoothing
-    if kind in BCE_LOSSES:
+    if LOSSES[kind].bce:
         t = 1.0 - smoothing
         entropy = 0.0 if smoothing == 0 else -(t * math.log(t) + smoothing * math.log(smoothing))
         return entropy + 0.05
-    return {"hinge": 0.05, "least_squares": 0.01}.get(kind)
+    return LOSSES[kind].d_loss_floor
 
 
 def _overpowering(run: _Run, m: dict[str, float]) -> str | None:
@@ -140,7 +141,7 @@ def _oscillating(run: _Run, m: dict[str, float]) -> str | None:
     hysteresis (noise near zero flips nothing). A critic's output has no fixed zero, so with
     Wasserstein and hinge losses G's loss -D(G(z)) drifts harmlessly: only D's loss is read."""
     d_loss = "d_adv_loss" if "d_adv_loss" in m else "d_loss"  # without penalties
-    critic = run.spec.loss.kind in ("wasserstein", "wgan_gp", "hinge")
+    critic = LOSSES[run.spec.loss.kind].critic
     for name in (d_loss,) if critic else ("g_loss", d_loss):
         values = run.series(name)
         if len(values) < HISTORY or not all(math.isfinite(v) for v in values):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Literal, get_args
 
 import torch
 import torch.nn.functional as F
@@ -51,17 +52,40 @@ def least_squares_generator(fake: Tensor) -> Tensor:
     return 0.5 * ((fake - 1.0) ** 2).mean()
 
 
+LossKind = Literal["minimax", "non_saturating", "wasserstein", "wgan_gp", "hinge", "least_squares"]
+
+
 @dataclass(frozen=True)
 class LossPair:
     discriminator: Callable[[Tensor, Tensor, float], Tensor]
     generator: Callable[[Tensor], Tensor]
+    # D's output is a probability's logit (BCE losses): D(x) = sigmoid(logit) means something.
+    bce: bool = False
+    # D is an unbounded critic (Wasserstein, hinge): its output has no fixed zero.
+    critic: bool = False
+    # Real targets exist, so one-sided label smoothing applies.
+    target_based: bool = False
+    # The loss's own regularizer and its default: WGAN-GP's penalty, WGAN's clipping.
+    default_gradient_penalty: float | None = None
+    default_weight_clip: float | None = None
+    # The least D loss (plus a tolerance) a saturated D reaches; None when unbounded below.
+    d_loss_floor: float | None = None
 
 
-LOSSES: dict[str, LossPair] = {
-    "minimax": LossPair(bce_discriminator, minimax_generator),
-    "non_saturating": LossPair(bce_discriminator, non_saturating_generator),
-    "wasserstein": LossPair(wasserstein_critic, wasserstein_generator),
-    "wgan_gp": LossPair(wasserstein_critic, wasserstein_generator),
-    "hinge": LossPair(hinge_discriminator, wasserstein_generator),
-    "least_squares": LossPair(least_squares_discriminator, least_squares_generator),
+LOSSES: dict[LossKind, LossPair] = {
+    "minimax": LossPair(bce_discriminator, minimax_generator, bce=True, target_based=True),
+    "non_saturating": LossPair(
+        bce_discriminator, non_saturating_generator, bce=True, target_based=True
+    ),
+    "wasserstein": LossPair(
+        wasserstein_critic, wasserstein_generator, critic=True, default_weight_clip=0.01
+    ),
+    "wgan_gp": LossPair(
+        wasserstein_critic, wasserstein_generator, critic=True, default_gradient_penalty=10.0
+    ),
+    "hinge": LossPair(hinge_discriminator, wasserstein_generator, critic=True, d_loss_floor=0.05),
+    "least_squares": LossPair(
+        least_squares_discriminator, least_squares_generator, target_based=True, d_loss_floor=0.01
+    ),
 }
+assert tuple(LOSSES) == get_args(LossKind), "every LossKind has exactly one entry"

@@ -10,15 +10,20 @@ import torch
 from gan_engine.artifacts import artifact_files
 from gan_engine.callbacks import Callback
 from gan_engine.data import Dataset, load_dataset
+from gan_engine.data.builtins import fit_data
 from gan_engine.diagnostics import Diagnostics
 from gan_engine.evaluation import EvaluatorCache, RunEvaluator
 from gan_engine.spec import Spec
 from gan_engine.trainer import Trainer, TrainResult
 
 
-def load_training_data(spec: Spec, *, data_dir: Path | None = None) -> Dataset:
-    image_size = None if spec.dataset.is_points else spec.model.image_size
-    return load_dataset(spec.dataset, data_dir=data_dir, image_size=image_size)
+def load_training_data(
+    spec: Spec, *, data_dir: Path | None = None, pack_path: Path | None = None
+) -> tuple[Spec, Dataset]:
+    """The run's data, fitted to the model's image size, and the spec with that size resolved
+    (an unset ``model.image_size`` follows the data). ``pack_path``: the local copy of an
+    uploaded dataset (``{"id": ...}``)."""
+    return fit_data(spec, load_dataset(spec.dataset, data_dir=data_dir, pack_path=pack_path))
 
 
 def build_trainer(

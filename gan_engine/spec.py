@@ -1,8 +1,13 @@
 """The training spec: one pydantic model, the single source of truth for a run.
 
 A spec may name a ``preset`` (see ``gan_engine/presets/*.yaml``); the preset fills in fields and
-any field the user wrote explicitly wins. ``normalised()`` returns the spec with every default
-filled in and every ``auto`` resolved, which is what the service stores.
+any field the user wrote explicitly wins. Validation resolves every ``auto`` and fills every
+default that depends on other fields (WGAN-GP's penalty, D's normalisation), so a ``Spec`` is
+always the resolved form: ``Spec.model_validate`` cannot hand the Trainer a half-read spec.
+``model.image_size`` left unset follows the data; it is resolved for builtins at validation and
+for packs by ``Spec.fitted_to`` once their image size is known.
+
+Numbers are strict: integers are not booleans or strings, floats are finite.
 """
 
 from __future__ import annotations
@@ -11,34 +16,64 @@ import json
 from functools import cache
 from importlib import resources
 from pathlib import Path
-from typing import Any, Literal, Self
+from typing import Annotated, Any, Literal, Self, get_args
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-BUILTIN_DATASETS = ("ring8", "grid25", "digits", "mnist", "fashion-mnist")
-POINT_DATASETS = ("ring8", "grid25")
-PRESETS = ("dcgan", "wgan", "wgan-gp", "sngan", "cgan")
+from gan_engine.errors import EngineError, FieldConflict, Problem
+from gan_engine.losses import LOSSES, LossKind
 
-BuiltinName = Literal["ring8", "grid25", "digits", "mnist", "fashion-mnist"]
+PointDatasetName = Literal["ring8", "grid25"]
+ImageDatasetName = Literal["digits", "mnist", "fashion-mnist"]
+BuiltinName = Literal[PointDatasetName, ImageDatasetName]
+BUILTIN_DATASETS: tuple[str, ...] = get_args(BuiltinName)
+POINT_DATASETS: tuple[str, ...] = get_args(PointDatasetName)
+# The side of each builtin image dataset's square images, as stored.
+BUILTIN_IMAGE_SIDES: dict[str, int] = {"digits": 8, "mnist": 28, "fashion-mnist": 28}
+
+PresetName = Literal["dcgan", "wgan", "wgan-gp", "sngan", "cgan"]
+PRESETS: tuple[str, ...] = get_args(PresetName)
+
 Architecture = Literal["mlp", "dcgan", "resnet"]
+ARCHITECTURES: tuple[str, ...] = get_args(Architecture)
+MIN_IMAGE_SIZE, MAX_IMAGE_SIZE = 8, 64
+# The image sizes each architecture can build: the convolutional ones double from 4x4.
+IMAGE_SIZES: dict[str, tuple[int, ...]] = {
+    "mlp": tuple(range(MIN_IMAGE_SIZE, MAX_IMAGE_SIZE + 1)),
+    "dcgan": (8, 16, 32, 64),
+    "resnet": (8, 16, 32, 64),
+}
 Conditioning = Literal["none", "concat", "projection", "acgan"]
-LossKind = Literal["minimax", "non_saturating", "wasserstein", "wgan_gp", "hinge", "least_squares"]
-BCE_LOSSES = ("minimax", "non_saturating")
+LOSS_KINDS: tuple[str, ...] = get_args(LossKind)
+
+Int = Annotated[int, Field(strict=True)]
+Float = Annotated[float, Field(strict=True)]
+Bool = Annotated[bool, Field(strict=True)]
+ID_PATTERN = r"^[a-z]{1,8}_[A-Za-z0-9_-]{1,64}$"
 
 
-class SpecError(ValueError):
-    """A spec that cannot be read or does not validate; the message is meant for the user."""
+class SpecError(EngineError):
+    """A spec that cannot be read or does not validate; ``problems`` name the fields."""
+
+
+def nearest_image_size(architecture: str, side: int) -> int:
+    """The image size ``architecture`` supports closest to ``side`` (ties go up: less is lost)."""
+    return min(IMAGE_SIZES[architecture], key=lambda size: (abs(size - side), -size))
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=False)
+    model_config = ConfigDict(extra="forbid", validate_assignment=False, allow_inf_nan=False)
 
 
 class DatasetSpec(_Strict):
     builtin: BuiltinName | None = None
-    id: str | None = Field(None, description="an uploaded dataset, resolved by the service")
-    path: str | None = Field(None, description="a local .npz pack (engine CLI only)")
+    id: str | None = Field(
+        None, pattern=ID_PATTERN, description="an uploaded dataset (ds_...), for the service"
+    )
+    path: str | None = Field(
+        None, max_length=4096, description="a local .npz pack (engine CLI only)"
+    )
     split: Literal["train", "test"] = "train"
 
     @model_validator(mode="after")
@@ -57,50 +92,67 @@ class DatasetSpec(_Strict):
         return self.builtin in POINT_DATASETS
 
 
+DNorm = Literal["batch", "layer", "none"]
+
+
 class ModelSpec(_Strict):
     architecture: Architecture = "dcgan"
     conditioning: Conditioning = "none"
-    latent_dim: int = Field(128, ge=1, le=1024)
-    width: int = Field(64, ge=4, le=1024, description="base channel / hidden-unit count")
-    image_size: int = Field(32, ge=8, le=64)
-    spectral_norm: bool = False
+    latent_dim: Int = Field(128, ge=1, le=1024)
+    width: Int = Field(64, ge=4, le=1024, description="base channel / hidden-unit count")
+    image_size: Int | None = Field(
+        None,
+        ge=MIN_IMAGE_SIZE,
+        le=MAX_IMAGE_SIZE,
+        description="side of the square images G makes; unset: the data's own size (the nearest "
+        "the architecture supports: 8, 16, 32 or 64 for dcgan and resnet), e.g. 32 for 28x28",
+    )
+    spectral_norm: Bool = False
     minibatch: Literal["none", "discrimination", "stddev"] = "none"
-    minibatch_kernels: int = Field(
+    minibatch_kernels: Int = Field(
         100,
         ge=1,
         le=512,
         description="minibatch discrimination's kernel count B (each a 5-dim projection); its "
         "cost grows with B x batch_size^2",
     )
-    pack: int = Field(1, ge=1, le=4, description="PacGAN: m samples judged jointly by D")
-    d_norm: Literal["auto", "batch", "layer", "none"] = Field(
+    pack: Int = Field(1, ge=1, le=4, description="PacGAN: m samples judged jointly by D")
+    d_norm: Literal["auto", DNorm] = Field(
         "auto",
         description="normalisation inside D; auto = batch, but none with spectral norm or mlp, "
-        "layer with gradient penalties (per-sample gradients)",
+        "layer with gradient penalties (per-sample gradients). Resolved at validation",
     )
-    mlp_layers: int = Field(3, ge=1, le=8, description="hidden layers of the mlp architecture")
+    mlp_layers: Int = Field(3, ge=1, le=8, description="hidden layers of the mlp architecture")
 
 
 class LossSpec(_Strict):
     kind: LossKind = "non_saturating"
-    gradient_penalty: float | None = Field(None, ge=0, description="WGAN-GP lambda; default 10")
-    weight_clip: float | None = Field(None, gt=0, description="WGAN clipping; default 0.01")
-    r1: float = Field(0.0, ge=0, description="R1 penalty gamma on real data")
-    label_smoothing: float = Field(0.0, ge=0, lt=0.5, description="one-sided: real target 1 - s")
-    feature_matching: float = Field(0.0, ge=0, description="weight of D-feature matching in G loss")
-    instance_noise: float = Field(0.0, ge=0, description="std of noise on D inputs, annealed to 0")
-    acgan_weight: float = Field(1.0, gt=0, description="weight of the auxiliary class loss")
+    gradient_penalty: Float | None = Field(
+        None, ge=0, le=1e4, description="WGAN-GP lambda; default 10 (wgan_gp only)"
+    )
+    weight_clip: Float | None = Field(
+        None, gt=0, le=100, description="WGAN clipping; default 0.01 (wasserstein only)"
+    )
+    r1: Float = Field(0.0, ge=0, le=1e4, description="R1 penalty gamma on real data")
+    label_smoothing: Float = Field(0.0, ge=0, lt=0.5, description="one-sided: real target 1 - s")
+    feature_matching: Float = Field(
+        0.0, ge=0, le=1e4, description="weight of D-feature matching in G loss"
+    )
+    instance_noise: Float = Field(
+        0.0, ge=0, le=10, description="std of noise on D inputs, annealed to 0"
+    )
+    acgan_weight: Float = Field(1.0, gt=0, le=1e4, description="weight of the auxiliary class loss")
 
 
 class OptimizerSpec(_Strict):
     kind: Literal["adam", "rmsprop"] = "adam"
-    lr: float = Field(2e-4, description="learning rate, > 0")
-    betas: tuple[float, float] = (0.5, 0.999)
+    lr: Float = Field(2e-4, description="learning rate, in (0, 1]; 2e-4 is typical")
+    betas: tuple[Float, Float] = (0.5, 0.999)
 
     @field_validator("lr")
     @classmethod
     def _positive_lr(cls, lr: float) -> float:
-        if not lr > 0 or lr > 1:
+        if not 0 < lr <= 1:
             raise ValueError(f"learning rate must be > 0 and <= 1 (2e-4 is typical); got {lr}")
         return lr
 
@@ -113,45 +165,51 @@ class OptimizerSpec(_Strict):
 
 
 class OptimizersSpec(_Strict):
-    generator: OptimizerSpec = OptimizerSpec()
-    discriminator: OptimizerSpec = OptimizerSpec()
-    n_critic: int = Field(1, ge=1, le=20, description="D steps per G step")
+    generator: OptimizerSpec = Field(default_factory=OptimizerSpec)
+    discriminator: OptimizerSpec = Field(default_factory=OptimizerSpec)
+    n_critic: Int = Field(1, ge=1, le=20, description="D steps per G step")
     lr_schedule: Literal["constant", "linear_decay"] = Field(
         "constant", description="linear_decay: both learning rates fall linearly to 0 at the end"
     )
 
 
 class TrainingSpec(_Strict):
-    steps: int = Field(20000, ge=1, le=10_000_000, description="generator steps")
-    batch_size: int = Field(64, ge=2, le=4096)
-    ema_decay: float = Field(0.999, ge=0, lt=1, description="0 disables the EMA generator")
-    seed: int = Field(1234, ge=0, lt=2**63)
-    mixed_precision: Literal["auto", "off", "bf16"] = "auto"
-    max_runtime_s: float = Field(86400, gt=0)
-    device: Literal["auto", "cpu", "cuda"] = "auto"
+    steps: Int = Field(20000, ge=1, le=10_000_000, description="generator steps")
+    batch_size: Int = Field(64, ge=2, le=4096)
+    ema_decay: Float = Field(0.999, ge=0, lt=1, description="0 disables the EMA generator")
+    seed: Int = Field(1234, ge=0, lt=2**63)
+    mixed_precision: Literal["auto", "off", "bf16"] = Field(
+        "auto", description="auto: bf16 autocast where the device runs it fast (CUDA)"
+    )
+    max_runtime_s: Float = Field(86400, gt=0, le=30 * 86400)
+    device: Literal["auto", "cpu", "cuda"] = Field(
+        "auto", description="auto: CUDA when visible; the worker's hardware decides"
+    )
 
 
 Metric = Literal["fid", "class_accuracy", "coverage", "precision_recall", "modes"]
 
 
 class MonitorSpec(_Strict):
-    log_every: int = Field(10, ge=1, description="steps between metric rows")
-    sample_every: int = Field(500, ge=1)
-    eval_every: int = Field(2000, ge=1)
-    checkpoint_every: int = Field(1000, ge=1)
-    samples_per_class: int = Field(8, ge=1, le=32, description="columns of a sample grid")
-    eval_samples: int = Field(2500, ge=100, le=50000)
-    metrics: list[Metric] = ["fid", "class_accuracy", "coverage"]
+    log_every: Int = Field(10, ge=1, le=2**31 - 1, description="steps between metric rows")
+    sample_every: Int = Field(500, ge=1, le=2**31 - 1)
+    eval_every: Int = Field(2000, ge=1, le=2**31 - 1)
+    checkpoint_every: Int = Field(1000, ge=1, le=2**31 - 1)
+    samples_per_class: Int = Field(8, ge=1, le=32, description="columns of a sample grid")
+    eval_samples: Int = Field(2500, ge=100, le=50000)
+    metrics: list[Metric] = Field(
+        ["fid", "class_accuracy", "coverage"], max_length=len(get_args(Metric))
+    )
 
 
 class Spec(_Strict):
-    preset: Literal["dcgan", "wgan", "wgan-gp", "sngan", "cgan"] | None = None
+    preset: PresetName | None = None
     dataset: DatasetSpec
-    model: ModelSpec = ModelSpec()
-    loss: LossSpec = LossSpec()
-    optimizer: OptimizersSpec = OptimizersSpec()
-    training: TrainingSpec = TrainingSpec()
-    monitor: MonitorSpec = MonitorSpec()
+    model: ModelSpec = Field(default_factory=ModelSpec)
+    loss: LossSpec = Field(default_factory=LossSpec)
+    optimizer: OptimizersSpec = Field(default_factory=OptimizersSpec)
+    training: TrainingSpec = Field(default_factory=TrainingSpec)
+    monitor: MonitorSpec = Field(default_factory=MonitorSpec)
 
     @model_validator(mode="before")
     @classmethod
@@ -164,86 +222,117 @@ class Spec(_Strict):
         return data
 
     @model_validator(mode="after")
-    def _check_combinations(self) -> Self:
-        m, loss = self.model, self.loss
-        if loss.weight_clip is not None and loss.kind != "wasserstein":
-            raise ValueError(
-                f"loss.weight_clip applies only to loss.kind 'wasserstein' (got '{loss.kind}'); "
-                "remove it, or use kind 'wasserstein'"
-            )
-        if loss.gradient_penalty is not None and loss.kind != "wgan_gp":
-            raise ValueError(
-                f"loss.gradient_penalty applies only to loss.kind 'wgan_gp' (got '{loss.kind}'); "
-                "use loss.r1 for a penalty with other losses"
-            )
-        if loss.label_smoothing and loss.kind not in (*BCE_LOSSES, "least_squares"):
-            raise ValueError(
-                "loss.label_smoothing needs a target-based loss: 'minimax', 'non_saturating' or "
-                f"'least_squares' (got '{loss.kind}')"
-            )
-        if self.dataset.is_points and m.architecture != "mlp":
-            raise ValueError(
-                f"model.architecture '{m.architecture}' needs images; dataset "
-                f"'{self.dataset.builtin}' is 2-D points: use architecture 'mlp'"
-            )
-        if m.architecture in ("dcgan", "resnet") and m.image_size not in (8, 16, 32, 64):
-            raise ValueError(
-                f"model.image_size {m.image_size} does not suit architecture '{m.architecture}': "
-                "use 8, 16, 32 or 64"
-            )
-        default_kernels = ModelSpec.model_fields["minibatch_kernels"].default
-        if m.minibatch_kernels != default_kernels and m.minibatch != "discrimination":
-            raise ValueError(
-                "model.minibatch_kernels applies only to model.minibatch 'discrimination' "
-                f"(got '{m.minibatch}'): remove it, or set minibatch 'discrimination'"
-            )
-        if m.pack > 1 and m.conditioning in ("projection", "acgan"):
-            raise ValueError(
-                f"model.pack {m.pack} cannot be combined with conditioning '{m.conditioning}' "
-                "(a packed D judges several samples of different classes at once): use "
-                "conditioning 'none' or 'concat', or pack 1"
-            )
-        if self.training.batch_size % m.pack:
-            raise ValueError(
-                f"training.batch_size {self.training.batch_size} must be a multiple of "
-                f"model.pack {m.pack}"
-            )
-        if self.training.batch_size // m.pack < 2:
-            raise ValueError(
-                f"training.batch_size {self.training.batch_size} with model.pack {m.pack} leaves "
-                "fewer than 2 D inputs a batch: raise batch_size"
-            )
-        return self
-
-    def normalised(self) -> Spec:
-        """A copy with every default filled in and every ``auto`` resolved."""
-        m, loss = self.model, self.loss
-        d_norm = m.d_norm
-        if d_norm == "auto":
-            if loss.kind == "wgan_gp" or loss.r1 > 0:
-                d_norm = "layer"
-            elif m.spectral_norm or m.architecture == "mlp":
-                d_norm = "none"
-            else:
-                d_norm = "batch"
-        return self.model_copy(
+    def _check_and_resolve(self) -> Self:
+        """Checks across fields (each names its field), then every ``auto`` resolved."""
+        _check_combinations(self)
+        self.model = self.model.model_copy(
+            update={"d_norm": _resolved_d_norm(self), "image_size": _resolved_image_size(self)}
+        )
+        loss, facts = self.loss, LOSSES[self.loss.kind]
+        self.loss = loss.model_copy(
             update={
-                "model": m.model_copy(update={"d_norm": d_norm}),
-                "loss": loss.model_copy(
-                    update={
-                        "gradient_penalty": 10.0
-                        if loss.kind == "wgan_gp" and loss.gradient_penalty is None
-                        else loss.gradient_penalty,
-                        "weight_clip": 0.01
-                        if loss.kind == "wasserstein" and loss.weight_clip is None
-                        else loss.weight_clip,
-                    }
-                ),
+                "gradient_penalty": loss.gradient_penalty
+                if loss.gradient_penalty is not None
+                else facts.default_gradient_penalty,
+                "weight_clip": loss.weight_clip
+                if loss.weight_clip is not None
+                else facts.default_weight_clip,
             }
         )
+        return self
+
+    @property
+    def needs_image_size(self) -> bool:
+        """True until the image size is known (a pack or an upload, not yet looked at)."""
+        return not self.dataset.is_points and self.model.image_size is None
+
+    def fitted_to(self, height: int, width: int) -> Spec:
+        """This spec for images of ``height`` x ``width``: an unset ``model.image_size`` becomes
+        the nearest size the architecture supports."""
+        if not self.needs_image_size:
+            return self
+        size = nearest_image_size(self.model.architecture, max(height, width))
+        return self.model_copy(update={"model": self.model.model_copy(update={"image_size": size})})
 
     def to_dict(self) -> dict[str, Any]:
         return self.model_dump(mode="json")
+
+
+def _check_combinations(spec: Spec) -> None:
+    m, loss, facts = spec.model, spec.loss, LOSSES[spec.loss.kind]
+    if loss.weight_clip is not None and facts.default_weight_clip is None:
+        raise FieldConflict(
+            "loss.weight_clip",
+            f"applies only to loss.kind 'wasserstein' (got '{loss.kind}'); remove it, or use "
+            "kind 'wasserstein'",
+        )
+    if loss.gradient_penalty is not None and facts.default_gradient_penalty is None:
+        raise FieldConflict(
+            "loss.gradient_penalty",
+            f"applies only to loss.kind 'wgan_gp' (got '{loss.kind}'); use loss.r1 for a "
+            "penalty with other losses",
+        )
+    if loss.label_smoothing and not facts.target_based:
+        targeted = ", ".join(f"'{k}'" for k, f in LOSSES.items() if f.target_based)
+        raise FieldConflict(
+            "loss.label_smoothing",
+            f"needs a target-based loss: {targeted} (got '{loss.kind}')",
+        )
+    if spec.dataset.is_points and m.architecture != "mlp":
+        raise FieldConflict(
+            "model.architecture",
+            f"'{m.architecture}' needs images; dataset '{spec.dataset.builtin}' is 2-D points: "
+            "use architecture 'mlp'",
+        )
+    sizes = IMAGE_SIZES[m.architecture]
+    if m.image_size is not None and m.image_size not in sizes:
+        raise FieldConflict(
+            "model.image_size",
+            f"{m.image_size} does not suit architecture '{m.architecture}': use "
+            f"{', '.join(map(str, sizes[:-1]))} or {sizes[-1]}, or leave it unset to follow the "
+            "data",
+        )
+    default_kernels = ModelSpec.model_fields["minibatch_kernels"].default
+    if m.minibatch_kernels != default_kernels and m.minibatch != "discrimination":
+        raise FieldConflict(
+            "model.minibatch_kernels",
+            f"applies only to model.minibatch 'discrimination' (got '{m.minibatch}'): remove "
+            "it, or set minibatch 'discrimination'",
+        )
+    if m.pack > 1 and m.conditioning in ("projection", "acgan"):
+        raise FieldConflict(
+            "model.pack",
+            f"{m.pack} cannot be combined with conditioning '{m.conditioning}' (a packed D "
+            "judges several samples of different classes at once): use conditioning 'none' or "
+            "'concat', or pack 1",
+        )
+    batch = spec.training.batch_size
+    if batch % m.pack:
+        raise FieldConflict(
+            "training.batch_size", f"{batch} must be a multiple of model.pack {m.pack}"
+        )
+    if batch // m.pack < 2:
+        raise FieldConflict(
+            "training.batch_size",
+            f"{batch} with model.pack {m.pack} leaves fewer than 2 D inputs a batch: raise it",
+        )
+
+
+def _resolved_d_norm(spec: Spec) -> DNorm:
+    m, loss = spec.model, spec.loss
+    if m.d_norm != "auto":
+        return m.d_norm
+    if LOSSES[loss.kind].default_gradient_penalty is not None or loss.r1 > 0:
+        return "layer"  # per-sample gradients: BatchNorm would mix the batch into each one
+    if m.spectral_norm or m.architecture == "mlp":
+        return "none"
+    return "batch"
+
+
+def _resolved_image_size(spec: Spec) -> int | None:
+    if spec.model.image_size is not None or spec.dataset.builtin not in BUILTIN_IMAGE_SIDES:
+        return spec.model.image_size
+    return nearest_image_size(spec.model.architecture, BUILTIN_IMAGE_SIDES[spec.dataset.builtin])
 
 
 def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
@@ -265,22 +354,26 @@ def load_preset(name: str) -> dict[str, Any]:
     return yaml.safe_load(_preset_text(name)) or {}
 
 
-def format_validation_error(error: ValidationError) -> str:
-    """One line per problem: ``field.path: message``."""
-    lines = []
-    for item in error.errors():
-        where = ".".join(str(p) for p in item["loc"]) or "spec"
-        message = item["msg"].removeprefix("Value error, ")
-        lines.append(f"{where}: {message}")
-    return "\n".join(lines)
+def problems_of(error: ValidationError) -> list[Problem]:
+    """Each problem with its field: pydantic's ``loc``, or the ``FieldConflict`` a check across
+    fields raised. Never the input value (it may be huge)."""
+    problems = []
+    for item in error.errors(include_url=False, include_input=False):
+        cause = (item.get("ctx") or {}).get("error")
+        if isinstance(cause, FieldConflict):
+            problems.append(Problem(cause.loc, str(cause)))
+            continue
+        loc = ".".join(str(p) for p in item["loc"]) or None
+        problems.append(Problem(loc, item["msg"].removeprefix("Value error, ")))
+    return problems
 
 
 def parse_spec(data: Any) -> Spec:
-    """Validate a dict; raise SpecError with a readable message. Returns the normalised spec."""
+    """Validate a dict; raise SpecError naming each field at fault."""
     try:
-        return Spec.model_validate(data).normalised()
+        return Spec.model_validate(data)
     except ValidationError as error:
-        raise SpecError(format_validation_error(error)) from error
+        raise SpecError(problems=problems_of(error), total=error.error_count()) from None
 
 
 def load_spec(path: str | Path) -> Spec:

@@ -18,6 +18,8 @@ from gan_engine import regularizers
 from gan_engine.callbacks import Callback
 from gan_engine.checkpoint import CHECKPOINT_FORMAT, CheckpointError
 from gan_engine.data import Dataset, to_model_range
+from gan_engine.data.builtins import fit_data
+from gan_engine.data.fit import fits_by_padding
 from gan_engine.events import Event
 from gan_engine.images import grid, png_bytes, scatter_png, to_uint8
 from gan_engine.losses import LOSSES
@@ -60,7 +62,9 @@ def ema_with_warmup(decay: float) -> Callable[[list[Tensor], list[Tensor], Tenso
 def pick_device(choice: str) -> torch.device:
     if choice == "cuda" or (choice == "auto" and torch.cuda.is_available()):
         if not torch.cuda.is_available():
-            raise SpecError("training.device: 'cuda' was asked for but no CUDA device is visible")
+            raise SpecError(
+                "'cuda' was asked for but no CUDA device is visible", param="training.device"
+            )
         return torch.device("cuda")
     return torch.device("cpu")
 
@@ -84,11 +88,13 @@ class Trainer:
         diagnostics: Any = None,  # gan_engine.diagnostics.Diagnostics, or None
         device: torch.device | None = None,
     ) -> None:
+        spec, dataset = fit_data(spec, dataset)
         conditioning = spec.model.conditioning
         if conditioning != "none" and dataset.labels is None:
             raise SpecError(
-                f"model.conditioning '{conditioning}' needs a labelled dataset, and "
-                f"'{dataset.name}' has no labels: use conditioning 'none' or add labels"
+                f"'{conditioning}' needs a labelled dataset, and '{dataset.name}' has no "
+                "labels: use conditioning 'none' or add labels",
+                param="model.conditioning",
             )
         self.spec, self.dataset, self.callbacks = spec, dataset, list(callbacks)
         self.evaluator, self.diagnostics = evaluator, diagnostics
@@ -133,6 +139,8 @@ class Trainer:
         training, monitor = self.spec.training, self.spec.monitor
         started = window_start = time.monotonic()
         window_steps = 0
+        if self.step == 0 and self.dataset.fitted_from is not None:
+            self._emit_event("info", "data_fitted", self._fitting_note())
         while self.step < training.steps:
             measure = (self.step + 1) % monitor.log_every == 0 or self.step + 1 == training.steps
             self._apply_lr_schedule()
@@ -354,6 +362,15 @@ class Trainer:
 
     def _critic(self, labels: Tensor | None) -> Callable[[Tensor], Tensor]:
         return lambda x: self.D(x, labels).logits
+
+    def _fitting_note(self) -> str:
+        height, width = self.dataset.fitted_from or (0, 0)
+        size = self.spec.model.image_size
+        how = "padded" if height == width and fits_by_padding(height, size or 0) else "resized"
+        return (
+            f"the dataset's {height}×{width} images are {how} to {size}×{size} "
+            "(model.image_size): samples come out at that size"
+        )
 
     def _grid_columns(self) -> int:
         return self.spec.monitor.samples_per_class

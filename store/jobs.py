@@ -15,7 +15,7 @@ import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import func, literal, select, update
 from sqlalchemy.orm import Session
@@ -43,6 +43,17 @@ from store.storage import model_prefix
 STATUS = "status"  # the event code of every status change
 MAX_MESSAGE_CHARS = 10_000
 NO_SYNC = {"synchronize_session": False}
+
+
+class ResolvedSpec(Protocol):
+    """What the store accepts as a job's spec: a validated ``gan_engine.spec.Spec`` (the store
+    imports nothing of the engine), whose every default and ``auto`` is resolved. A plain dict,
+    which could be half-read, is not accepted."""
+
+    @property
+    def needs_image_size(self) -> bool: ...
+
+    def to_dict(self) -> dict[str, Any]: ...
 
 
 @dataclass(frozen=True)
@@ -122,26 +133,29 @@ def create_job(
     session: Session,
     *,
     tenant_id: str,
-    spec: dict[str, Any],
+    spec: ResolvedSpec,
     idempotency_key: str | None = None,
     max_active: int | None = None,
 ) -> tuple[Job, bool]:
-    """Record a queued job for a normalised spec. Returns ``(job, created)``.
+    """Record a queued job for a resolved spec. Returns ``(job, created)``.
 
     With an ``idempotency_key`` already used by this tenant: the same spec returns the existing
     job (``created`` False), a different spec raises ``Conflict``. ``max_active`` (queued + running
     + interrupted) raises ``LimitExceeded`` for a new job; a replayed key never does.
     """
+    if isinstance(spec, dict) or spec.needs_image_size:
+        raise TypeError("create_job takes a validated Spec whose image size is resolved")
+    spec_data = spec.to_dict()
     if idempotency_key is not None and (
         existing := _by_idempotency_key(session, tenant_id, idempotency_key)
     ):
-        return _same_spec_or_conflict(existing, spec, idempotency_key), False
+        return _same_spec_or_conflict(existing, spec_data, idempotency_key), False
     if max_active is not None and count_active_jobs(session, tenant_id=tenant_id) >= max_active:
         raise LimitExceeded(
             f"this account already has {max_active} queued or running jobs (the limit); "
             "wait for one to finish or cancel one"
         )
-    total_steps = int((spec.get("training") or {}).get("steps") or 0)
+    total_steps = int((spec_data.get("training") or {}).get("steps") or 0)
     if total_steps <= 0:
         raise ValueError("spec.training.steps must be a positive integer")
     now = utcnow()
@@ -150,8 +164,8 @@ def create_job(
     statement = insert(Job).values(
         id=job_id,
         tenant_id=tenant_id,
-        spec=spec,
-        dataset_id=(spec.get("dataset") or {}).get("id"),
+        spec=spec_data,
+        dataset_id=(spec_data.get("dataset") or {}).get("id"),
         status="queued",
         step=0,
         total_steps=total_steps,
@@ -171,7 +185,7 @@ def create_job(
         assert idempotency_key is not None
         existing = _by_idempotency_key(session, tenant_id, idempotency_key)
         assert existing is not None
-        return _same_spec_or_conflict(existing, spec, idempotency_key), False
+        return _same_spec_or_conflict(existing, spec_data, idempotency_key), False
     _status_event(session, job_id, "created → queued")
     return get_job(session, job_id=job_id), True
 

@@ -48,6 +48,12 @@ class Settings(BaseSettings):
     )
     max_concurrent_jobs_per_tenant: int = Field(4, ge=1, description="queued + running")
     max_steps: int = Field(1_000_000, ge=1)
+    max_job_memory_bytes: int = Field(
+        8 * 1024 * MB,
+        gt=0,
+        description="a job's training memory: specs estimated above it are refused at submission, "
+        "and a worker stops a job that grows past it",
+    )
 
     @model_validator(mode="after")
     def _embedded_defaults(self) -> Settings:

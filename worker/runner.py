@@ -279,7 +279,7 @@ def resolve_dataset(
     tenant; its pack is downloaded to a temporary file that is deleted once loaded."""
     try:
         if spec.dataset.id is None:
-            return load_training_data(spec, data_dir=settings.ganforge_data_dir)
+            return load_training_data(spec, data_dir=settings.ganforge_data_dir)[1]
         dataset_id = spec.dataset.id
         with session_scope(sessions) as session:
             row = session.scalar(
@@ -302,10 +302,7 @@ def resolve_dataset(
                     f"the data of dataset {dataset_id} is missing from storage "
                     f"({dataset_pack_key(dataset_id)}); upload it again"
                 ) from None
-            local = spec.model_copy(
-                update={"dataset": spec.dataset.model_copy(update={"id": None, "path": str(path)})}
-            )
-            return load_training_data(local, data_dir=settings.ganforge_data_dir)
+            return load_training_data(spec, data_dir=settings.ganforge_data_dir, pack_path=path)[1]
     except DatasetError as error:
         raise JobFailed(DATASET_ERROR, str(error)) from None
 

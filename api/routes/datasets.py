@@ -11,7 +11,7 @@ from api.deps import SessionDep, SessionmakerDep, SettingsDep, StorageDep, Tenan
 from api.schemas import ERROR_RESPONSES, BuiltinDatasetOut, DatasetOut, Page
 from api.services import datasets as service
 from api.services.pagination import DEFAULT_LIMIT, Limit
-from api.services.uploads import received_upload
+from api.uploads import received_upload
 
 router = APIRouter(prefix="/v1/datasets", tags=["datasets"], responses=ERROR_RESPONSES)
 

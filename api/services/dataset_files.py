@@ -20,9 +20,9 @@ import numpy as np
 from PIL import Image, ImageOps
 
 from api.config import ApiSettings
-from api.errors import ApiError
 from gan_engine.data import DatasetError
 from gan_engine.data.packs import Pack, read_pack, validate_pack
+from store.errors import InvalidRequest, PayloadTooLarge, UnsupportedMediaType
 
 FILE = "file"
 ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")  # an archive; an empty one
@@ -42,12 +42,12 @@ class Converted:
     class_names: list[str] | None
 
 
-def _invalid(message: str) -> ApiError:
-    return ApiError(422, message, code="invalid_dataset", param=FILE)
+def _invalid(message: str) -> InvalidRequest:
+    return InvalidRequest(message, code="invalid_dataset", param=FILE)
 
 
-def _too_large(message: str) -> ApiError:
-    return ApiError(413, message, param=FILE)
+def _too_large(message: str) -> PayloadTooLarge:
+    return PayloadTooLarge(message, param=FILE)
 
 
 def check_file_type(path: Path, filename: str) -> None:
@@ -63,8 +63,7 @@ def check_file_type(path: Path, filename: str) -> None:
         what = f"a zip archive named *{suffix}"
     else:
         what = "an empty file" if not head else f"a {suffix or 'file'} that is not a zip archive"
-    raise ApiError(
-        415,
+    raise UnsupportedMediaType(
         "upload an .npz pack (images, optional labels and class_names) or a .zip of "
         f"class-named folders of PNG/JPEG images; got {what}",
         param=FILE,
@@ -214,7 +213,7 @@ def _decode(archive: zipfile.ZipFile, info: zipfile.ZipInfo, settings: ApiSettin
             )
         image = ImageOps.exif_transpose(image)
         image.load()
-    except ApiError:
+    except InvalidRequest:
         raise
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
         raise _invalid(f"{info.filename!r} is not a readable image ({error})") from None

@@ -10,15 +10,15 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from api.config import ApiSettings
-from api.errors import ApiError
 from api.schemas import BuiltinDatasetOut, DatasetOut
 from api.services import dataset_files
 from api.services.pagination import newest_first_page
 from gan_engine.data.idx import CLASS_NAMES
 from gan_engine.data.mixtures import MIXTURES
 from gan_engine.data.packs import write_pack
+from gan_engine.spec import BUILTIN_IMAGE_SIDES
 from store.db import session_scope
-from store.errors import Conflict, NotFound
+from store.errors import Conflict, InvalidRequest, NotFound
 from store.models import ACTIVE_STATUSES, Dataset, Job, new_id, utcnow
 from store.storage import ObjectStorage, dataset_pack_key
 
@@ -40,7 +40,8 @@ def _mixture(name: str, layout: str) -> BuiltinDatasetOut:
     )
 
 
-def _images(name: str, side: int, count: int, classes: list[str], what: str) -> BuiltinDatasetOut:
+def _images(name: str, count: int, classes: list[str], what: str) -> BuiltinDatasetOut:
+    side = BUILTIN_IMAGE_SIDES[name]
     return BuiltinDatasetOut(
         name=name,
         kind="image",
@@ -57,16 +58,18 @@ BUILTINS: tuple[BuiltinDatasetOut, ...] = (
     _mixture("grid25", "25 Gaussians at {-4,-2,0,2,4}², std 0.05"),
     _images(
         "digits",
-        8,
         1438,
         [str(k) for k in range(10)],
         "scikit-learn's 8×8 handwritten digits (80% train split)",
     ),
-    _images("mnist", 28, 60_000, CLASS_NAMES["mnist"], "MNIST handwritten digits"),
+    _images("mnist", 60_000, CLASS_NAMES["mnist"], "MNIST handwritten digits"),
     _images(
-        "fashion-mnist", 28, 60_000, CLASS_NAMES["fashion-mnist"], "Fashion-MNIST clothing articles"
+        "fashion-mnist", 60_000, CLASS_NAMES["fashion-mnist"], "Fashion-MNIST clothing articles"
     ),
 )
+
+
+BUILTINS_BY_NAME: dict[str, BuiltinDatasetOut] = {builtin.name: builtin for builtin in BUILTINS}
 
 
 def dataset_out(row: Dataset) -> DatasetOut:
@@ -109,7 +112,7 @@ def list_datasets(
 def dataset_name(name: str | None, filename: str) -> str:
     name = (name or "").strip() or Path(filename).stem.strip() or "dataset"
     if len(name) > MAX_NAME_CHARS:
-        raise ApiError(422, f"name: at most {MAX_NAME_CHARS} characters", param="name")
+        raise InvalidRequest(f"name: at most {MAX_NAME_CHARS} characters", param="name")
     return name
 
 

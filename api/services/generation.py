@@ -18,9 +18,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from api.errors import ApiError
 from gan_engine.artifacts import ArtifactError, GeneratorArtifact, Samples
 from gan_engine.images import png_bytes
+from store.errors import Damaged
 from store.storage import ObjectStorage, model_config_key, model_weights_key
 
 log = logging.getLogger("api.generation")
@@ -46,8 +46,7 @@ class ModelCache:
             )
         except ArtifactError as error:  # our stored file is damaged: not the client's fault
             log.error("model %s: stored artifact unreadable: %s", model_id, error)
-            raise ApiError(
-                500,
+            raise Damaged(
                 f"the stored weights of model {model_id} cannot be read; this is a fault on our "
                 "side and has been logged",
                 code="model_unreadable",
@@ -102,7 +101,9 @@ def encode_samples(artifact: GeneratorArtifact, samples: Samples, fmt: str) -> E
         return Encoded(json.dumps(body, separators=(",", ":")).encode(), "application/json")
     if fmt == "png_zip":
         if artifact.config.kind != "image":
-            raise ArtifactError("format 'png_zip' needs an image model; use png_grid, npy or json")
+            raise ArtifactError(
+                "format 'png_zip' needs an image model; use png_grid, npy or json", param="format"
+            )
         buffer = io.BytesIO()
         with zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED) as archive:
             for i, image in enumerate(samples.data):
@@ -110,4 +111,4 @@ def encode_samples(artifact: GeneratorArtifact, samples: Samples, fmt: str) -> E
                 info = zipfile.ZipInfo(f"{i:04d}{suffix}.png", date_time=ZIP_EPOCH)
                 archive.writestr(info, png_bytes(image))
         return Encoded(buffer.getvalue(), "application/zip", "samples.zip")
-    raise ArtifactError(f"unknown format {fmt!r}")
+    raise ArtifactError(f"unknown format {fmt!r}", param="format")

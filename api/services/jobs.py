@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from typing import Any
 
 from celery import Celery
@@ -10,7 +11,6 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from api.config import ApiSettings
-from api.errors import ApiError
 from api.schemas import (
     CheckpointOut,
     EventOut,
@@ -21,9 +21,12 @@ from api.schemas import (
     Progress,
     SampleOut,
 )
+from api.services.datasets import BUILTINS_BY_NAME
 from api.services.pagination import ascending_page, newest_first_page
+from gan_engine.memory import estimate_training_memory, format_bytes
 from gan_engine.spec import Spec, SpecError, parse_spec
 from store import jobs as store_jobs
+from store.errors import InvalidRequest, NotFound
 from store.models import Checkpoint, Dataset, Job, JobEvent, Metric, Sample
 from store.queue import enqueue_train
 from store.storage import ObjectStorage
@@ -70,43 +73,92 @@ def progress_out(job: Job) -> Progress:
 
 
 def validate_spec(session: Session, *, tenant_id: str, body: Any, settings: ApiSettings) -> Spec:
-    """The normalised spec, checked against this service: limits and the tenant's datasets."""
+    """The resolved spec, checked against this service: its limits, the tenant's datasets, and
+    the memory its training would take. An unset image size is resolved from the dataset."""
     if not isinstance(body, dict):
-        raise ApiError(
-            422,
-            "send the training spec as a JSON object (Content-Type: application/json)",
-            code="invalid_spec",
-        )
+        raise SpecError("send the training spec as a JSON object (Content-Type: application/json)")
     spec = parse_spec(body)
     if spec.training.steps > settings.max_steps:
         raise SpecError(
-            f"training.steps: at most {settings.max_steps:,} on this service, got "
-            f"{spec.training.steps:,}"
+            f"at most {settings.max_steps:,} on this service, got {spec.training.steps:,}",
+            param="training.steps",
         )
     if spec.dataset.path is not None:
         raise SpecError(
-            "dataset.path: local files are for the gan_engine CLI; upload the pack "
-            '(POST /v1/datasets) and name it with {"id": ...}'
+            "local files are for the gan_engine CLI; upload the pack (POST /v1/datasets) and "
+            'name it with {"id": ...}',
+            param="dataset.path",
         )
-    labelled = True  # every builtin has labels (mixtures: the mode index)
-    if spec.dataset.id is not None:
-        dataset = session.scalar(
-            select(Dataset)
-            .where(Dataset.id == spec.dataset.id, Dataset.tenant_id == tenant_id)
-            .with_for_update(read=True)  # not deleted before this job is committed
-        )
-        if dataset is None:
-            raise SpecError(
-                f"dataset.id: no dataset {spec.dataset.id!r} in this account; "
-                "GET /v1/datasets lists yours"
-            )
-        labelled = dataset.class_names is not None
-    if spec.model.conditioning != "none" and not labelled:
+    data = training_data_facts(session, tenant_id=tenant_id, spec=spec)
+    if spec.model.conditioning != "none" and not data.num_classes:
         raise SpecError(
-            f"model.conditioning: '{spec.model.conditioning}' needs a labelled dataset and "
-            f"{spec.dataset.id} has no labels; use conditioning 'none' or upload labels"
+            f"'{spec.model.conditioning}' needs a labelled dataset and {spec.dataset.id} has no "
+            "labels; use conditioning 'none' or upload labels",
+            param="model.conditioning",
         )
+    spec = spec.fitted_to(data.height, data.width) if data.height else spec
+    check_memory(spec, data, budget_bytes=settings.max_job_memory_bytes)
     return spec
+
+
+@dataclass(frozen=True)
+class DataFacts:
+    """What validation needs to know of a spec's training data, without loading it."""
+
+    num_samples: int
+    height: int  # 0 for 2-D points
+    width: int
+    channels: int
+    num_classes: int
+
+    def sample_shape(self, image_size: int | None) -> tuple[int, ...]:
+        return (2,) if not self.height else (self.channels, image_size or 0, image_size or 0)
+
+
+def training_data_facts(session: Session, *, tenant_id: str, spec: Spec) -> DataFacts:
+    if spec.dataset.id is None:
+        builtin = BUILTINS_BY_NAME[str(spec.dataset.builtin)]
+        shape = builtin.sample_shape
+        height, width, channels = (shape[0], shape[1], shape[2]) if len(shape) == 3 else (0, 0, 0)
+        return DataFacts(builtin.n_images, height, width, channels, builtin.num_classes)
+    dataset = session.scalar(
+        select(Dataset)
+        .where(Dataset.id == spec.dataset.id, Dataset.tenant_id == tenant_id)
+        .with_for_update(read=True)  # not deleted before this job is committed
+    )
+    if dataset is None:
+        raise SpecError(
+            f"no dataset {spec.dataset.id!r} in this account; GET /v1/datasets lists yours",
+            param="dataset.id",
+        )
+    height, width, channels = dataset.image_shape
+    return DataFacts(dataset.n_images, height, width, channels, len(dataset.class_names or []))
+
+
+def check_memory(spec: Spec, data: DataFacts, *, budget_bytes: int) -> None:
+    """Refuse, naming the field to change, a run estimated to need more than the budget."""
+    estimate = estimate_training_memory(
+        spec,
+        sample_shape=data.sample_shape(spec.model.image_size),
+        num_classes=data.num_classes,
+        num_samples=data.num_samples,
+    )
+    if estimate.total_bytes <= budget_bytes:
+        return
+    batch = estimate.largest_batch_within(budget_bytes)
+    needs = (
+        f"this run needs about {format_bytes(estimate.total_bytes)} to train "
+        f"({format_bytes(estimate.activation_bytes)} of activations at batch "
+        f"{spec.training.batch_size}, {format_bytes(estimate.parameter_bytes)} of weights and "
+        f"optimizer state), over this service's {format_bytes(budget_bytes)} a job "
+        "(MAX_JOB_MEMORY_BYTES)"
+    )
+    if batch >= 2:
+        raise SpecError(
+            f"{needs}: lower training.batch_size to {batch} or less, or lower model.width",
+            param="training.batch_size",
+        )
+    raise SpecError(f"{needs}: lower model.width", param="model.width")
 
 
 def submit_job(
@@ -121,8 +173,7 @@ def submit_job(
     """Record a queued job and enqueue it. Returns ``(job, created)``; a replayed
     ``Idempotency-Key`` with the same spec returns the first job, unchanged."""
     if idempotency_key is not None and not 1 <= len(idempotency_key) <= MAX_IDEMPOTENCY_KEY_CHARS:
-        raise ApiError(
-            422,
+        raise InvalidRequest(
             f"Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY_CHARS} characters",
             param="Idempotency-Key",
         )
@@ -130,7 +181,7 @@ def submit_job(
     job, created = store_jobs.create_job(
         session,
         tenant_id=tenant_id,
-        spec=spec.to_dict(),
+        spec=spec,
         idempotency_key=idempotency_key,
         max_active=settings.max_concurrent_jobs_per_tenant,
     )
@@ -252,7 +303,7 @@ def sample_png(
         select(Sample.storage_key).where(Sample.job_id == job_id, Sample.step == step)
     )
     if key is None:
-        raise ApiError(404, f"job {job_id} has no sample grid at step {step}", param="step")
+        raise NotFound(f"job {job_id} has no sample grid at step {step}", param="step")
     return storage.get_bytes(key)
 
 

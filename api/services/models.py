@@ -4,20 +4,18 @@ from __future__ import annotations
 
 import io
 import json
-import re
 import time
 import zipfile
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from api.errors import ApiError
 from api.schemas import ModelOut, SampleRequest
 from api.services.generation import ZIP_EPOCH, Encoded, ModelCache, encode_samples
 from api.services.pagination import newest_first_page
 from api.telemetry import ApiMetrics
-from gan_engine.artifacts import CONFIG_FILE, WEIGHTS_FILE, ArtifactError
-from store.errors import NotFound
+from gan_engine.artifacts import CONFIG_FILE, WEIGHTS_FILE
+from store.errors import InvalidRequest, NotFound
 from store.models import TrainedModel
 from store.storage import ObjectStorage, model_config_key, model_weights_key
 
@@ -61,20 +59,6 @@ def list_models(
     )
 
 
-_PARAM_HINTS = (
-    (re.compile(r"class names"), "class_names"),
-    (re.compile(r"^labels|disagrees"), "labels"),
-    (re.compile(r"^per_class"), "per_class"),
-    (re.compile(r"samples, not"), "n"),
-    (re.compile(r"^truncation"), "truncation"),
-    (re.compile(r"^format|png_zip"), "format"),
-)
-
-
-def _param_of(message: str) -> str | None:
-    return next((param for pattern, param in _PARAM_HINTS if pattern.search(message)), None)
-
-
 def generate(
     *,
     model_id: str,
@@ -87,28 +71,22 @@ def generate(
     """Samples of a model the caller owns (blocking: run it in a worker thread)."""
     started = time.perf_counter()
     artifact = cache.get(model_id, storage)
-    try:
-        count, labels = artifact.resolve_labels(
-            labels=request.labels,
-            class_names=request.class_names,
-            per_class=request.per_class,
-            n=request.n,
+    count, labels = artifact.resolve_labels(
+        labels=request.labels,
+        class_names=request.class_names,
+        per_class=request.per_class,
+        n=request.n,
+    )
+    if count > max_samples:
+        raise InvalidRequest(
+            f"{count} samples asked for; at most {max_samples} a request (MAX_GENERATE_SAMPLES)",
+            code="invalid_sampling_request",
+            param="per_class" if request.per_class is not None else "n",
         )
-        if count > max_samples:
-            raise ApiError(
-                422,
-                f"{count} samples asked for; at most {max_samples} a request",
-                param="per_class" if request.per_class is not None else "n",
-            )
-        samples = artifact.sample(
-            labels=labels, n=count, seed=request.seed, truncation=request.truncation
-        )
-        encoded = encode_samples(artifact, samples, request.format)
-    except ArtifactError as error:
-        message = str(error)
-        raise ApiError(
-            422, message, code="invalid_sampling_request", param=_param_of(message)
-        ) from None
+    samples = artifact.sample(
+        labels=labels, n=count, seed=request.seed, truncation=request.truncation
+    )
+    encoded = encode_samples(artifact, samples, request.format)
     metrics.generation.labels(request.format).observe(time.perf_counter() - started)
     return encoded
 

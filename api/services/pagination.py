@@ -13,7 +13,7 @@ from fastapi import Query
 from sqlalchemy import Select, select, tuple_
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
-from api.errors import ApiError
+from store.errors import InvalidRequest
 
 T = TypeVar("T")
 
@@ -39,8 +39,8 @@ def newest_first_page(
             select(created_at, id_column).where(id_column == after, *scope)
         ).one_or_none()
         if cursor is None:
-            raise ApiError(
-                422, f"'after' must be the id of an object of this list: {after!r}", param="after"
+            raise InvalidRequest(
+                f"'after' must be the id of an object of this list: {after[:64]!r}", param="after"
             )
         query = query.where(tuple_(created_at, id_column) < tuple_(cursor[0], cursor[1]))
     rows = list(

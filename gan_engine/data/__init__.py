@@ -10,13 +10,15 @@ from dataclasses import dataclass
 
 import torch
 
+from gan_engine.errors import EngineError
+
 
 def to_model_range(x: torch.Tensor) -> torch.Tensor:
     """uint8 images to floats in [-1, 1]; points pass through unchanged."""
     return x.float() / 127.5 - 1.0 if x.dtype == torch.uint8 else x
 
 
-class DatasetError(ValueError):
+class DatasetError(EngineError):
     """Data that cannot be found or read; the message is meant for the user."""
 
 
@@ -26,6 +28,9 @@ class Dataset:
     labels: torch.Tensor | None  # int64 (N,), values in [0, len(class_names))
     class_names: list[str] | None  # set exactly when labels are
     name: str
+    # (height, width) of the images as stored, when they were padded or resized to the model's
+    # size; None when used as they are.
+    fitted_from: tuple[int, int] | None = None
 
     @property
     def is_points(self) -> bool:

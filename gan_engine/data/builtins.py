@@ -21,7 +21,7 @@ from gan_engine.data.idx import (
 )
 from gan_engine.data.mixtures import MIXTURES
 from gan_engine.data.packs import read_pack
-from gan_engine.spec import DatasetSpec
+from gan_engine.spec import DatasetSpec, Spec
 
 MIXTURE_POINTS = 50_000
 MIXTURE_SEEDS: dict[str, int] = {"train": 0, "test": 1}
@@ -30,15 +30,24 @@ DIGITS_SPLIT_SEED = 0
 
 
 def load_dataset(
-    spec: DatasetSpec, *, data_dir: Path | None = None, image_size: int | None = None
+    spec: DatasetSpec,
+    *,
+    data_dir: Path | None = None,
+    image_size: int | None = None,
+    pack_path: Path | None = None,
 ) -> Dataset:
-    """The dataset a spec names, images fitted to ``image_size`` when given (points never are)."""
-    if spec.id is not None:
+    """The dataset a spec names, images fitted to ``image_size`` when given (points never are).
+
+    ``pack_path``: the local copy of the pack behind ``{"id": ...}`` (the service downloads it).
+    """
+    if spec.id is not None and pack_path is None:
         raise DatasetError(
-            "dataset ids are resolved by the service; the engine reads {'path': ...} packs"
+            "dataset ids are resolved by the service; the engine reads {'path': ...} packs",
+            param="dataset.id",
         )
-    if spec.path is not None:
-        dataset = load_pack_dataset(Path(spec.path).expanduser())
+    if pack_path is not None or spec.path is not None:
+        path = pack_path if pack_path is not None else Path(str(spec.path)).expanduser()
+        dataset = load_pack_dataset(path, name=spec.id or path.stem)
     elif spec.builtin in MIXTURES:
         dataset = load_mixture(spec.builtin, spec.split)
     elif spec.builtin == "digits":
@@ -47,10 +56,30 @@ def load_dataset(
         dataset = load_idx_dataset(spec.builtin, spec.split, data_dir)
     else:
         raise DatasetError(f"unknown builtin dataset {spec.builtin!r}")
-    if image_size is None or dataset.is_points:
+    return dataset if image_size is None else fitted(dataset, image_size)
+
+
+def fit_data(spec: Spec, dataset: Dataset) -> tuple[Spec, Dataset]:
+    """The spec with ``model.image_size`` resolved from the data when unset, and the data fitted
+    to it."""
+    if dataset.is_points:
+        return spec, dataset
+    spec = spec.fitted_to(*dataset.data.shape[-2:])
+    assert spec.model.image_size is not None
+    return spec, fitted(dataset, spec.model.image_size)
+
+
+def fitted(dataset: Dataset, image_size: int) -> Dataset:
+    """Images padded or resized to ``image_size`` squared (points and fitting images unchanged)."""
+    if dataset.is_points or dataset.data.shape[-2:] == (image_size, image_size):
         return dataset
+    height, width = dataset.data.shape[-2:]
     return Dataset(
-        fit_images(dataset.data, image_size), dataset.labels, dataset.class_names, dataset.name
+        fit_images(dataset.data, image_size),
+        dataset.labels,
+        dataset.class_names,
+        dataset.name,
+        fitted_from=(int(height), int(width)),
     )
 
 
@@ -102,7 +131,7 @@ def load_idx_dataset(name: IdxName, split: Split, data_dir: Path | None = None) 
     )
 
 
-def load_pack_dataset(path: Path) -> Dataset:
+def load_pack_dataset(path: Path, *, name: str | None = None) -> Dataset:
     pack = read_pack(path)
     labels = None if pack.labels is None else torch.from_numpy(pack.labels)
-    return Dataset(torch.from_numpy(pack.images), labels, pack.class_names, path.stem)
+    return Dataset(torch.from_numpy(pack.images), labels, pack.class_names, name or path.stem)

@@ -18,9 +18,14 @@ def fit_images(images: torch.Tensor, image_size: int) -> torch.Tensor:
     height, width = images.shape[-2:]
     if height == width == image_size:
         return images
-    if height == width and PAD_WHEN_AT_LEAST * image_size <= height < image_size:
+    if height == width and fits_by_padding(height, image_size):
         return pad_centred(images, image_size)
     return resize(images, image_size)
+
+
+def fits_by_padding(side: int, image_size: int) -> bool:
+    """A square image of ``side`` is centred on a border rather than resampled to ``image_size``."""
+    return PAD_WHEN_AT_LEAST * image_size <= side < image_size
 
 
 def pad_centred(images: torch.Tensor, image_size: int) -> torch.Tensor:

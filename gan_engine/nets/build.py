@@ -52,7 +52,12 @@ def build_discriminator(
     _check(model, sample_shape, num_classes)
     label_input = LabelConcat(num_classes) if model.conditioning == "concat" else None
     label_channels = label_input.embedding_dim if label_input else 0
-    d_norm = "batch" if model.d_norm == "auto" else model.d_norm
+    d_norm = model.d_norm
+    if d_norm == "auto":
+        raise ValueError(
+            "model.d_norm 'auto' is resolved by the whole spec (it depends on the loss): build "
+            "networks from a validated Spec's model"
+        )
     body: MLPDiscriminatorBody | DCGANDiscriminatorBody | ResNetDiscriminatorBody
     if model.architecture == "mlp":
         in_features = model.pack * (math.prod(sample_shape) + label_channels)
@@ -83,7 +88,7 @@ def build_discriminator(
 
 def _check(model: ModelSpec, sample_shape: tuple[int, ...], num_classes: int) -> None:
     check_num_classes(model.conditioning, num_classes)
-    if model.architecture == "mlp":
+    if model.architecture == "mlp" and len(sample_shape) == 1:
         return
     if len(sample_shape) != 3:
         raise ValueError(

@@ -84,8 +84,8 @@ def minibatch_features(
 
 def d_normalization(d_norm: str, num_features: int, *, images: bool) -> nn.Module:
     """D's normalisation layer: BatchNorm, a per-sample layer norm (safe with gradient penalties,
-    which need each sample's output to depend on that sample only), or none. ``auto`` is batch."""
-    if d_norm in ("batch", "auto"):
+    which need each sample's output to depend on that sample only), or none."""
+    if d_norm == "batch":
         return nn.BatchNorm2d(num_features) if images else nn.BatchNorm1d(num_features)
     if d_norm == "layer":
         return nn.GroupNorm(1, num_features) if images else nn.LayerNorm(num_features)

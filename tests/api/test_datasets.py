@@ -177,6 +177,19 @@ def test_delete_is_refused_while_an_active_job_uses_it(
     assert client.delete(f"/v1/datasets/{ds['id']}", headers=account.headers).status_code == 204
 
 
+@pytest.mark.parametrize(("side", "architecture", "size"), [(16, "dcgan", 16), (12, "dcgan", 16)])
+def test_an_unset_image_size_follows_the_uploaded_images(
+    client: TestClient, account: Account, side: int, architecture: str, size: int
+) -> None:
+    """A 16x16 upload trains and samples at 16x16, not at a default 32."""
+    images = RNG.integers(0, 256, (4, side, side), dtype=np.uint8)
+    ds = upload(client, account, npz_bytes(images=images), "small.npz").json()
+    spec = {"dataset": {"id": ds["id"]}, "model": {"architecture": architecture, "width": 8}}
+    job = client.post("/v1/jobs", headers=account.headers, json=spec)
+    assert job.status_code == 202, job.text
+    assert job.json()["spec"]["model"]["image_size"] == size
+
+
 def test_builtins_are_listed(client: TestClient, account: Account) -> None:
     body = client.get("/v1/datasets?builtin=true", headers=account.headers).json()
     by_name = {d["name"]: d for d in body["data"]}

@@ -90,9 +90,25 @@ def test_a_broker_failure_still_answers_202(
         ({**TINY, "dataset": {"id": "ds_missing"}}, "dataset.id", "no dataset"),
         ({**TINY, "dataset": {"path": "/etc/passwd"}}, "dataset.path", "upload"),
         (
-            {**TINY, "optimizer": {"generator": {"lr": -1}}},
+            {**TINY, "optimizer": {"generator": {"lr": -1.0}}},
             "optimizer.generator.lr",
             "learning rate",
+        ),
+        ({**TINY, "model": {"width": True}}, "model.width", "valid integer"),
+        ({**TINY, "training": {"steps": 4, "batch_size": 16.0}}, "training.batch_size", "integer"),
+        (
+            {
+                "dataset": {"builtin": "fashion-mnist"},
+                "model": {"width": 512, "image_size": 64},
+                "training": {"batch_size": 4096},
+            },
+            "training.batch_size",
+            "MAX_JOB_MEMORY_BYTES",
+        ),
+        (
+            {"dataset": {"builtin": "fashion-mnist"}, "model": {"width": 1024, "image_size": 64}},
+            "model.width",
+            "lower model.width",
         ),
     ],
 )
@@ -101,6 +117,24 @@ def test_spec_errors_are_422_naming_the_field(
 ) -> None:
     error = assert_error(submit(client, account, spec), 422, "invalid_spec", param)
     assert needle in error["message"]
+
+
+def test_a_spec_that_cannot_fit_names_the_batch_that_would(
+    client: TestClient, account: Account
+) -> None:
+    """A spec that validates but whose training would take far more memory than the per-job
+    budget is refused before it can pin a worker; the message says what would fit."""
+    spec = {
+        "dataset": {"builtin": "fashion-mnist"},
+        "model": {"width": 512, "image_size": 64},
+        "training": {"batch_size": 4096},
+    }
+    error = assert_error(submit(client, account, spec), 422, "invalid_spec", "training.batch_size")
+    assert "GiB" in error["message"] and "to train" in error["message"]
+    fitting = int(error["message"].split("batch_size to ")[1].split(" ")[0])
+    assert 2 <= fitting < 4096
+    spec["training"]["batch_size"] = fitting
+    assert submit(client, account, spec).status_code == 202
 
 
 @pytest.mark.parametrize(

@@ -77,9 +77,7 @@ def publish(
         storage.put_bytes(model_weights_key(model_id), files[WEIGHTS_FILE])
         storage.put_bytes(model_config_key(model_id), files[CONFIG_FILE])
         with session_scope(sessions) as session:
-            job, _ = store_jobs.create_job(
-                session, tenant_id=account.tenant_id, spec=spec.to_dict()
-            )
+            job, _ = store_jobs.create_job(session, tenant_id=account.tenant_id, spec=spec)
             store_jobs.claim_job(session, job_id=job.id, worker_id="w", lease_s=60)
             model = store_jobs.succeed_job(
                 session,
@@ -203,7 +201,7 @@ def test_points_model(client: TestClient, account: Account, publish: Publish) ->
     [
         ({"class_names": ["Sneaker"]}, "class_names"),
         ({"labels": [10]}, "labels"),
-        ({"labels": [1, 2], "n": 3}, "labels"),
+        ({"labels": [1, 2], "n": 3}, "n"),
         ({"n": 1025}, "n"),
         ({"per_class": 103}, "per_class"),
         ({"n": 0}, "n"),

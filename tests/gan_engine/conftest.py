@@ -3,7 +3,7 @@ from typing import Any
 from gan_engine.callbacks import Callback
 from gan_engine.data import Dataset, load_dataset
 from gan_engine.events import Event
-from gan_engine.spec import Spec, parse_spec
+from gan_engine.spec import ModelSpec, Spec, parse_spec
 
 TINY_IMAGE_MODEL = {"image_size": 8, "width": 8, "latent_dim": 16}
 TINY_POINT_MODEL = {"architecture": "mlp", "width": 32, "latent_dim": 4, "mlp_layers": 2}
@@ -25,6 +25,14 @@ def tiny_spec(builtin: str = "digits", **overrides: Any) -> Spec:
         else:
             data[section] = values
     return parse_spec(data)
+
+
+def resolved_model(**fields: Any) -> ModelSpec:
+    """A model section as the builders get it: from a validated spec, every ``auto`` resolved."""
+    training = {"batch_size": 48}  # a multiple of every pack size
+    return parse_spec(
+        {"dataset": {"builtin": "digits"}, "model": fields, "training": training}
+    ).model
 
 
 _DATASETS: dict[tuple[str, int | None], Dataset] = {}

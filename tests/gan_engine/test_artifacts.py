@@ -80,20 +80,36 @@ def test_truncation_keeps_samples_deterministic(conditional) -> None:
 
 
 @pytest.mark.parametrize(
-    ("request_", "message"),
+    ("request_", "message", "param"),
     [
-        ({"class_names": ["Sneaker"]}, "unknown class names"),
-        ({"labels": [10]}, "out of range"),
-        ({"labels": [1, 2], "n": 3}, "disagrees"),
-        ({"labels": [1], "per_class": 2}, "one of"),
-        ({"n": 0}, "1 to 4096"),
-        ({"n": 2, "truncation": -1.0}, "truncation"),
+        ({"class_names": ["Sneaker"]}, "unknown class names", "class_names"),
+        ({"labels": [10]}, "out of range", "labels"),
+        ({"labels": [1, 2], "n": 3}, "not a multiple of the 2 labels", "n"),
+        ({"class_names": ["1", "2"], "n": 5}, "not a multiple of the 2 class_names", "n"),
+        ({"per_class": 2, "n": 3}, "disagrees with per_class", "n"),
+        ({"labels": [1], "per_class": 2}, "one of", "per_class"),
+        ({"n": 0}, "1 to 4096", "n"),
+        ({"per_class": 500}, "1 to 4096", "per_class"),
+        ({"n": 2, "truncation": -1.0}, "truncation", "truncation"),
     ],
 )
-def test_impossible_requests_are_clear_errors(conditional, request_: dict, message: str) -> None:
+def test_impossible_requests_are_clear_errors_naming_the_field(
+    conditional, request_: dict, message: str, param: str
+) -> None:
     _, artifact = conditional
-    with pytest.raises(ArtifactError, match=message):
+    with pytest.raises(ArtifactError, match=message) as raised:
         artifact.sample(**request_)
+    assert raised.value.param == param
+
+
+def test_several_class_names_share_n_equally_in_blocks(conditional) -> None:
+    """{"class_names": ["Sneaker", "Bag", "Trouser"], "n": 6} means two of each."""
+    _, artifact = conditional
+    samples = artifact.sample(class_names=["7", "2", "5"], n=6, seed=3)
+    assert samples.labels.tolist() == [7, 7, 2, 2, 5, 5]
+    assert artifact.sample(labels=[4, 1], n=4).labels.tolist() == [4, 4, 1, 1]
+    image = Image.open(BytesIO(artifact.png(samples)))
+    assert image.size == (2 * 10 + 2, 3 * 10 + 2)  # one row of two per class
 
 
 def test_png_grid_has_one_row_per_class(conditional) -> None:

@@ -8,19 +8,32 @@ DIGITS = {"builtin": "digits"}
 
 
 def errors_of(data: dict) -> str:
+    return str(spec_error(data))
+
+
+def spec_error(data: dict) -> SpecError:
     with pytest.raises(SpecError) as caught:
         parse_spec(data)
-    return str(caught.value)
+    return caught.value
 
 
 def test_minimal_spec_fills_every_default() -> None:
     spec = parse_spec({"dataset": DIGITS})
     assert spec.model.architecture == "dcgan"
     assert spec.loss.kind == "non_saturating"
-    assert spec.model.d_norm == "batch"  # "auto" is resolved in the normalised form
+    assert spec.model.d_norm == "batch"  # "auto" is resolved at validation
     stored = spec.to_dict()
     assert stored["training"]["steps"] == 20000
-    assert parse_spec(stored) == spec  # the normalised form is itself a valid spec
+    assert parse_spec(stored) == spec  # the resolved form is itself a valid spec
+
+
+def test_plain_model_validate_is_the_resolved_form() -> None:
+    """No second step to forget: WGAN-GP gets its penalty and a per-sample norm in D."""
+    spec = Spec.model_validate({"dataset": DIGITS, "loss": {"kind": "wgan_gp"}})
+    assert spec.loss.gradient_penalty == 10.0 and spec.model.d_norm == "layer"
+    wgan = Spec.model_validate({"dataset": DIGITS, "loss": {"kind": "wasserstein"}})
+    assert wgan.loss.weight_clip == 0.01 and wgan.model.d_norm == "batch"
+    assert Spec.model_validate({"dataset": DIGITS, "loss": {"r1": 0.1}}).model.d_norm == "layer"
 
 
 def test_unknown_keys_are_rejected_with_their_path() -> None:
@@ -63,32 +76,101 @@ def test_unknown_preset_names_the_choices() -> None:
 
 
 @pytest.mark.parametrize(
-    ("data", "field", "hint"),
+    ("data", "param", "hint"),
     [
-        ({"loss": {"kind": "hinge", "weight_clip": 0.01}}, "weight_clip", "wasserstein"),
-        ({"loss": {"kind": "hinge", "gradient_penalty": 10}}, "gradient_penalty", "r1"),
-        ({"loss": {"kind": "hinge", "label_smoothing": 0.1}}, "label_smoothing", "non_saturating"),
-        ({"model": {"image_size": 28}}, "image_size", "8, 16, 32 or 64"),
-        ({"optimizer": {"n_critic": 0}}, "n_critic", "greater than or equal to 1"),
-        ({"optimizer": {"generator": {"lr": -1}}}, "optimizer.generator.lr", "> 0"),
-        ({"optimizer": {"generator": {"betas": [0.5, 1.5]}}}, "betas", "[0, 1)"),
-        ({"model": {"pack": 3, "conditioning": "projection"}}, "pack", "'concat'"),
-        ({"model": {"pack": 3}, "training": {"batch_size": 64}}, "multiple of", "pack"),
+        ({"loss": {"kind": "hinge", "weight_clip": 0.01}}, "loss.weight_clip", "wasserstein"),
+        ({"loss": {"kind": "hinge", "gradient_penalty": 10.0}}, "loss.gradient_penalty", "r1"),
+        ({"loss": {"kind": "hinge", "label_smoothing": 0.1}}, "loss.label_smoothing", "non_sat"),
+        ({"model": {"image_size": 28}}, "model.image_size", "8, 16, 32 or 64"),
+        ({"optimizer": {"n_critic": 0}}, "optimizer.n_critic", "greater than or equal to 1"),
+        ({"optimizer": {"generator": {"lr": -1.0}}}, "optimizer.generator.lr", "> 0"),
+        ({"optimizer": {"generator": {"betas": [0.5, 1.5]}}}, "optimizer.generator.betas", "[0,"),
+        ({"model": {"pack": 3, "conditioning": "projection"}}, "model.pack", "'concat'"),
+        ({"model": {"pack": 3}, "training": {"batch_size": 64}}, "training.batch_size", "pack"),
         ({"training": {"batch_size": 1}}, "training.batch_size", "greater than or equal"),
-        ({"model": {"minibatch_kernels": 25}}, "minibatch_kernels", "'discrimination'"),
+        ({"model": {"minibatch_kernels": 25}}, "model.minibatch_kernels", "'discrimination'"),
+        ({"dataset": {"builtin": "ring8"}}, "model.architecture", "mlp"),
     ],
 )
-def test_incompatible_combinations_name_the_field_and_the_fix(
-    data: dict, field: str, hint: str
+def test_incompatible_combinations_name_the_field_as_data_and_the_fix(
+    data: dict, param: str, hint: str
 ) -> None:
-    message = errors_of({"dataset": DIGITS, **data})
-    assert field in message and hint in message
+    error = spec_error({"dataset": DIGITS, **data})
+    assert error.param == param  # the field travels as data, not inside the text
+    assert hint in str(error)
+
+
+@pytest.mark.parametrize(
+    ("data", "param"),
+    [
+        ({"model": {"width": True}}, "model.width"),  # a boolean is not an integer
+        ({"model": {"width": 64.0}}, "model.width"),
+        ({"model": {"width": "64"}}, "model.width"),
+        ({"loss": {"r1": float("nan")}}, "loss.r1"),
+        ({"loss": {"r1": float("inf")}}, "loss.r1"),
+        ({"optimizer": {"generator": {"lr": True}}}, "optimizer.generator.lr"),
+        ({"training": {"max_runtime_s": float("inf")}}, "training.max_runtime_s"),
+        ({"model": {"spectral_norm": 1}}, "model.spectral_norm"),
+        ({"dataset": {"id": "ds_\x00; drop"}}, "dataset.id"),
+    ],
+)
+def test_numbers_are_strict_and_finite(data: dict, param: str) -> None:
+    assert spec_error({"dataset": DIGITS, **data}).param == param
+
+
+def test_a_flood_of_problems_is_summarised() -> None:
+    error = spec_error({"dataset": DIGITS, "model": {f"x{k}": k for k in range(50)}})
+    assert len(error.problems) == 5 and error.total == 50
+    assert "and 45 more problem(s)" in str(error)
+
+
+@pytest.mark.parametrize(
+    ("dataset", "architecture", "size"),
+    [
+        ({"builtin": "fashion-mnist"}, "dcgan", 32),  # 28 -> the nearest conv size
+        ({"builtin": "digits"}, "dcgan", 8),
+        ({"builtin": "digits"}, "mlp", 8),
+        ({"builtin": "mnist"}, "mlp", 28),  # an mlp takes any size
+        ({"path": "pack.npz"}, "dcgan", None),  # unknown until the pack is read
+    ],
+)
+def test_image_size_follows_the_data_when_unset(
+    dataset: dict, architecture: str, size: int | None
+) -> None:
+    spec = parse_spec({"dataset": dataset, "model": {"architecture": architecture}})
+    assert spec.model.image_size == size
+    assert spec.needs_image_size == (size is None)
+
+
+@pytest.mark.parametrize(
+    ("side", "architecture", "size"),
+    [(16, "dcgan", 16), (12, "dcgan", 16), (100, "resnet", 64), (5, "dcgan", 8), (40, "mlp", 40)],
+)
+def test_fitted_to_picks_the_nearest_supported_size(
+    side: int, architecture: str, size: int
+) -> None:
+    spec = parse_spec({"dataset": {"path": "p.npz"}, "model": {"architecture": architecture}})
+    assert spec.fitted_to(side, side).model.image_size == size
+    explicit = parse_spec({"dataset": {"path": "p.npz"}, "model": {"image_size": 32}})
+    assert explicit.fitted_to(side, side).model.image_size == 32  # an explicit size wins
 
 
 def test_points_need_the_mlp_architecture() -> None:
     message = errors_of({"dataset": {"builtin": "ring8"}})
     assert "mlp" in message and "ring8" in message
     assert parse_spec({"dataset": {"builtin": "ring8"}, "model": {"architecture": "mlp"}})
+
+
+def test_vocabularies_are_declared_once() -> None:
+    from typing import get_args
+
+    from gan_engine.losses import LOSSES, LossKind
+    from gan_engine.spec import ARCHITECTURES, IMAGE_SIZES, LOSS_KINDS, ModelSpec
+
+    assert tuple(LOSSES) == get_args(LossKind) == LOSS_KINDS
+    assert set(IMAGE_SIZES) == set(ARCHITECTURES)
+    schema = ModelSpec.model_json_schema()["properties"]["architecture"]
+    assert tuple(schema["enum"]) == ARCHITECTURES
 
 
 def test_dataset_needs_exactly_one_source() -> None:

@@ -1,12 +1,13 @@
 import math
 from typing import get_args
 
+import numpy as np
 import pytest
 import torch
 
 from gan_engine.checkpoint import load_checkpoint
 from gan_engine.losses import LOSSES, LossPair
-from gan_engine.spec import Conditioning, LossKind, OptimizerSpec, SpecError
+from gan_engine.spec import Conditioning, LossKind, OptimizerSpec, Spec, SpecError
 from gan_engine.trainer import Trainer, TrainingDiverged, build_optimizer
 from tests.gan_engine.conftest import Recorder, dataset_for, tiny_spec
 
@@ -212,3 +213,38 @@ def test_foreach_optimizers_match_the_per_parameter_loop_bit_for_bit(kind: str) 
             optimizer.step()
         trained.append(params)
     assert all(torch.equal(a, b) for a, b in zip(*trained, strict=True))
+
+
+def test_a_trainer_from_a_plainly_validated_wgan_gp_spec_has_its_penalty_on() -> None:
+    """Spec.model_validate alone (no normalising step) gives the resolved form: the gradient
+    penalty is on and D has no BatchNorm."""
+    data = tiny_spec().to_dict() | {"loss": {"kind": "wgan_gp"}}
+    data["model"] = {k: v for k, v in data["model"].items() if k != "d_norm"}
+    spec = Spec.model_validate(data)
+    trainer = Trainer(spec, dataset_for(spec))
+    assert trainer.spec.loss.gradient_penalty == 10.0
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in trainer.D.modules())
+    stats = trainer.discriminator_step(measure=True)
+    assert float(stats["gp"]) > 0
+
+
+def test_images_follow_the_data_size_and_a_resize_is_an_event(tmp_path) -> None:
+    from gan_engine.data import load_dataset
+    from gan_engine.data.packs import write_pack
+    from gan_engine.run import load_training_data
+
+    images = np.random.default_rng(0).integers(0, 255, (64, 12, 12), dtype=np.uint8)
+    write_pack(tmp_path / "p.npz", images)
+    data = tiny_spec().to_dict()
+    data["dataset"] = {"path": str(tmp_path / "p.npz")}
+    del data["model"]["image_size"]
+    unset = Spec.model_validate(data)
+    assert unset.model.image_size is None
+    spec, dataset = load_training_data(unset)
+    assert spec.model.image_size == 16 and dataset.fitted_from == (12, 12)
+    recorder = Recorder()
+    Trainer(spec, dataset, callbacks=[recorder]).fit()
+    fitted = [e for e in recorder.events if e.code == "data_fitted"]
+    assert len(fitted) == 1 and "12×12" in fitted[0].message and "16×16" in fitted[0].message
+    trainer = Trainer(unset, load_dataset(unset.dataset))  # the data as stored: fitted the same
+    assert trainer.spec.model.image_size == 16 and trainer.dataset.data.shape[-1] == 16

@@ -10,7 +10,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 import store.jobs
-from gan_engine.spec import parse_spec
+from gan_engine.spec import Spec, parse_spec
 from store.auth import create_tenant
 from store.db import rowcount, session_scope
 from store.errors import Conflict, LimitExceeded, NotFound
@@ -35,12 +35,14 @@ from store.storage import checkpoint_key, sample_key
 Factory = sessionmaker[Session]
 
 
-def spec(steps: int = 100, **training: Any) -> dict[str, Any]:
-    return {
-        "dataset": {"builtin": "ring8"},
-        "model": {"architecture": "mlp"},
-        "training": {"steps": steps, "batch_size": 64, **training},
-    }
+def spec(steps: int = 100, dataset: dict[str, Any] | None = None, **training: Any) -> Spec:
+    return parse_spec(
+        {
+            "dataset": dataset or {"builtin": "ring8"},
+            "model": {"architecture": "mlp", "image_size": 8},
+            "training": {"steps": steps, "batch_size": 64, **training},
+        }
+    )
 
 
 def new_tenant(db: Factory, name: str = "acme") -> str:
@@ -82,7 +84,7 @@ def job(db: Factory, job_id: str) -> Job:
 
 def test_create_job_records_a_queued_job(db: Factory) -> None:
     tenant = new_tenant(db)
-    job_id = new_job(db, tenant, spec={**spec(250), "dataset": {"id": "ds_abc"}})
+    job_id = new_job(db, tenant, spec=spec(250, dataset={"id": "ds_abc"}))
     created = job(db, job_id)
     assert job_id.startswith("job_") and len(job_id) > 12
     assert (created.status, created.step, created.total_steps, created.attempt) == (
@@ -98,7 +100,7 @@ def test_create_job_records_a_queued_job(db: Factory) -> None:
 
 def test_idempotency_key(db: Factory) -> None:
     tenant, other = new_tenant(db), new_tenant(db, "other")
-    normalised = parse_spec({"preset": "wgan-gp", "dataset": {"builtin": "mnist"}}).to_dict()
+    normalised = parse_spec({"preset": "wgan-gp", "dataset": {"builtin": "mnist"}})
     with session_scope(db) as session:
         first, created = create_job(
             session, tenant_id=tenant, spec=normalised, idempotency_key="k1"
@@ -314,7 +316,7 @@ def test_succeed_job_registers_the_model(db: Factory) -> None:
             job_id,
             f"models/{model_id}/",
         )
-        assert model.spec == spec() and model.class_names == ["a", "b"]
+        assert model.spec == spec().to_dict() and model.class_names == ["a", "b"]
     done = job(db, job_id)
     assert (done.status, done.model_id, done.summary_metrics, done.step) == (
         "succeeded",

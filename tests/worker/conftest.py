@@ -14,7 +14,7 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from gan_engine.spec import parse_spec
+from gan_engine.spec import Spec, parse_spec
 from store.auth import create_tenant_with_key
 from store.db import dispose_engines, get_sessionmaker, session_scope
 from store.jobs import create_job
@@ -25,7 +25,7 @@ from store.storage import ObjectStorage, storage_from_url
 from tests.fixtures.services import pg_sessionmaker, pg_url, s3_endpoint  # noqa: F401
 
 
-def tiny_spec(steps: int = 30, **sections: dict[str, Any]) -> dict[str, Any]:
+def tiny_spec(steps: int = 30, **sections: dict[str, Any]) -> Spec:
     """A conditional GAN on the 8-Gaussian ring, small enough for a few ms a step on a CPU."""
     spec: dict[str, Any] = {
         "dataset": {"builtin": "ring8"},
@@ -39,7 +39,7 @@ def tiny_spec(steps: int = 30, **sections: dict[str, Any]) -> dict[str, Any]:
     }  # fmt: skip
     for name, values in sections.items():
         spec[name] = {**spec.get(name, {}), **values}
-    return parse_spec(spec).to_dict()
+    return parse_spec(spec)
 
 
 def poll(condition: Callable[[], Any], *, timeout: float, what: str, interval: float = 0.05) -> Any:
@@ -63,7 +63,7 @@ class Service:
     storage: ObjectStorage
     tenant_id: str
 
-    def submit(self, spec: dict[str, Any]) -> str:
+    def submit(self, spec: Spec) -> str:
         with session_scope(self.sessions) as session:
             job, _ = create_job(session, tenant_id=self.tenant_id, spec=spec)
             return job.id

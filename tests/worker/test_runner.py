@@ -186,7 +186,9 @@ def test_nan_losses_fail_the_job_as_diverged(
 
 
 def test_an_unknown_dataset_id_fails_with_dataset_error(embedded: Service) -> None:
-    job_id = embedded.submit(tiny_spec(dataset={"id": "ds_doesnotexist", "builtin": None}))
+    job_id = embedded.submit(
+        tiny_spec(dataset={"id": "ds_doesnotexist", "builtin": None}, model={"image_size": 8})
+    )
 
     assert run(embedded, job_id) == "failed"
 
@@ -206,16 +208,20 @@ def test_another_tenants_dataset_is_not_found(embedded: Service) -> None:
                 storage_key=dataset_pack_key(dataset_id), image_shape=[8, 8, 1], class_names=None,
             )
         )  # fmt: skip
-    job_id = embedded.submit(tiny_spec(dataset={"id": dataset_id, "builtin": None}))
+    job_id = embedded.submit(
+        tiny_spec(dataset={"id": dataset_id, "builtin": None}, model={"image_size": 8})
+    )
 
     assert run(embedded, job_id) == "failed"
     assert embedded.job(job_id).error_code == "dataset_error"
 
 
 def test_a_spec_that_no_longer_validates_fails_with_invalid_spec(embedded: Service) -> None:
-    spec = tiny_spec()
-    spec["model"]["architecture"] = "transformer"
-    job_id = embedded.submit(spec)
+    job_id = embedded.submit(tiny_spec())
+    with session_scope(embedded.sessions) as session:  # a spec stored by an older release
+        job = session.get(Job, job_id)
+        assert job is not None
+        job.spec = {**job.spec, "model": {**job.spec["model"], "architecture": "transformer"}}
 
     assert run(embedded, job_id) == "failed"
 

@@ -4,6 +4,7 @@ from torch import nn
 
 from gan_engine.nets import build_discriminator, build_generator
 from gan_engine.spec import ModelSpec
+from tests.gan_engine.conftest import resolved_model
 
 ARCHITECTURES = ["mlp", "dcgan", "resnet"]
 CONDITIONINGS = ["none", "concat", "projection", "acgan"]
@@ -11,8 +12,8 @@ CLASSES = 3
 
 
 def tiny(**fields: object) -> ModelSpec:
-    return ModelSpec.model_validate(
-        {"latent_dim": 8, "width": 4, "image_size": 8, "mlp_layers": 2, **fields}
+    return resolved_model(
+        **{"latent_dim": 8, "width": 4, "image_size": 8, "mlp_layers": 2, **fields}
     )
 
 

@@ -6,13 +6,14 @@ from torch.nn.utils import parametrize
 from gan_engine.nets import build_discriminator
 from gan_engine.nets.d_options import MinibatchDiscrimination, MinibatchStddev, pack_samples
 from gan_engine.spec import ModelSpec
+from tests.gan_engine.conftest import resolved_model
 
 ARCHITECTURES = ["mlp", "dcgan", "resnet"]
 
 
 def tiny(**fields: object) -> ModelSpec:
-    return ModelSpec.model_validate(
-        {"latent_dim": 8, "width": 4, "image_size": 8, "mlp_layers": 2, **fields}
+    return resolved_model(
+        **{"latent_dim": 8, "width": 4, "image_size": 8, "mlp_layers": 2, **fields}
     )
 
 

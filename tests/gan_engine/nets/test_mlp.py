@@ -4,10 +4,11 @@ from torch import nn
 
 from gan_engine.nets import build_discriminator, build_generator
 from gan_engine.spec import ModelSpec
+from tests.gan_engine.conftest import resolved_model
 
 
 def tiny(**fields: object) -> ModelSpec:
-    return ModelSpec.model_validate({"architecture": "mlp", "latent_dim": 4, "width": 8, **fields})
+    return resolved_model(**{"architecture": "mlp", "latent_dim": 4, "width": 8, **fields})
 
 
 def test_points_have_linear_output_and_logit_per_sample() -> None:
@@ -52,10 +53,19 @@ def test_small_images_flattened(sample_shape: tuple[int, ...]) -> None:
 
 @pytest.mark.parametrize(
     ("d_norm", "norm_type"),
-    [("batch", nn.BatchNorm1d), ("layer", nn.LayerNorm), ("auto", nn.BatchNorm1d)],
+    [("batch", nn.BatchNorm1d), ("layer", nn.LayerNorm)],
 )
 def test_d_norm_on_every_hidden_layer_but_the_first(d_norm: str, norm_type: type) -> None:
     discriminator = build_discriminator(
         tiny(mlp_layers=3, d_norm=d_norm), sample_shape=(2,), num_classes=0
     )
     assert sum(isinstance(m, norm_type) for m in discriminator.modules()) == 2
+
+
+def test_builders_refuse_an_unresolved_d_norm() -> None:
+    """'auto' is resolved by the whole spec (it depends on the loss); a bare ModelSpec that still
+    holds it is not built with a guess."""
+    unresolved = ModelSpec.model_validate({"architecture": "mlp", "latent_dim": 4, "width": 8})
+    assert unresolved.d_norm == "auto"
+    with pytest.raises(ValueError, match="validated Spec"):
+        build_discriminator(unresolved, sample_shape=(2,), num_classes=0)

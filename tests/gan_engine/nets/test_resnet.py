@@ -5,11 +5,12 @@ from torch import nn
 from gan_engine.nets import build_discriminator, build_generator
 from gan_engine.nets.resnet import DiscriminatorBlock, GeneratorBlock
 from gan_engine.spec import ModelSpec
+from tests.gan_engine.conftest import resolved_model
 
 
 def tiny(**fields: object) -> ModelSpec:
-    return ModelSpec.model_validate(
-        {"architecture": "resnet", "latent_dim": 8, "width": 4, "image_size": 8, **fields}
+    return resolved_model(
+        **{"architecture": "resnet", "latent_dim": 8, "width": 4, "image_size": 8, **fields}
     )
 
 
