@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 
 from store.settings import MB, Settings
 
@@ -20,6 +20,12 @@ class ApiSettings(Settings):
     )
     stream_poll_s: float = Field(0.5, gt=0, description="SSE: database poll interval")
     stream_keepalive_s: float = Field(15.0, gt=0, description="SSE: comment after this silence")
+    max_json_body_bytes: int = Field(
+        1 * MB, gt=0, description="a JSON request body (a spec, a sampling request), at most"
+    )
+    metrics_token: SecretStr | None = Field(
+        None, description="when set, GET /metrics needs 'Authorization: Bearer <token>'"
+    )
 
 
 def api_settings(settings: Settings | None = None) -> ApiSettings:

@@ -6,6 +6,7 @@ different settings can live in one process (tests do).
 
 from __future__ import annotations
 
+import hmac
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Annotated
@@ -105,3 +106,21 @@ def get_caller(
 
 
 TenantDep = Annotated[Caller, Depends(get_caller)]
+
+
+def require_metrics_token(
+    settings: SettingsDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+) -> None:
+    """``METRICS_TOKEN``, when set, guards ``/metrics`` (compared in constant time)."""
+    token = settings.metrics_token
+    if token is None:
+        return
+    given = credentials.credentials if credentials is not None else ""
+    if not hmac.compare_digest(given.encode(), token.get_secret_value().encode()):
+        raise ApiError(
+            401,
+            "GET /metrics needs 'Authorization: Bearer <METRICS_TOKEN>'",
+            param="Authorization",
+            headers=UNAUTHORIZED_HEADERS,
+        )

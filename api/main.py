@@ -18,6 +18,7 @@ from fastapi.openapi.utils import get_openapi
 
 from api.config import ApiSettings, api_settings
 from api.errors import install_error_handlers
+from api.limits import BodyLimit, HeaderLimits
 from api.routes import datasets, health, jobs, models
 from api.services.generation import ModelCache
 from api.services.reaper import reaper_loop
@@ -84,6 +85,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     install_error_handlers(app)
     app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)
+    app.add_middleware(
+        BodyLimit, max_bytes=config.max_json_body_bytes, streamed=[datasets.UPLOAD_PATH]
+    )
+    app.add_middleware(HeaderLimits)
     for module in (datasets, jobs, models, health):
         app.include_router(module.router)
     _openapi_with_spec(app)

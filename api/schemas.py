@@ -1,15 +1,21 @@
-"""Response and request bodies (pydantic). The training spec itself is ``gan_engine.spec.Spec``."""
+"""Response and request bodies (pydantic). The training spec itself is ``gan_engine.spec.Spec``.
+
+Responses are read from ORM rows (``from_attributes``): routes return rows and FastAPI's
+``response_model`` makes them these shapes. What a response derives (a job's progress and error, a
+dataset's class count) is a ``computed_field`` here, from columns the response itself excludes.
+"""
 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Generic, Literal, Self, TypeVar, get_args
+from typing import Annotated, Any, Generic, Literal, TypeVar, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, computed_field
 
 from store.models import JOB_STATUSES
 
 T = TypeVar("T")
+MAX_LABEL = 2**31 - 1
 
 JobStatus = Literal["queued", "running", "succeeded", "failed", "cancelled", "interrupted"]
 assert set(get_args(JobStatus)) == set(JOB_STATUSES)
@@ -32,17 +38,30 @@ class ErrorBody(BaseModel):
     error: ErrorDetail
 
 
+def error(description: str) -> dict[str, Any]:
+    return {"model": ErrorBody, "description": description}
+
+
+# What every /v1 operation can answer besides its success; routes add their own (409, 415, 429).
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
-    401: {"model": ErrorBody, "description": "no API key, or an invalid or revoked one"},
-    404: {"model": ErrorBody, "description": "no such object in this account"},
-    422: {"model": ErrorBody, "description": "invalid request; `param` names the field"},
+    400: error("`invalid_json`: a body that is not strict JSON (a duplicate key, NaN)"),
+    401: error("no API key, or an invalid or revoked one"),
+    404: error("no such object in this account"),
+    413: error("the body is larger than MAX_JSON_BODY_BYTES (uploads: MAX_UPLOAD_BYTES)"),
+    422: error("invalid request; `param` names the field"),
+    431: error("too many or too large request headers"),
+    503: error("the database or object storage is unavailable; retry after `Retry-After`"),
 }
 
 
 # --- datasets ----------------------------------------------------------------------------------
 
 
-class DatasetOut(BaseModel):
+class FromRow(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+
+class DatasetOut(FromRow):
     """An uploaded dataset: one validated pack in object storage."""
 
     id: str
@@ -50,9 +69,13 @@ class DatasetOut(BaseModel):
     n_images: int
     image_shape: list[int] = Field(description="[height, width, channels]")
     class_names: list[str] | None = Field(description="null when the images are unlabelled")
-    num_classes: int
     size_bytes: int = Field(description="size of the stored pack")
     created_at: datetime
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names or [])
 
 
 class BuiltinDatasetOut(BaseModel):
@@ -88,15 +111,15 @@ class JobErrorOut(BaseModel):
     message: str | None
 
 
-class JobOut(BaseModel):
+class JobOut(FromRow):
     id: str
     status: JobStatus
-    spec: dict[str, Any] = Field(description="the normalised spec: every default filled in")
+    spec: dict[str, Any] = Field(
+        description="the resolved spec: every default filled in, every auto decided"
+    )
     dataset_id: str | None
-    progress: Progress
     latest_metrics: dict[str, MetricPoint] = Field(description="per name, its newest point")
     summary_metrics: dict[str, Any] | None = Field(description="final metrics of a finished run")
-    error: JobErrorOut | None
     model_id: str | None
     attempt: int = Field(description="1 for the first run; resumptions after a lost worker add 1")
     cancel_requested: bool
@@ -104,9 +127,35 @@ class JobOut(BaseModel):
     started_at: datetime | None
     finished_at: datetime | None
     updated_at: datetime
+    # columns the response shows only through ``progress`` and ``error``
+    step: int = Field(exclude=True)
+    total_steps: int = Field(exclude=True)
+    fraction: float = Field(exclude=True)
+    images_per_s: float | None = Field(exclude=True)
+    eta_s: float | None = Field(exclude=True)
+    error_code: str | None = Field(exclude=True)
+    error_message: str | None = Field(exclude=True)
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def progress(self) -> Progress:
+        return Progress(
+            step=self.step,
+            total=self.total_steps,
+            fraction=self.fraction,
+            images_per_s=self.images_per_s,
+            eta_s=self.eta_s,
+        )
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def error(self) -> JobErrorOut | None:
+        if not (self.error_code or self.error_message):
+            return None
+        return JobErrorOut(code=self.error_code, message=self.error_message)
 
 
-class EventOut(BaseModel):
+class EventOut(FromRow):
     seq: int = Field(description="1, 2, 3... per job: the cursor of this list")
     step: int | None
     level: Literal["info", "warning", "error"]
@@ -118,18 +167,25 @@ class EventOut(BaseModel):
 class MetricSeries(BaseModel):
     """Time series grouped by name: ``{"d_loss": [[step, value], ...], ...}``, steps ascending."""
 
-    data: dict[str, list[tuple[int, float | None]]]
+    # [step, value] pairs; a fixed-length list rather than a tuple, whose OpenAPI 3.1
+    # ``prefixItems`` some clients (schemathesis among them) cannot read
+    data: dict[str, list[Annotated[list[int | float | None], Field(min_length=2, max_length=2)]]]
     has_more: bool = Field(description="more steps follow: ask again with after_step=last_step")
     last_step: int | None = Field(description="the newest step in this answer")
 
 
-class SampleOut(BaseModel):
+class SampleOut(FromRow):
+    job_id: str = Field(exclude=True)
     step: int
-    url: str = Field(description="the PNG grid (one row per class for conditional models)")
     created_at: datetime
 
+    @computed_field(description="the PNG grid (one row per class for conditional models)")  # type: ignore[prop-decorator]
+    @property
+    def url(self) -> str:
+        return f"/v1/jobs/{self.job_id}/samples/{self.step}.png"
 
-class CheckpointOut(BaseModel):
+
+class CheckpointOut(FromRow):
     step: int
     metrics: dict[str, float | None] | None
     created_at: datetime
@@ -138,33 +194,46 @@ class CheckpointOut(BaseModel):
 # --- models ------------------------------------------------------------------------------------
 
 
-class ModelOut(BaseModel):
+class ModelOut(FromRow):
     id: str
     job_id: str
     class_names: list[str] | None = Field(description="null for unconditional generators")
-    num_classes: int
     image_shape: list[int] = Field(description="[height, width, channels], or [2] for points")
     spec: dict[str, Any]
     summary_metrics: dict[str, Any] | None
     created_at: datetime
 
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names or [])
+
 
 SampleFormat = Literal["png_grid", "png_zip", "npy", "json"]
 
 
+StrictInt = Annotated[int, Field(strict=True)]
+
+
 class SampleRequest(BaseModel):
     """What to generate. Give at most one of ``labels``, ``class_names`` or ``per_class``; with
-    none, ``n`` samples (default 16) cycle through the classes of a conditional model. A single
-    label or class name with ``n`` repeats it ``n`` times. Same seed and labels, same bytes."""
+    none, ``n`` samples (default 16) cycle through the classes of a conditional model. Labels or
+    class names with ``n`` share it equally, in blocks: ``{"class_names": ["Sneaker", "Bag"],
+    "n": 4}`` is two sneakers then two bags (``n`` a multiple of how many were given). Same seed
+    and labels, same bytes."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
-    labels: list[int] | None = Field(None, min_length=1, max_length=4096)
-    class_names: list[str] | None = Field(None, min_length=1, max_length=4096)
-    per_class: int | None = Field(None, ge=1, le=4096)
-    n: int | None = Field(None, ge=1, le=4096)
-    seed: int = Field(0, ge=0, lt=2**63)
-    truncation: float | None = Field(
+    labels: list[Annotated[StrictInt, Field(ge=0, le=MAX_LABEL)]] | None = Field(
+        None, min_length=1, max_length=4096
+    )
+    class_names: list[Annotated[str, Field(max_length=200)]] | None = Field(
+        None, min_length=1, max_length=4096
+    )
+    per_class: StrictInt | None = Field(None, ge=1, le=4096)
+    n: StrictInt | None = Field(None, ge=1, le=4096)
+    seed: StrictInt = Field(0, ge=0, lt=2**63)
+    truncation: Annotated[float, Field(strict=True)] | None = Field(
         None, gt=0, le=10, description="sample z from a normal truncated to [-t, t]"
     )
     format: SampleFormat = Field(
@@ -173,13 +242,6 @@ class SampleRequest(BaseModel):
         "application/zip of {i:04d}_{class}.png; npy: uint8 (N,H,W[,C]) images or float32 (N,2) "
         'points; json: {"samples", "labels", "class_names", "shape"}',
     )
-
-    @model_validator(mode="after")
-    def _one_selector(self) -> Self:
-        given = [k for k in ("labels", "class_names", "per_class") if getattr(self, k) is not None]
-        if len(given) > 1:
-            raise ValueError(f"give one of labels, class_names or per_class, not {given}")
-        return self
 
 
 class SamplesJson(BaseModel):

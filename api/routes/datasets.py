@@ -8,12 +8,17 @@ from fastapi import APIRouter, Query, Request, Response
 from starlette.concurrency import run_in_threadpool
 
 from api.deps import SessionDep, SessionmakerDep, SettingsDep, StorageDep, TenantDep
-from api.schemas import ERROR_RESPONSES, BuiltinDatasetOut, DatasetOut, Page
+from api.json_body import StrictJSONRoute
+from api.params import DEFAULT_LIMIT, AfterId, DatasetId, Limit
+from api.schemas import ERROR_RESPONSES, BuiltinDatasetOut, DatasetOut, Page, error
 from api.services import datasets as service
-from api.services.pagination import DEFAULT_LIMIT, Limit
 from api.uploads import received_upload
 
-router = APIRouter(prefix="/v1/datasets", tags=["datasets"], responses=ERROR_RESPONSES)
+PREFIX = "/v1/datasets"
+UPLOAD_PATH = PREFIX  # POST: streams to disk under MAX_UPLOAD_BYTES, not the JSON body limit
+router = APIRouter(
+    prefix=PREFIX, tags=["datasets"], responses=ERROR_RESPONSES, route_class=StrictJSONRoute
+)
 
 UPLOAD_BODY: dict[str, Any] = {
     "requestBody": {
@@ -48,8 +53,13 @@ UPLOAD_BODY: dict[str, Any] = {
     "",
     status_code=201,
     summary="Upload a dataset",
+    response_model=DatasetOut,
     openapi_extra=UPLOAD_BODY,
-    responses={413: {"description": "too large"}, 415: {"description": "not .npz or .zip"}},
+    responses={
+        413: error("larger than MAX_UPLOAD_BYTES, or an archive past its limits"),
+        415: error("not an .npz pack or a .zip of images"),
+        503: error("`busy`: decoding memory is in use by other uploads; retry after `Retry-After`"),
+    },
 )
 async def upload_dataset(
     request: Request,
@@ -57,7 +67,7 @@ async def upload_dataset(
     settings: SettingsDep,
     sessions: SessionmakerDep,
     storage: StorageDep,
-) -> DatasetOut:
+) -> Any:
     """Zip archives are checked for unsafe names, entry count and compression ratio; images for
     count and size. A ``.zip`` labels images by folder (class names = folder names, sorted); images
     at the top of the archive make an unlabelled dataset."""
@@ -72,19 +82,17 @@ async def upload_dataset(
             filename=upload.filename,
             name=upload.fields.get("name"),
         )
-    return service.dataset_out(row)
+    return row
 
 
-@router.get("", summary="List datasets")
+@router.get("", summary="List datasets", response_model=Page[DatasetOut] | Page[BuiltinDatasetOut])
 def list_datasets(
     session: SessionDep,
     caller: TenantDep,
     builtin: Annotated[bool, Query(description="list the builtin datasets instead")] = False,
     limit: Limit = DEFAULT_LIMIT,
-    after: Annotated[
-        str | None, Query(description="the id of the previous page's last item")
-    ] = None,
-) -> Page[DatasetOut] | Page[BuiltinDatasetOut]:
+    after: AfterId = None,
+) -> Any:
     """This account's uploads, newest first; with ``builtin=true`` the builtin datasets, which
     every spec can name as ``{"dataset": {"builtin": name}}``."""
     if builtin:
@@ -92,19 +100,22 @@ def list_datasets(
     rows, more = service.list_datasets(
         session, tenant_id=caller.tenant_id, after=after, limit=limit
     )
-    return Page[DatasetOut](data=[service.dataset_out(r) for r in rows], has_more=more)
+    return Page[DatasetOut](data=[DatasetOut.model_validate(row) for row in rows], has_more=more)
 
 
-@router.get("/{dataset_id}", summary="Get a dataset")
-def get_dataset(dataset_id: str, session: SessionDep, caller: TenantDep) -> DatasetOut:
-    return service.dataset_out(
-        service.get_dataset(session, tenant_id=caller.tenant_id, dataset_id=dataset_id)
-    )
+@router.get("/{dataset_id}", summary="Get a dataset", response_model=DatasetOut)
+def get_dataset(dataset_id: DatasetId, session: SessionDep, caller: TenantDep) -> Any:
+    return service.get_dataset(session, tenant_id=caller.tenant_id, dataset_id=dataset_id)
 
 
-@router.delete("/{dataset_id}", status_code=204, summary="Delete a dataset")
+@router.delete(
+    "/{dataset_id}",
+    status_code=204,
+    summary="Delete a dataset",
+    responses={409: error("a queued or running job trains on it")},
+)
 def delete_dataset(
-    dataset_id: str, session: SessionDep, caller: TenantDep, storage: StorageDep
+    dataset_id: DatasetId, session: SessionDep, caller: TenantDep, storage: StorageDep
 ) -> Response:
     """Refused (409) while a queued or running job trains on it. Models trained on it stay."""
     service.delete_dataset(

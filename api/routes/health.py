@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from api.deps import MetricsDep
+from api.deps import MetricsDep, require_metrics_token
 from api.errors import error_body
 from api.schemas import ErrorBody, Ready
 from api.services.health import OK, readiness
@@ -47,6 +47,17 @@ async def readyz(request: Request) -> Any:
     return Ready(status="ready", checks=checks)
 
 
-@router.get("/metrics", summary="Prometheus metrics", response_class=Response)
+@router.get(
+    "/metrics",
+    summary="Prometheus metrics",
+    response_class=Response,
+    dependencies=[Depends(require_metrics_token)],
+    responses={
+        200: {"content": {"text/plain": {}}, "description": "the Prometheus text format"},
+        401: {"model": ErrorBody, "description": "METRICS_TOKEN is set and was not given"},
+    },
+)
 def metrics(api_metrics: MetricsDep) -> Response:
+    """Requests by route template, jobs by status and generation time, summed over every
+    account: no tenant, job or model id ever appears in a label."""
     return Response(generate_latest(api_metrics.registry), media_type=CONTENT_TYPE_LATEST)

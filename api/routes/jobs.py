@@ -4,11 +4,26 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Header, Path, Query, Request, Response
+from fastapi import APIRouter, Body, Header, Query, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
 from api.deps import CeleryDep, SessionDep, SessionmakerDep, SettingsDep, StorageDep, TenantDep
+from api.errors import ApiError
+from api.json_body import StrictJSONRoute
+from api.params import (
+    DEFAULT_LIMIT,
+    LAST_EVENT_ID,
+    MAX_ID_CHARS,
+    MAX_INT32,
+    PRINTABLE_ASCII,
+    AfterId,
+    Cursor,
+    JobId,
+    Limit,
+    MetricNames,
+    Step,
+)
 from api.schemas import (
     ERROR_RESPONSES,
     CheckpointOut,
@@ -18,13 +33,14 @@ from api.schemas import (
     MetricSeries,
     Page,
     SampleOut,
+    error,
 )
 from api.services import jobs as service
-from api.services.pagination import DEFAULT_LIMIT, Limit
 from api.services.stream import job_stream
-from store import jobs as store_jobs
 
-router = APIRouter(prefix="/v1/jobs", tags=["jobs"], responses=ERROR_RESPONSES)
+router = APIRouter(
+    prefix="/v1/jobs", tags=["jobs"], responses=ERROR_RESPONSES, route_class=StrictJSONRoute
+)
 
 SPEC_BODY: dict[str, Any] = {
     "requestBody": {
@@ -32,8 +48,6 @@ SPEC_BODY: dict[str, Any] = {
         "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Spec"}}},
     }
 }
-After = Annotated[str | None, Query(description="the id of the previous page's last item")]
-JobId = Annotated[str, Path(description="a job id (job_...)")]
 
 
 @router.post(
@@ -44,9 +58,9 @@ JobId = Annotated[str, Path(description="a job id (job_...)")]
     openapi_extra=SPEC_BODY,
     responses={
         200: {"model": JobOut, "description": "an Idempotency-Key replay: the existing job"},
-        409: {"description": "the Idempotency-Key was used with a different spec"},
-        422: {"description": "the spec does not validate; `param` names the field"},
-        429: {"description": "too many queued or running jobs"},
+        409: error("the Idempotency-Key was used with a different spec"),
+        422: error("`invalid_spec`: the spec does not validate; `param` names the field"),
+        429: error("too many queued or running jobs in this account"),
     },
 )
 def submit_job(
@@ -57,11 +71,20 @@ def submit_job(
     body: Annotated[Any, Body(include_in_schema=False)] = None,
     idempotency_key: Annotated[
         str | None,
-        Header(description="retrying with the same key and spec returns the first job (200)"),
+        Header(
+            alias="Idempotency-Key",
+            max_length=service.MAX_IDEMPOTENCY_KEY_CHARS,
+            description="retrying with the same key and spec returns the first job (200); "
+            "visible ASCII, at most 255 characters",
+        ),
     ] = None,
 ) -> JSONResponse:
-    """The body is the training spec (unknown keys are rejected). It is stored normalised, with
+    """The body is the training spec (unknown keys are rejected). It is stored resolved, with
     every default filled in; the job is queued (202) and a worker picks it up."""
+    if idempotency_key is not None and not PRINTABLE_ASCII.fullmatch(idempotency_key):
+        raise ApiError(
+            422, "Idempotency-Key must be visible ASCII characters", param="Idempotency-Key"
+        )
     job, created = service.submit_job(
         session,
         celery=celery,
@@ -71,54 +94,55 @@ def submit_job(
         idempotency_key=idempotency_key,
     )
     return JSONResponse(
-        service.job_out(job).model_dump(mode="json"), status_code=202 if created else 200
+        JobOut.model_validate(job).model_dump(mode="json"), status_code=202 if created else 200
     )
 
 
-@router.get("", summary="List jobs")
+@router.get("", summary="List jobs", response_model=Page[JobOut])
 def list_jobs(
     session: SessionDep,
     caller: TenantDep,
     status: Annotated[JobStatus | None, Query(description="only jobs in this state")] = None,
     limit: Limit = DEFAULT_LIMIT,
-    after: After = None,
-) -> Page[JobOut]:
+    after: AfterId = None,
+) -> Any:
     """Newest first."""
     rows, more = service.list_jobs(
         session, tenant_id=caller.tenant_id, status=status, after=after, limit=limit
     )
-    return Page[JobOut](data=[service.job_out(j) for j in rows], has_more=more)
+    return {"data": rows, "has_more": more}
 
 
-@router.get("/{job_id}", summary="Get a job")
-def get_job(job_id: JobId, session: SessionDep, caller: TenantDep) -> JobOut:
-    return service.job_out(store_jobs.get_job(session, job_id=job_id, tenant_id=caller.tenant_id))
+@router.get("/{job_id}", summary="Get a job", response_model=JobOut)
+def get_job(job_id: JobId, session: SessionDep, caller: TenantDep) -> Any:
+    return service.get_job(session, tenant_id=caller.tenant_id, job_id=job_id)
 
 
 @router.post(
-    "/{job_id}/cancel", summary="Cancel a job", responses={409: {"description": "finished"}}
+    "/{job_id}/cancel",
+    summary="Cancel a job",
+    response_model=JobOut,
+    responses={409: error("the job is already finished")},
 )
-def cancel_job(job_id: JobId, session: SessionDep, caller: TenantDep) -> JobOut:
+def cancel_job(job_id: JobId, session: SessionDep, caller: TenantDep) -> Any:
     """A queued job is cancelled at once; a running one is flagged and its worker stops at the
     next heartbeat (`cancel_requested` is true meanwhile)."""
-    job = store_jobs.request_cancel(session, job_id=job_id, tenant_id=caller.tenant_id)
-    session.commit()
-    return service.job_out(job)
+    return service.cancel_job(session, tenant_id=caller.tenant_id, job_id=job_id)
 
 
-@router.get("/{job_id}/events", summary="A job's event log")
+@router.get("/{job_id}/events", summary="A job's event log", response_model=Page[EventOut])
 def list_events(
     job_id: JobId,
     session: SessionDep,
     caller: TenantDep,
     limit: Limit = DEFAULT_LIMIT,
-    after: Annotated[int | None, Query(ge=0, description="the seq of the last event seen")] = None,
-) -> Page[EventOut]:
+    after: Cursor = None,
+) -> Any:
     """Status changes, checkpoints, warnings (mode collapse...) and errors, oldest first."""
-    events, more = service.list_events(
+    rows, more = service.list_events(
         session, tenant_id=caller.tenant_id, job_id=job_id, after=after, limit=limit
     )
-    return Page[EventOut](data=events, has_more=more)
+    return {"data": rows, "has_more": more}
 
 
 @router.get("/{job_id}/metrics", summary="A job's metric time series")
@@ -126,11 +150,10 @@ def get_metrics(
     job_id: JobId,
     session: SessionDep,
     caller: TenantDep,
-    name: Annotated[
-        list[str] | None,
-        Query(description="metric names (repeat the parameter); all when omitted"),
+    name: MetricNames = None,
+    after_step: Annotated[
+        int | None, Query(ge=0, le=MAX_INT32, description="only steps after this")
     ] = None,
-    after_step: Annotated[int | None, Query(ge=0, description="only steps after this")] = None,
     limit: Annotated[int, Query(ge=1, le=10_000, description="logged steps per answer")] = 1000,
 ) -> MetricSeries:
     """Grouped by name: `{"data": {"d_loss": [[step, value], ...]}, "has_more", "last_step"}`,
@@ -147,18 +170,18 @@ def get_metrics(
     )
 
 
-@router.get("/{job_id}/samples", summary="A job's sample grids")
+@router.get("/{job_id}/samples", summary="A job's sample grids", response_model=Page[SampleOut])
 def list_samples(
     job_id: JobId,
     session: SessionDep,
     caller: TenantDep,
     limit: Limit = DEFAULT_LIMIT,
-    after: Annotated[int | None, Query(ge=0, description="the last step seen")] = None,
-) -> Page[SampleOut]:
-    samples, more = service.list_samples(
+    after: Cursor = None,
+) -> Any:
+    rows, more = service.list_samples(
         session, tenant_id=caller.tenant_id, job_id=job_id, after=after, limit=limit
     )
-    return Page[SampleOut](data=samples, has_more=more)
+    return {"data": rows, "has_more": more}
 
 
 @router.get(
@@ -168,11 +191,7 @@ def list_samples(
     responses={200: {"content": {"image/png": {}}, "description": "a PNG grid"}},
 )
 def get_sample(
-    job_id: JobId,
-    step: Annotated[int, Path(ge=0)],
-    session: SessionDep,
-    caller: TenantDep,
-    storage: StorageDep,
+    job_id: JobId, step: Step, session: SessionDep, caller: TenantDep, storage: StorageDep
 ) -> Response:
     """One row per class for conditional models."""
     png = service.sample_png(
@@ -183,18 +202,20 @@ def get_sample(
     )
 
 
-@router.get("/{job_id}/checkpoints", summary="A job's checkpoints")
+@router.get(
+    "/{job_id}/checkpoints", summary="A job's checkpoints", response_model=Page[CheckpointOut]
+)
 def list_checkpoints(
     job_id: JobId,
     session: SessionDep,
     caller: TenantDep,
     limit: Limit = DEFAULT_LIMIT,
-    after: Annotated[int | None, Query(ge=0, description="the last step seen")] = None,
-) -> Page[CheckpointOut]:
-    checkpoints, more = service.list_checkpoints(
+    after: Cursor = None,
+) -> Any:
+    rows, more = service.list_checkpoints(
         session, tenant_id=caller.tenant_id, job_id=job_id, after=after, limit=limit
     )
-    return Page[CheckpointOut](data=checkpoints, has_more=more)
+    return {"data": rows, "has_more": more}
 
 
 @router.get(
@@ -210,19 +231,34 @@ async def stream_job(
     caller: TenantDep,
     sessions: SessionmakerDep,
     settings: SettingsDep,
-    after: Annotated[int | None, Query(ge=0, description="skip events up to this seq")] = None,
-    last_event_id: Annotated[str | None, Header(include_in_schema=False)] = None,
+    after: Cursor = None,
+    last_event_id: Annotated[
+        str | None,
+        Header(
+            alias="Last-Event-ID",
+            max_length=MAX_ID_CHARS,
+            description="sent by a reconnecting EventSource: resume after this event seq",
+        ),
+    ] = None,
 ) -> StreamingResponse:
     """Messages `event` (a log row; its `id:` is the seq, so a reconnecting EventSource resumes
     after it), `progress`, `metrics` (latest value per name) and `status` (`{"status", "error",
     "model_id", ...}`), each sent when it changes; `: keep-alive` comments in between. The stream
     ends after the `status` of a finished job (succeeded, failed or cancelled)."""
-    await run_in_threadpool(store_jobs.get_job, session, job_id=job_id, tenant_id=caller.tenant_id)
-    resume = int(last_event_id) if last_event_id and last_event_id.isdigit() else None
+    resume = after or 0
+    if last_event_id is not None:
+        if not LAST_EVENT_ID.fullmatch(last_event_id) or int(last_event_id) > MAX_INT32:
+            raise ApiError(
+                422,
+                f"Last-Event-ID must be an event seq: ASCII digits, at most {MAX_INT32}",
+                param="Last-Event-ID",
+            )
+        resume = int(last_event_id)
+    await run_in_threadpool(service.get_job, session, tenant_id=caller.tenant_id, job_id=job_id)
     stream = job_stream(
         sessions=sessions,
         job_id=job_id,
-        after_seq=resume if resume is not None else after or 0,
+        after_seq=resume,
         poll_s=settings.stream_poll_s,
         keepalive_s=settings.stream_keepalive_s,
         disconnected=request.is_disconnected,

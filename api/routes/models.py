@@ -2,40 +2,34 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Path, Query, Response
+from fastapi import APIRouter, Query, Response
 from starlette.concurrency import run_in_threadpool
 
 from api.deps import MetricsDep, ModelCacheDep, SessionDep, SettingsDep, StorageDep, TenantDep
-from api.schemas import ERROR_RESPONSES, ModelOut, Page, SampleRequest, SamplesJson
+from api.json_body import StrictJSONRoute
+from api.params import DEFAULT_LIMIT, AfterId, Limit, ModelId
+from api.schemas import ERROR_RESPONSES, ModelOut, Page, SampleRequest, SamplesJson, error
 from api.services import models as service
-from api.services.pagination import DEFAULT_LIMIT, Limit
 
-router = APIRouter(prefix="/v1/models", tags=["models"], responses=ERROR_RESPONSES)
+router = APIRouter(
+    prefix="/v1/models", tags=["models"], responses=ERROR_RESPONSES, route_class=StrictJSONRoute
+)
 
-ModelId = Annotated[str, Path(description="a model id (mdl_...)")]
 
-
-@router.get("", summary="List models")
+@router.get("", summary="List models", response_model=Page[ModelOut])
 def list_models(
-    session: SessionDep,
-    caller: TenantDep,
-    limit: Limit = DEFAULT_LIMIT,
-    after: Annotated[
-        str | None, Query(description="the id of the previous page's last item")
-    ] = None,
-) -> Page[ModelOut]:
+    session: SessionDep, caller: TenantDep, limit: Limit = DEFAULT_LIMIT, after: AfterId = None
+) -> Any:
     """The generators of this account's succeeded jobs, newest first."""
     rows, more = service.list_models(session, tenant_id=caller.tenant_id, after=after, limit=limit)
-    return Page[ModelOut](data=[service.model_out(m) for m in rows], has_more=more)
+    return {"data": rows, "has_more": more}
 
 
-@router.get("/{model_id}", summary="Get a model")
-def get_model(model_id: ModelId, session: SessionDep, caller: TenantDep) -> ModelOut:
-    return service.model_out(
-        service.get_model(session, tenant_id=caller.tenant_id, model_id=model_id)
-    )
+@router.get("/{model_id}", summary="Get a model", response_model=ModelOut)
+def get_model(model_id: ModelId, session: SessionDep, caller: TenantDep) -> Any:
+    return service.get_model(session, tenant_id=caller.tenant_id, model_id=model_id)
 
 
 @router.post(
@@ -51,7 +45,8 @@ def get_model(model_id: ModelId, session: SessionDep, caller: TenantDep) -> Mode
                 "application/octet-stream": {},
                 "application/json": {"schema": SamplesJson.model_json_schema()},
             },
-        }
+        },
+        500: error("`model_unreadable`: the stored weights are damaged (our fault; logged)"),
     },
 )
 async def generate_samples(

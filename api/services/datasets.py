@@ -10,9 +10,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from api.config import ApiSettings
-from api.schemas import BuiltinDatasetOut, DatasetOut
+from api.schemas import BuiltinDatasetOut
 from api.services import dataset_files
-from api.services.pagination import newest_first_page
+from api.services.tenancy import get_owned, list_owned
 from gan_engine.data.idx import CLASS_NAMES
 from gan_engine.data.mixtures import MIXTURES
 from gan_engine.data.packs import write_pack
@@ -72,41 +72,14 @@ BUILTINS: tuple[BuiltinDatasetOut, ...] = (
 BUILTINS_BY_NAME: dict[str, BuiltinDatasetOut] = {builtin.name: builtin for builtin in BUILTINS}
 
 
-def dataset_out(row: Dataset) -> DatasetOut:
-    return DatasetOut(
-        id=row.id,
-        name=row.name,
-        n_images=row.n_images,
-        image_shape=list(row.image_shape),
-        class_names=row.class_names,
-        num_classes=len(row.class_names or []),
-        size_bytes=row.size_bytes,
-        created_at=row.created_at,
-    )
-
-
 def get_dataset(session: Session, *, tenant_id: str, dataset_id: str) -> Dataset:
-    row = session.scalar(
-        select(Dataset).where(Dataset.id == dataset_id, Dataset.tenant_id == tenant_id)
-    )
-    if row is None:
-        raise NotFound(f"dataset {dataset_id} not found")
-    return row
+    return get_owned(session, Dataset, object_id=dataset_id, tenant_id=tenant_id)
 
 
 def list_datasets(
     session: Session, *, tenant_id: str, after: str | None, limit: int
 ) -> tuple[list[Dataset], bool]:
-    scope = [Dataset.tenant_id == tenant_id]
-    return newest_first_page(
-        session,
-        select(Dataset).where(*scope),
-        created_at=Dataset.created_at,
-        id_column=Dataset.id,
-        scope=scope,
-        after=after,
-        limit=limit,
-    )
+    return list_owned(session, Dataset, tenant_id=tenant_id, after=after, limit=limit)
 
 
 def dataset_name(name: str | None, filename: str) -> str:

@@ -11,18 +11,10 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from api.config import ApiSettings
-from api.schemas import (
-    CheckpointOut,
-    EventOut,
-    JobErrorOut,
-    JobOut,
-    MetricPoint,
-    MetricSeries,
-    Progress,
-    SampleOut,
-)
+from api.schemas import MetricSeries
 from api.services.datasets import BUILTINS_BY_NAME
-from api.services.pagination import ascending_page, newest_first_page
+from api.services.pagination import ascending_page
+from api.services.tenancy import get_owned, list_owned
 from gan_engine.memory import estimate_training_memory, format_bytes
 from gan_engine.spec import Spec, SpecError, parse_spec
 from store import jobs as store_jobs
@@ -34,39 +26,6 @@ from store.storage import ObjectStorage
 log = logging.getLogger("api.jobs")
 
 MAX_IDEMPOTENCY_KEY_CHARS = 255
-
-
-def job_out(job: Job) -> JobOut:
-    error = None
-    if job.error_code or job.error_message:
-        error = JobErrorOut(code=job.error_code, message=job.error_message)
-    return JobOut(
-        id=job.id,
-        status=job.status,  # type: ignore[arg-type]
-        spec=job.spec,
-        dataset_id=job.dataset_id,
-        progress=progress_out(job),
-        latest_metrics={k: MetricPoint.model_validate(v) for k, v in job.latest_metrics.items()},
-        summary_metrics=job.summary_metrics,
-        error=error,
-        model_id=job.model_id,
-        attempt=job.attempt,
-        cancel_requested=job.cancel_requested,
-        created_at=job.created_at,
-        started_at=job.started_at,
-        finished_at=job.finished_at,
-        updated_at=job.updated_at,
-    )
-
-
-def progress_out(job: Job) -> Progress:
-    return Progress(
-        step=job.step,
-        total=job.total_steps,
-        fraction=job.fraction,
-        images_per_s=job.images_per_s,
-        eta_s=job.eta_s,
-    )
 
 
 # --- submission --------------------------------------------------------------------------------
@@ -197,47 +156,30 @@ def submit_job(
 # --- reading -----------------------------------------------------------------------------------
 
 
+def get_job(session: Session, *, tenant_id: str, job_id: str) -> Job:
+    return get_owned(session, Job, object_id=job_id, tenant_id=tenant_id)
+
+
 def list_jobs(
     session: Session, *, tenant_id: str, status: str | None, after: str | None, limit: int
 ) -> tuple[list[Job], bool]:
-    scope = [Job.tenant_id == tenant_id]
-    query = select(Job).where(*scope)
-    if status is not None:
-        query = query.where(Job.status == status)
-    return newest_first_page(
-        session,
-        query,
-        created_at=Job.created_at,
-        id_column=Job.id,
-        scope=scope,
-        after=after,
-        limit=limit,
-    )
+    where = [] if status is None else [Job.status == status]
+    return list_owned(session, Job, tenant_id=tenant_id, after=after, limit=limit, where=where)
+
+
+def cancel_job(session: Session, *, tenant_id: str, job_id: str) -> Job:
+    """A queued job is cancelled at once; a running one is flagged for its worker."""
+    job = store_jobs.request_cancel(session, job_id=job_id, tenant_id=tenant_id)
+    session.commit()
+    return job
 
 
 def list_events(
     session: Session, *, tenant_id: str, job_id: str, after: int | None, limit: int
-) -> tuple[list[EventOut], bool]:
-    store_jobs.get_job(session, job_id=job_id, tenant_id=tenant_id)
-    rows, more = ascending_page(
-        session,
-        select(JobEvent).where(JobEvent.job_id == job_id),
-        key=JobEvent.seq,
-        after=after,
-        limit=limit,
-    )
-    return [event_out(e) for e in rows], more
-
-
-def event_out(event: JobEvent) -> EventOut:
-    return EventOut(
-        seq=event.seq,
-        step=event.step,
-        level=event.level,  # type: ignore[arg-type]
-        code=event.code,
-        message=event.message,
-        created_at=event.created_at,
-    )
+) -> tuple[list[JobEvent], bool]:
+    get_job(session, tenant_id=tenant_id, job_id=job_id)
+    query = select(JobEvent).where(JobEvent.job_id == job_id)
+    return ascending_page(session, query, key=JobEvent.seq, after=after, limit=limit)
 
 
 def metric_series(
@@ -251,7 +193,7 @@ def metric_series(
 ) -> MetricSeries:
     """Points of up to ``max_steps`` consecutive logged steps after ``after_step``, grouped by
     name; a page never splits a step."""
-    store_jobs.get_job(session, job_id=job_id, tenant_id=tenant_id)
+    get_job(session, tenant_id=tenant_id, job_id=job_id)
     where = [Metric.job_id == job_id]
     if names:
         where.append(Metric.name.in_(names))
@@ -262,7 +204,7 @@ def metric_series(
     ).all()
     has_more = len(steps) > max_steps
     steps = steps[:max_steps]
-    data: dict[str, list[tuple[int, float | None]]] = {name: [] for name in names or []}
+    data: dict[str, list[list[int | float | None]]] = {name: [] for name in names or []}
     if steps:
         rows = session.execute(
             select(Metric.name, Metric.step, Metric.value)
@@ -270,35 +212,22 @@ def metric_series(
             .order_by(Metric.name, Metric.step)
         ).all()
         for name, step, value in rows:
-            data.setdefault(name, []).append((step, value))
+            data.setdefault(name, []).append([step, value])
     return MetricSeries(data=data, has_more=has_more, last_step=steps[-1] if steps else None)
-
-
-def sample_url(job_id: str, step: int) -> str:
-    return f"/v1/jobs/{job_id}/samples/{step}.png"
 
 
 def list_samples(
     session: Session, *, tenant_id: str, job_id: str, after: int | None, limit: int
-) -> tuple[list[SampleOut], bool]:
-    store_jobs.get_job(session, job_id=job_id, tenant_id=tenant_id)
-    rows, more = ascending_page(
-        session,
-        select(Sample).where(Sample.job_id == job_id),
-        key=Sample.step,
-        after=after,
-        limit=limit,
-    )
-    return [
-        SampleOut(step=s.step, url=sample_url(job_id, s.step), created_at=s.created_at)
-        for s in rows
-    ], more
+) -> tuple[list[Sample], bool]:
+    get_job(session, tenant_id=tenant_id, job_id=job_id)
+    query = select(Sample).where(Sample.job_id == job_id)
+    return ascending_page(session, query, key=Sample.step, after=after, limit=limit)
 
 
 def sample_png(
     session: Session, *, storage: ObjectStorage, tenant_id: str, job_id: str, step: int
 ) -> bytes:
-    store_jobs.get_job(session, job_id=job_id, tenant_id=tenant_id)
+    get_job(session, tenant_id=tenant_id, job_id=job_id)
     key = session.scalar(
         select(Sample.storage_key).where(Sample.job_id == job_id, Sample.step == step)
     )
@@ -309,15 +238,7 @@ def sample_png(
 
 def list_checkpoints(
     session: Session, *, tenant_id: str, job_id: str, after: int | None, limit: int
-) -> tuple[list[CheckpointOut], bool]:
-    store_jobs.get_job(session, job_id=job_id, tenant_id=tenant_id)
-    rows, more = ascending_page(
-        session,
-        select(Checkpoint).where(Checkpoint.job_id == job_id),
-        key=Checkpoint.step,
-        after=after,
-        limit=limit,
-    )
-    return [
-        CheckpointOut(step=c.step, metrics=c.metrics, created_at=c.created_at) for c in rows
-    ], more
+) -> tuple[list[Checkpoint], bool]:
+    get_job(session, tenant_id=tenant_id, job_id=job_id)
+    query = select(Checkpoint).where(Checkpoint.job_id == job_id)
+    return ascending_page(session, query, key=Checkpoint.step, after=after, limit=limit)

@@ -7,56 +7,28 @@ import json
 import time
 import zipfile
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from api.schemas import ModelOut, SampleRequest
+from api.schemas import SampleRequest
 from api.services.generation import ZIP_EPOCH, Encoded, ModelCache, encode_samples
-from api.services.pagination import newest_first_page
+from api.services.tenancy import get_owned, list_owned
 from api.telemetry import ApiMetrics
 from gan_engine.artifacts import CONFIG_FILE, WEIGHTS_FILE
-from store.errors import InvalidRequest, NotFound
+from store.errors import InvalidRequest
 from store.models import TrainedModel
 from store.storage import ObjectStorage, model_config_key, model_weights_key
 
 SPEC_FILE = "spec.json"
 
 
-def model_out(model: TrainedModel) -> ModelOut:
-    return ModelOut(
-        id=model.id,
-        job_id=model.job_id,
-        class_names=model.class_names,
-        num_classes=len(model.class_names or []),
-        image_shape=list(model.image_shape),
-        spec=model.spec,
-        summary_metrics=model.summary_metrics,
-        created_at=model.created_at,
-    )
-
-
 def get_model(session: Session, *, tenant_id: str, model_id: str) -> TrainedModel:
-    model = session.scalar(
-        select(TrainedModel).where(TrainedModel.id == model_id, TrainedModel.tenant_id == tenant_id)
-    )
-    if model is None:
-        raise NotFound(f"model {model_id} not found")
-    return model
+    return get_owned(session, TrainedModel, object_id=model_id, tenant_id=tenant_id)
 
 
 def list_models(
     session: Session, *, tenant_id: str, after: str | None, limit: int
 ) -> tuple[list[TrainedModel], bool]:
-    scope = [TrainedModel.tenant_id == tenant_id]
-    return newest_first_page(
-        session,
-        select(TrainedModel).where(*scope),
-        created_at=TrainedModel.created_at,
-        id_column=TrainedModel.id,
-        scope=scope,
-        after=after,
-        limit=limit,
-    )
+    return list_owned(session, TrainedModel, tenant_id=tenant_id, after=after, limit=limit)
 
 
 def generate(

@@ -19,7 +19,7 @@ import anyio
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from api.services.jobs import event_out, progress_out
+from api.schemas import EventOut, JobOut
 from store.models import FINISHED_STATUSES, Job, JobEvent
 
 EVENTS_PER_POLL = 500
@@ -54,21 +54,19 @@ def poll(sessions: sessionmaker[Session], job_id: str, after_seq: int) -> Snapsh
             .order_by(JobEvent.seq)
             .limit(EVENTS_PER_POLL)
         ).all()
-        error = None
-        if job.error_code or job.error_message:
-            error = {"code": job.error_code, "message": job.error_message}
+        out = JobOut.model_validate(job)
         return Snapshot(
             status={
                 "id": job.id,
                 "status": job.status,
-                "error": error,
+                "error": None if out.error is None else out.error.model_dump(),
                 "model_id": job.model_id,
                 "attempt": job.attempt,
                 "cancel_requested": job.cancel_requested,
             },
-            progress=progress_out(job).model_dump(),
+            progress=out.progress.model_dump(),
             metrics=dict(job.latest_metrics),
-            events=[(e.seq, event_out(e).model_dump_json()) for e in events],
+            events=[(e.seq, EventOut.model_validate(e).model_dump_json()) for e in events],
             finished=job.status in FINISHED_STATUSES and len(events) < EVENTS_PER_POLL,
         )
 

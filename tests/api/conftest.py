@@ -4,6 +4,7 @@ a local folder as object storage and kombu's ``filesystem://`` broker folder, al
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,10 +17,17 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from api.config import ApiSettings
 from api.main import create_app
+from gan_engine.artifacts import CONFIG_FILE, WEIGHTS_FILE
+from gan_engine.data import load_dataset
+from gan_engine.run import export_files
+from gan_engine.spec import Spec, parse_spec
+from gan_engine.trainer import Trainer
+from store import jobs as store_jobs
 from store.auth import create_tenant_with_key
 from store.db import get_sessionmaker, session_scope
 from store.migrate import upgrade
-from store.storage import ObjectStorage
+from store.models import new_id
+from store.storage import ObjectStorage, model_config_key, model_weights_key
 from tests.fixtures.services import fresh_pg_database
 
 
@@ -122,3 +130,76 @@ def assert_error(
         assert body["error"]["param"] == param, body
     error: dict[str, Any] = body["error"]
     return error
+
+
+# --- trained generators, published as a worker would -----------------------------------------
+
+TINY_MONITOR = {
+    "log_every": 1,
+    "sample_every": 1000,
+    "eval_every": 1000,
+    "checkpoint_every": 1000,
+    "metrics": [],
+}
+DIGITS = {
+    "dataset": {"builtin": "digits"},
+    "model": {"image_size": 8, "width": 8, "latent_dim": 16, "conditioning": "concat"},
+    "training": {"steps": 4, "batch_size": 16, "seed": 7, "device": "cpu"},
+    "monitor": TINY_MONITOR,
+}
+RING = {
+    "dataset": {"builtin": "ring8"},
+    "model": {"architecture": "mlp", "width": 16, "latent_dim": 4, "mlp_layers": 2},
+    "training": {"steps": 4, "batch_size": 16, "seed": 7, "device": "cpu"},
+    "monitor": TINY_MONITOR,
+}
+
+
+def train(data: dict[str, Any]) -> tuple[Spec, dict[str, bytes]]:
+    spec = parse_spec(data)
+    trainer = Trainer(spec, load_dataset(spec.dataset))
+    return spec, export_files(trainer, trainer.fit())
+
+
+@pytest.fixture(scope="session")
+def artifacts() -> dict[str, tuple[Spec, dict[str, bytes]]]:
+    """A class-conditional 8×8 digits generator and an unconditional ring8 one, 4 steps each."""
+    return {"digits": train(DIGITS), "ring8": train(RING)}
+
+
+Publish = Callable[..., str]
+
+
+@pytest.fixture
+def publish(
+    artifacts: dict[str, tuple[Spec, dict[str, bytes]]],
+    sessions: sessionmaker[Session],
+    storage: ObjectStorage,
+) -> Publish:
+    """What a worker does when a job succeeds: upload the generator, then register the model."""
+
+    def make(account: Account, which: str = "digits") -> str:
+        spec, files = artifacts[which]
+        config = json.loads(files[CONFIG_FILE])
+        shape = config["sample_shape"]  # (C, H, W) or (2,); models list [H, W, C] as datasets do
+        image_shape = [*shape[1:], shape[0]] if len(shape) == 3 else shape
+        model_id = new_id("mdl")
+        storage.put_bytes(model_weights_key(model_id), files[WEIGHTS_FILE])
+        storage.put_bytes(model_config_key(model_id), files[CONFIG_FILE])
+        with session_scope(sessions) as session:
+            job, _ = store_jobs.create_job(session, tenant_id=account.tenant_id, spec=spec)
+            store_jobs.claim_job(session, job_id=job.id, worker_id="w", lease_s=60)
+            model = store_jobs.succeed_job(
+                session,
+                job_id=job.id,
+                worker_id="w",
+                model_id=model_id,
+                class_names=config["class_names"],
+                image_shape=image_shape,
+                summary={"fid": 3.5},
+                step=4,
+            )
+            assert model is not None
+        return model_id
+
+    return make
