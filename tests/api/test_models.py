@@ -116,6 +116,19 @@ def test_points_model(client: TestClient, account: Account, publish: Publish) ->
     assert_error(sample(client, account, model_id, labels=[1]), 422, param="labels")
 
 
+def test_several_class_names_with_n_share_it_equally(
+    client: TestClient, account: Account, publish: Publish
+) -> None:
+    """{"class_names": ["Sneaker", "Bag", "Trouser"], "n": 6} is two of each, in blocks."""
+    model_id = publish(account)
+    body = {"class_names": ["7", "2", "5"], "n": 6, "seed": 3, "format": "json"}
+    answer = sample(client, account, model_id, **body)
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["class_names"] == ["7", "7", "2", "2", "5", "5"]
+    grid = grid_of(sample(client, account, model_id, **(body | {"format": "png_grid"})))
+    assert grid.shape[:2] == (3 * 10 + 2, 2 * 10 + 2)  # one row of two per class
+
+
 @pytest.mark.parametrize(
     ("body", "param"),
     [
@@ -128,6 +141,10 @@ def test_points_model(client: TestClient, account: Account, publish: Publish) ->
         ({"format": "gif"}, "format"),
         ({"truncation": 0}, "truncation"),
         ({"seed": -1}, "seed"),
+        ({"seed": True}, "seed"),
+        ({"n": 4.0}, "n"),
+        ({"labels": [1, 2], "class_names": ["3"]}, "class_names"),
+        ({"class_names": ["1", "2", "3"], "n": 7}, "n"),
         ({"colour": "blue"}, "colour"),
     ],
 )
