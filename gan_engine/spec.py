@@ -181,6 +181,11 @@ class TrainingSpec(_Strict):
     mixed_precision: Literal["auto", "off", "bf16"] = Field(
         "auto", description="auto: bf16 autocast where the device runs it fast (CUDA)"
     )
+    compile: Bool = Field(
+        False,
+        description="torch.compile G's and D's training forward passes (the first steps are slow "
+        "while it compiles); not with gradient penalties, whose double backward it cannot run",
+    )
     max_runtime_s: Float = Field(86400, gt=0, le=30 * 86400)
     device: Literal["auto", "cpu", "cuda"] = Field(
         "auto", description="auto: CUDA when visible; the worker's hardware decides"
@@ -305,6 +310,17 @@ def _check_combinations(spec: Spec) -> None:
             f"{m.pack} cannot be combined with conditioning '{m.conditioning}' (a packed D "
             "judges several samples of different classes at once): use conditioning 'none' or "
             "'concat', or pack 1",
+        )
+    penalty = (
+        loss.gradient_penalty
+        if loss.gradient_penalty is not None
+        else facts.default_gradient_penalty
+    )
+    if spec.training.compile and (penalty or loss.r1):
+        raise FieldConflict(
+            "training.compile",
+            "cannot be combined with a gradient penalty (loss.kind 'wgan_gp' or loss.r1): "
+            "torch.compile does not run their double backward; turn one of them off",
         )
     batch = spec.training.batch_size
     if batch % m.pack:

@@ -24,6 +24,7 @@ from gan_engine.events import Event
 from gan_engine.images import grid, png_bytes, scatter_png, to_uint8
 from gan_engine.losses import LOSSES
 from gan_engine.nets import build_discriminator, build_generator
+from gan_engine.precision import autocast, memory_format, uses_bf16
 from gan_engine.spec import OptimizerSpec, Spec, SpecError
 
 
@@ -104,14 +105,18 @@ class Trainer:
         shape = dataset.sample_shape
         self.G = build_generator(spec.model, sample_shape=shape, num_classes=self.num_classes)
         self.D = build_discriminator(spec.model, sample_shape=shape, num_classes=self.num_classes)
-        self.G.to(self.device)
-        self.D.to(self.device)
+        self.bf16 = uses_bf16(spec.training.mixed_precision, self.device, spec.model.architecture)
+        self._layout = memory_format(spec.model.architecture, self.bf16)
+        self.G.to(self.device, memory_format=self._layout)
+        self.D.to(self.device, memory_format=self._layout)
         decay = spec.training.ema_decay
         self.ema = (
             AveragedModel(self.G, multi_avg_fn=ema_with_warmup(decay), use_buffers=True)
             if decay > 0
             else None
         )
+        if self.ema is not None:  # samples and exports in the layout the artifact is rebuilt in
+            self.ema.module.to(memory_format=torch.contiguous_format)
         self.g_optimizer = build_optimizer(spec.optimizer.generator, self.G.parameters())
         self.d_optimizer = build_optimizer(spec.optimizer.discriminator, self.D.parameters())
         self.loss = LOSSES[spec.loss.kind]
@@ -125,12 +130,11 @@ class Trainer:
         self._grid_z = torch.randn(
             self._grid_size(), spec.model.latent_dim, generator=torch.Generator().manual_seed(0)
         ).to(self.device)
-        use_bf16 = self.device.type == "cuda" and spec.training.mixed_precision in ("auto", "bf16")
-        self._autocast: Callable[[], contextlib.AbstractContextManager[Any]] = (
-            (lambda: torch.autocast("cuda", dtype=torch.bfloat16))
-            if use_bf16
-            else contextlib.nullcontext
-        )
+        self._autocast = autocast(self.device, self.bf16)
+        # the training forward passes; the modules themselves hold the state (and get exported)
+        compiled = spec.training.compile
+        self.g_forward: nn.Module = torch.compile(self.G) if compiled else self.G  # type: ignore[assignment]
+        self.d_forward: nn.Module = torch.compile(self.D) if compiled else self.D  # type: ignore[assignment]
 
     # --- one training step -------------------------------------------------------------------
 
@@ -174,11 +178,13 @@ class Trainer:
         real, labels = self._real_batch()
         z = self._latent(real.shape[0])
         with torch.no_grad(), self._autocast():
-            fake = self.G(z, labels)  # conditional D sees real and fake pairs of the same classes
+            fake = self.g_forward(
+                z, labels
+            )  # conditional D sees real and fake pairs of the same classes
         real, fake = self._instance_noise(real), self._instance_noise(fake)
         loss_spec, pack = self.spec.loss, self.spec.model.pack
         with self._autocast():
-            out_real, out_fake = self.D(real, labels), self.D(fake, labels)
+            out_real, out_fake = self.d_forward(real, labels), self.d_forward(fake, labels)
             d_loss = self.loss.discriminator(out_real.logits, out_fake.logits, self.real_target)
             stats = {"d_adv_loss": d_loss.detach()}
             if out_real.class_logits is not None:
@@ -222,7 +228,8 @@ class Trainer:
         labels = self._random_labels(batch_size)
         self.D.requires_grad_(False)
         with self._autocast():
-            out = self.D(self._instance_noise(self.G(self._latent(batch_size), labels)), labels)
+            fake = self.g_forward(self._latent(batch_size), labels)
+            out = self.d_forward(self._instance_noise(fake), labels)
             g_loss = self.loss.generator(out.logits)
             stats = {"g_adv_loss": g_loss.detach()}
             if out.class_logits is not None:
@@ -342,7 +349,7 @@ class Trainer:
             len(self.data), (self.spec.training.batch_size,), generator=self.data_rng
         )
         index = index.to(self.device)
-        x = to_model_range(self.data[index])
+        x = to_model_range(self.data[index]).contiguous(memory_format=self._layout)
         labels = self.labels[index] if self.labels is not None and self.num_classes else None
         return x, labels
 
@@ -361,7 +368,7 @@ class Trainer:
         return x + std * torch.randn_like(x) if std > 0 else x
 
     def _critic(self, labels: Tensor | None) -> Callable[[Tensor], Tensor]:
-        return lambda x: self.D(x, labels).logits
+        return lambda x: self.d_forward(x, labels).logits
 
     def _fitting_note(self) -> str:
         height, width = self.dataset.fitted_from or (0, 0)

@@ -147,10 +147,15 @@ def test_training_is_deterministic_on_cpu() -> None:
         {"preset": "wgan-gp", "model": {"conditioning": "projection"}},
         {"model": {"architecture": "mlp", "minibatch": "discrimination", "pack": 2},
          "optimizer": {"lr_schedule": "linear_decay"}},
+        {"model": {"conditioning": "projection"}, "training": {"mixed_precision": "bf16"}},
+        {"preset": "wgan-gp", "training": {"mixed_precision": "bf16"}},
+        {"model": {"architecture": "resnet"}, "training": {"mixed_precision": "off"}},
     ],
 )  # fmt: skip
 def test_resume_from_checkpoint_is_bit_identical(overrides: dict) -> None:
-    spec = tiny_spec("digits", training={"steps": 6}, monitor={"checkpoint_every": 3}, **overrides)
+    overrides = dict(overrides)
+    training = {"steps": 6, **overrides.pop("training", {})}
+    spec = tiny_spec("digits", training=training, monitor={"checkpoint_every": 3}, **overrides)
     recorder = Recorder()
     uninterrupted = Trainer(spec, dataset_for(spec), callbacks=[recorder])
     uninterrupted.fit()
@@ -248,3 +253,46 @@ def test_images_follow_the_data_size_and_a_resize_is_an_event(tmp_path) -> None:
     assert len(fitted) == 1 and "12×12" in fitted[0].message and "16×16" in fitted[0].message
     trainer = Trainer(unset, load_dataset(unset.dataset))  # the data as stored: fitted the same
     assert trainer.spec.model.image_size == 16 and trainer.dataset.data.shape[-1] == 16
+
+
+@pytest.mark.parametrize(
+    ("choice", "architecture", "expected"),
+    [("off", "dcgan", False), ("bf16", "mlp", True), ("auto", "mlp", False)],
+)
+def test_mixed_precision_choice(choice: str, architecture: str, expected: bool) -> None:
+    from gan_engine.precision import uses_bf16
+
+    assert uses_bf16(choice, torch.device("cpu"), architecture) is expected
+
+
+def test_auto_precision_is_bf16_on_cpus_with_bf16_units_and_channels_last_for_convs() -> None:
+    from gan_engine.precision import fast_bf16
+
+    spec = tiny_spec("digits")
+    trainer = Trainer(spec, dataset_for(spec), device=torch.device("cpu"))
+    assert trainer.bf16 is fast_bf16("cpu")
+    conv = next(m for m in trainer.G.modules() if isinstance(m, torch.nn.ConvTranspose2d))
+    assert conv.weight.is_contiguous(memory_format=torch.channels_last) is trainer.bf16
+    trainer.fit()  # trains, and the EMA copy stays in the artifact's layout
+    ema_conv = next(
+        m for m in trainer.sampling_generator.modules() if isinstance(m, torch.nn.ConvTranspose2d)
+    )
+    assert ema_conv.weight.is_contiguous()
+
+
+def test_compiled_training_runs_and_exports_plain_weights() -> None:
+    """training.compile wraps the forward passes only: the modules (and so checkpoints and the
+    exported generator) keep their plain parameter names."""
+    spec = tiny_spec("ring8", training={"compile": True, "steps": 3})
+    recorder = Recorder()
+    trainer = Trainer(spec, dataset_for(spec), callbacks=[recorder])
+    assert trainer.g_forward is not trainer.G
+    trainer.fit()
+    assert all(math.isfinite(m["g_loss"]) for _, m in recorder.steps)
+    assert not any("_orig_mod" in name for name in trainer.state_dict()["generator"])
+
+
+def test_compile_refuses_gradient_penalties() -> None:
+    with pytest.raises(SpecError) as raised:
+        tiny_spec("digits", training={"compile": True}, loss={"kind": "wgan_gp"})
+    assert raised.value.param == "training.compile"
