@@ -6,6 +6,7 @@ from functools import lru_cache
 
 from pydantic import Field, SecretStr
 
+from gan_engine.precision import Precision
 from store.settings import MB, Settings
 
 
@@ -15,6 +16,20 @@ class ApiSettings(Settings):
     )
     model_cache_size: int = Field(8, ge=1, description="generators kept loaded (LRU)")
     max_generate_samples: int = Field(1024, ge=1, le=4096, description="samples per request")
+    generation_precision: Precision = Field(
+        "auto",
+        description="sampling: auto = bf16 autocast for conv generators on CPUs with bf16 units "
+        "(AMX, AVX-512 bf16), off = float32 (the same bytes on every machine)",
+    )
+    generate_batch_wait_ms: float = Field(
+        3.0,
+        ge=0,
+        le=100,
+        description="sampling requests for one model coalesce within this; 0: off",
+    )
+    generate_max_batch: int = Field(
+        256, ge=1, le=8192, description="samples in one coalesced forward pass, at most"
+    )
     max_uncompressed_bytes: int = Field(
         1024 * MB, gt=0, description="an upload's archive members, decompressed, at most"
     )

@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from api.config import ApiSettings
 from api.errors import ApiError
-from api.services.generation import ModelCache
+from api.services.generation import ForwardBatcher, ModelCache
 from api.telemetry import ApiMetrics
 from store.auth import verify_api_key
 from store.storage import ObjectStorage
@@ -63,6 +63,11 @@ def get_model_cache(request: Request) -> ModelCache:
     return cache
 
 
+def get_batcher(request: Request) -> ForwardBatcher:
+    batcher: ForwardBatcher = request.app.state.batcher
+    return batcher
+
+
 def get_metrics(request: Request) -> ApiMetrics:
     metrics: ApiMetrics = request.app.state.metrics
     return metrics
@@ -74,6 +79,7 @@ SessionDep = Annotated[Session, Depends(get_session, scope="function")]
 StorageDep = Annotated[ObjectStorage, Depends(get_storage)]
 CeleryDep = Annotated[Celery, Depends(get_celery)]
 ModelCacheDep = Annotated[ModelCache, Depends(get_model_cache)]
+BatcherDep = Annotated[ForwardBatcher, Depends(get_batcher)]
 MetricsDep = Annotated[ApiMetrics, Depends(get_metrics)]
 
 bearer = HTTPBearer(

@@ -20,7 +20,7 @@ from api.config import ApiSettings, api_settings
 from api.errors import install_error_handlers
 from api.limits import BodyLimit, HeaderLimits
 from api.routes import datasets, health, jobs, models
-from api.services.generation import ModelCache
+from api.services.generation import ForwardBatcher, ModelCache
 from api.services.reaper import reaper_loop
 from api.telemetry import ApiMetrics, MetricsMiddleware
 from gan_engine.spec import Spec
@@ -79,7 +79,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.sessionmaker = sessions
     app.state.storage = storage_from_url(config.storage_url, config)
     app.state.celery = make_celery(config)
-    app.state.model_cache = ModelCache(config.model_cache_size)
+    app.state.model_cache = ModelCache(config.model_cache_size, config.generation_precision)
+    app.state.batcher = ForwardBatcher(
+        max_batch=config.generate_max_batch, max_wait_s=config.generate_batch_wait_ms / 1000
+    )
     app.state.metrics = ApiMetrics(sessions)
     app.state.head_revision = head_revision()
 

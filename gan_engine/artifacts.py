@@ -18,6 +18,7 @@ from torch import nn
 from gan_engine.errors import EngineError
 from gan_engine.images import grid, png_bytes, scatter_png, to_uint8
 from gan_engine.nets import build_generator
+from gan_engine.precision import Precision, autocast, uses_bf16
 from gan_engine.spec import ModelSpec
 
 ARTIFACT_FORMAT = 1
@@ -87,11 +88,26 @@ class Samples:
 
 
 class GeneratorArtifact:
-    def __init__(self, config: ArtifactConfig, generator: nn.Module) -> None:
+    """A trained generator, ready to sample. ``precision``: ``off`` samples in float32 (the same
+    bytes on every machine); ``auto`` uses bf16 autocast where the CPU has bf16 units (AMX,
+    AVX-512 bf16) for convolutional generators; ``bf16`` always. Whichever it is, the same request
+    gives the same bytes on the same machine."""
+
+    def __init__(
+        self, config: ArtifactConfig, generator: nn.Module, *, precision: Precision = "off"
+    ) -> None:
         self.config, self.generator = config, generator.eval()
+        self.bf16 = uses_bf16(precision, torch.device("cpu"), config.model.architecture)
+        self._autocast = autocast(torch.device("cpu"), self.bf16)
 
     @classmethod
-    def from_bytes(cls, weights: bytes, config: bytes | str | dict[str, Any]) -> GeneratorArtifact:
+    def from_bytes(
+        cls,
+        weights: bytes,
+        config: bytes | str | dict[str, Any],
+        *,
+        precision: Precision = "off",
+    ) -> GeneratorArtifact:
         try:
             raw = json.loads(config) if isinstance(config, bytes | str) else config
             parsed = ArtifactConfig.model_validate(raw)
@@ -105,16 +121,18 @@ class GeneratorArtifact:
             generator.load_state_dict(state)
         except RuntimeError as error:
             raise ArtifactError(f"weights do not match config.json: {error}") from error
-        return cls(parsed, generator)
+        return cls(parsed, generator, precision=precision)
 
     @classmethod
-    def load(cls, directory: str | Path) -> GeneratorArtifact:
+    def load(cls, directory: str | Path, *, precision: Precision = "off") -> GeneratorArtifact:
         directory = Path(directory)
         missing = [n for n in (WEIGHTS_FILE, CONFIG_FILE) if not (directory / n).is_file()]
         if missing:
             raise ArtifactError(f"{directory} has no generator artifact: missing {missing}")
         return cls.from_bytes(
-            (directory / WEIGHTS_FILE).read_bytes(), (directory / CONFIG_FILE).read_bytes()
+            (directory / WEIGHTS_FILE).read_bytes(),
+            (directory / CONFIG_FILE).read_bytes(),
+            precision=precision,
         )
 
     @property
@@ -204,6 +222,12 @@ class GeneratorArtifact:
         count, resolved = self.resolve_labels(
             labels=labels, class_names=class_names, per_class=per_class, n=n
         )
+        label_tensor = None if resolved is None else torch.tensor(resolved, dtype=torch.int64)
+        output = self.forward(self.latents(count, seed=seed, truncation=truncation), label_tensor)
+        return self.samples(output, label_tensor)
+
+    def latents(self, count: int, *, seed: int, truncation: float | None = None) -> torch.Tensor:
+        """z for ``count`` samples: seeded, from a normal truncated to [-t, t] when asked."""
         rng = torch.Generator().manual_seed(seed)
         z = torch.empty(count, self.config.model.latent_dim)
         if truncation is not None:
@@ -214,12 +238,18 @@ class GeneratorArtifact:
             torch.nn.init.trunc_normal_(z, a=-truncation, b=truncation, generator=rng)
         else:
             z.normal_(generator=rng)
-        label_tensor = None if resolved is None else torch.tensor(resolved, dtype=torch.int64)
-        with torch.no_grad():
-            output = self.generator(z, label_tensor)
-        data = output.float().numpy() if self.config.kind == "points" else to_uint8(output)
+        return z
+
+    def forward(self, z: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
+        """The generator's float32 output for ``z`` (several requests may share one call: each
+        sample depends on its own z and label only)."""
+        with torch.no_grad(), self._autocast():
+            return self.generator(z, labels).float()
+
+    def samples(self, output: torch.Tensor, labels: torch.Tensor | None) -> Samples:
+        data = output.numpy() if self.config.kind == "points" else to_uint8(output)
         names = self.config.class_names
-        return Samples(data, None if label_tensor is None else label_tensor.numpy(), names)
+        return Samples(data, None if labels is None else labels.numpy(), names)
 
     def png(self, samples: Samples, columns: int | None = None) -> bytes:
         """A grid, one row per class when the samples came per class."""

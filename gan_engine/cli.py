@@ -17,6 +17,7 @@ from gan_engine.checkpoint import CheckpointError, load_checkpoint, newest_check
 from gan_engine.data import DatasetError
 from gan_engine.evaluation import FolderEvaluatorCache
 from gan_engine.events import Event
+from gan_engine.precision import Precision
 from gan_engine.run import build_trainer, export_files, load_training_data
 from gan_engine.run_folder import RunFolder
 from gan_engine.spec import SpecError, load_spec
@@ -107,12 +108,19 @@ def sample(
     per_class: Annotated[int | None, typer.Option(help="this many of every class")] = None,
     seed: Annotated[int, typer.Option()] = 0,
     truncation: Annotated[float | None, typer.Option(help="truncate z to [-t, t]")] = None,
+    precision: Annotated[
+        Precision,
+        typer.Option(
+            help="off: float32, the same bytes everywhere; auto: bf16 where the CPU has "
+            "bf16 units, as the service samples"
+        ),
+    ] = "off",
 ) -> None:
     """Sample from a trained generator; the same seed gives the same samples."""
     if out.suffix not in (".png", ".npy"):
         raise _fail(f"--out must end in .png or .npy, not '{out.suffix}'")
     try:
-        artifact = GeneratorArtifact.load(run_dir)
+        artifact = GeneratorArtifact.load(run_dir, precision=precision)
         label_list = None if labels is None else [int(x) for x in _csv(labels) or []]
         names = _csv(class_names)
         samples = artifact.sample(

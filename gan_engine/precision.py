@@ -15,11 +15,12 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable
 from functools import cache
-from typing import Any
+from typing import Any, Literal
 
 import torch
 
 ContextFactory = Callable[[], contextlib.AbstractContextManager[Any]]
+Precision = Literal["auto", "off", "bf16"]
 CONV_ARCHITECTURES = ("dcgan", "resnet")
 
 

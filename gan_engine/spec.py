@@ -23,6 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from gan_engine.errors import EngineError, FieldConflict, Problem
 from gan_engine.losses import LOSSES, LossKind
+from gan_engine.precision import Precision
 
 PointDatasetName = Literal["ring8", "grid25"]
 ImageDatasetName = Literal["digits", "mnist", "fashion-mnist"]
@@ -178,8 +179,10 @@ class TrainingSpec(_Strict):
     batch_size: Int = Field(64, ge=2, le=4096)
     ema_decay: Float = Field(0.999, ge=0, lt=1, description="0 disables the EMA generator")
     seed: Int = Field(1234, ge=0, lt=2**63)
-    mixed_precision: Literal["auto", "off", "bf16"] = Field(
-        "auto", description="auto: bf16 autocast where the device runs it fast (CUDA)"
+    mixed_precision: Precision = Field(
+        "auto",
+        description="auto: bf16 autocast and channels-last for conv nets where the device has "
+        "bf16 units (CUDA; CPUs with AMX or AVX-512 bf16); off: float32; bf16: always",
     )
     compile: Bool = Field(
         False,

@@ -7,7 +7,15 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Query, Response
 from starlette.concurrency import run_in_threadpool
 
-from api.deps import MetricsDep, ModelCacheDep, SessionDep, SettingsDep, StorageDep, TenantDep
+from api.deps import (
+    BatcherDep,
+    MetricsDep,
+    ModelCacheDep,
+    SessionDep,
+    SettingsDep,
+    StorageDep,
+    TenantDep,
+)
 from api.json_body import StrictJSONRoute
 from api.params import DEFAULT_LIMIT, AfterId, Limit, ModelId
 from api.schemas import ERROR_RESPONSES, ModelOut, Page, SampleRequest, SamplesJson, error
@@ -57,6 +65,7 @@ async def generate_samples(
     settings: SettingsDep,
     storage: StorageDep,
     cache: ModelCacheDep,
+    batcher: BatcherDep,
     metrics: MetricsDep,
 ) -> Response:
     """`{"class_names": ["Sneaker"], "n": 16, "seed": 3}` gives 16 sneakers; the same seed and
@@ -64,15 +73,14 @@ async def generate_samples(
     await run_in_threadpool(
         service.get_model, session, tenant_id=caller.tenant_id, model_id=model_id
     )
-    encoded = await run_in_threadpool(
-        lambda: service.generate(
-            model_id=model_id,
-            request=body,
-            storage=storage,
-            cache=cache,
-            metrics=metrics,
-            max_samples=settings.max_generate_samples,
-        )
+    encoded = await service.generate(
+        model_id=model_id,
+        request=body,
+        storage=storage,
+        cache=cache,
+        batcher=batcher,
+        metrics=metrics,
+        max_samples=settings.max_generate_samples,
     )
     headers = {}
     if encoded.filename:

@@ -7,10 +7,18 @@ import json
 import time
 import zipfile
 
+import anyio
+import torch
 from sqlalchemy.orm import Session
 
 from api.schemas import SampleRequest
-from api.services.generation import ZIP_EPOCH, Encoded, ModelCache, encode_samples
+from api.services.generation import (
+    ZIP_EPOCH,
+    Encoded,
+    ForwardBatcher,
+    ModelCache,
+    encode_samples,
+)
 from api.services.tenancy import get_owned, list_owned
 from api.telemetry import ApiMetrics
 from gan_engine.artifacts import CONFIG_FILE, WEIGHTS_FILE
@@ -31,18 +39,20 @@ def list_models(
     return list_owned(session, TrainedModel, tenant_id=tenant_id, after=after, limit=limit)
 
 
-def generate(
+async def generate(
     *,
     model_id: str,
     request: SampleRequest,
     storage: ObjectStorage,
     cache: ModelCache,
+    batcher: ForwardBatcher,
     metrics: ApiMetrics,
     max_samples: int,
 ) -> Encoded:
-    """Samples of a model the caller owns (blocking: run it in a worker thread)."""
+    """Samples of a model the caller owns: loading, the forward pass (shared with concurrent
+    requests for the same model) and encoding run in worker threads."""
     started = time.perf_counter()
-    artifact = cache.get(model_id, storage)
+    artifact = await anyio.to_thread.run_sync(cache.get, model_id, storage)
     count, labels = artifact.resolve_labels(
         labels=request.labels,
         class_names=request.class_names,
@@ -55,10 +65,11 @@ def generate(
             code="invalid_sampling_request",
             param="per_class" if request.per_class is not None else "n",
         )
-    samples = artifact.sample(
-        labels=labels, n=count, seed=request.seed, truncation=request.truncation
-    )
-    encoded = encode_samples(artifact, samples, request.format)
+    label_tensor = None if labels is None else torch.tensor(labels, dtype=torch.int64)
+    z = artifact.latents(count, seed=request.seed, truncation=request.truncation)
+    output = await batcher.forward(artifact, z, label_tensor)
+    samples = artifact.samples(output, label_tensor)
+    encoded = await anyio.to_thread.run_sync(encode_samples, artifact, samples, request.format)
     metrics.generation.labels(request.format).observe(time.perf_counter() - started)
     return encoded
 
