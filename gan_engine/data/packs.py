@@ -30,6 +30,7 @@ CHANNEL_COUNTS = (1, 3)
 MAX_CLASSES = 10_000  # the format's ceiling; a service may allow fewer
 MAX_CLASS_NAME_CHARS = 100
 MAX_CLASS_NAME_BYTES = 4 * MAX_CLASS_NAME_CHARS  # a name's itemsize: UCS-4 (U) or UTF-8 (S)
+WRITE_CHUNK_BYTES = 1 << 20
 HEADER_READERS = {
     (1, 0): np.lib.format.read_array_header_1_0,
     (2, 0): np.lib.format.read_array_header_2_0,
@@ -149,12 +150,24 @@ def write_pack(
     labels = None if labels is None else np.asarray(labels)
     names = None if class_names is None else np.asarray(class_names, dtype=str)
     check_pack(images, labels, names)
-    arrays = {"images": images}
-    if labels is not None:
-        arrays["labels"] = labels
-    if names is not None:
-        arrays["class_names"] = names
-    np.savez_compressed(target, **arrays)
+    arrays = {"images": images, "labels": labels, "class_names": names}
+    with zipfile.ZipFile(target, "w", zipfile.ZIP_DEFLATED) as archive:
+        for key, array in arrays.items():
+            if array is not None:
+                _write_member(archive, key, np.ascontiguousarray(array))
+
+
+def _write_member(archive: zipfile.ZipFile, key: str, array: np.ndarray) -> None:
+    """``key.npy`` written a chunk at a time: ``np.savez_compressed`` would hold a 16 MiB copy
+    of each chunk and its compressed output besides the array (48 MiB more for a 64 MiB one)."""
+    step = max(1, WRITE_CHUNK_BYTES // max(array.itemsize, 1))
+    flat = array.reshape(-1)
+    with archive.open(f"{key}.npy", "w", force_zip64=True) as member:
+        np.lib.format.write_array_header_1_0(
+            member, np.lib.format.header_data_from_array_1_0(array)
+        )
+        for start in range(0, flat.size, step):
+            member.write(flat[start : start + step])
 
 
 def check_pack(

@@ -248,3 +248,18 @@ def test_a_bad_utf8_entry_name_is_a_dataset_error() -> None:
     data = buffer.getvalue().replace("images\u00e9".encode(), b"images\xff\xfe")
     with pytest.raises(DatasetError, match=r"not a readable \.npz pack"):
         read_pack(io.BytesIO(data))
+
+
+def test_write_pack_streams_its_members(tmp_path: Path) -> None:
+    """Writing holds about a chunk besides the arrays, not a copy of them."""
+    images = _images(128, 256, 256)  # 8 MiB
+    tracemalloc.start()
+    try:
+        write_pack(tmp_path / "p.npz", images, labels=np.arange(128) % 2, class_names=["a", "b"])
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 3 << 20
+    pack = read_pack(tmp_path / "p.npz")
+    np.testing.assert_array_equal(pack.images[:, 0], images)
+    assert pack.class_names == ["a", "b"] and pack.labels is not None
