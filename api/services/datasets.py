@@ -180,12 +180,8 @@ def _write_pack(
     Returns the image count, [H, W, C] and the class names."""
     with dataset_files.converted(path, settings) as converted:
         write_pack(pack, converted.images, converted.labels, converted.class_names)
-        shape = converted.images.shape
-        return (
-            shape[0],
-            [shape[1], shape[2], shape[3] if len(shape) == 4 else 1],
-            (converted.class_names),
-        )
+        count, height, width, *channels = converted.images.shape
+        return count, [height, width, channels[0] if channels else 1], converted.class_names
 
 
 def delete_dataset(
