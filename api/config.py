@@ -6,6 +6,7 @@ from functools import lru_cache
 
 from pydantic import Field, SecretStr
 
+from gan_engine.data.packs import MAX_CLASSES
 from gan_engine.precision import Precision
 from store.settings import MB, Settings
 
@@ -32,6 +33,15 @@ class ApiSettings(Settings):
     )
     max_uncompressed_bytes: int = Field(
         1024 * MB, gt=0, description="an upload's archive members, decompressed, at most"
+    )
+    max_classes: int = Field(
+        1000, ge=1, le=MAX_CLASSES, description="classes of an upload: labels 0..N-1, N names"
+    )
+    max_decoding_bytes: int = Field(
+        2048 * MB,
+        gt=0,
+        description="decoded upload arrays this process holds at once, all uploads together: "
+        "an upload that does not fit now is a 503 busy, one larger than it all a 413",
     )
     stream_poll_s: float = Field(0.5, gt=0, description="SSE: database poll interval")
     stream_keepalive_s: float = Field(15.0, gt=0, description="SSE: comment after this silence")

@@ -105,7 +105,12 @@ class _Receiver:
 
     def on_part_end(self) -> None:
         if not self._is_file and self._name is not None:
-            self.fields[self._name] = self._value.decode("utf-8", "replace")
+            try:
+                self.fields[self._name] = self._value.decode("utf-8")
+            except UnicodeDecodeError:
+                raise ApiError(
+                    422, f"form field '{self._name}' is not valid UTF-8", param=self._name
+                ) from None
 
 
 @contextlib.asynccontextmanager

@@ -1,18 +1,28 @@
-"""Turning an uploaded file into a validated pack: ``.npz`` arrays or a ``.zip`` of class folders.
+"""Turning an uploaded file into validated pack arrays: an ``.npz`` pack or a ``.zip`` of class
+folders.
 
-Everything a user sends is checked before it is trusted: the type by magic bytes, the archive's
-entry count, names (no absolute paths or ``..``), declared uncompressed size and compression
-ratio (zip bombs), then image count and size before anything is decoded. Members are read through
-``zipfile``, which never yields more than an entry's declared size, so the declared sizes bound
-memory. Nothing is unpickled.
+Everything a user sends is checked before it is trusted, from headers before anything is decoded:
+the type by magic bytes; the archive's entry count, names (no absolute paths, ``..`` or
+backslashes), entry types (no symbolic links), compression methods, declared uncompressed size and
+compression ratio (zip bombs); each ``.npy`` header against its member's real size
+(``gan_engine.data.packs``); each image's size from its header. Members are read through
+``zipfile``, which never yields more than an entry's declared size. Decoded arrays are allocated
+once, at their final size, and only after ``DecodingBudget`` has granted their bytes. Nothing is
+unpickled.
 """
 
 from __future__ import annotations
 
-import io
+import contextlib
+import functools
+import lzma
+import math
 import re
+import stat
+import threading
 import zipfile
 import zlib
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,9 +30,8 @@ import numpy as np
 from PIL import Image, ImageOps
 
 from api.config import ApiSettings
-from gan_engine.data import DatasetError
-from gan_engine.data.packs import Pack, read_pack, validate_pack
-from store.errors import InvalidRequest, PayloadTooLarge, UnsupportedMediaType
+from gan_engine.data import DatasetError, packs
+from store.errors import Busy, InvalidRequest, PayloadTooLarge, UnsupportedMediaType
 
 FILE = "file"
 ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")  # an archive; an empty one
@@ -31,13 +40,32 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 JPEG_MAGIC = b"\xff\xd8\xff"
 EXTENSIONS = (".npz", ".zip")
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")
+IMAGE_FORMATS = ("PNG", "JPEG")
+COMPRESSION_METHODS = {
+    zipfile.ZIP_STORED: "stored",
+    zipfile.ZIP_DEFLATED: "deflate",
+    zipfile.ZIP_BZIP2: "bzip2",
+    zipfile.ZIP_LZMA: "lzma",
+}
 RATIO_CHECK_FROM = 1 << 20  # archives smaller than this, uncompressed, cannot be bombs
 GREY_MODES = ("1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F")
+BUSY_RETRY_AFTER_S = 5
+# What a damaged archive or member raises while it is read.
+ARCHIVE_ERRORS = (
+    zipfile.BadZipFile,
+    zlib.error,
+    lzma.LZMAError,
+    EOFError,
+    NotImplementedError,
+    UnicodeDecodeError,  # a local header's name flagged UTF-8
+)
+
+Reserve = Callable[[int], None]
 
 
 @dataclass(frozen=True)
 class Converted:
-    images: np.ndarray  # uint8 (N, H, W) or (N, H, W, 3): the pack layout
+    images: np.ndarray  # uint8 (N, H, W) or (N, H, W, C): the pack layout
     labels: np.ndarray | None
     class_names: list[str] | None
 
@@ -48,6 +76,44 @@ def _invalid(message: str) -> InvalidRequest:
 
 def _too_large(message: str) -> PayloadTooLarge:
     return PayloadTooLarge(message, param=FILE)
+
+
+class DecodingBudget:
+    """The bytes of decoded uploads this process holds at once, shared by concurrent uploads."""
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self.used = 0
+        self._lock = threading.Lock()
+
+    @contextlib.contextmanager
+    def reserve(self, nbytes: int) -> Iterator[None]:
+        """Hold ``nbytes`` for the block, or refuse at once (never wait) when they do not fit."""
+        if nbytes > self.capacity:
+            raise _too_large(
+                f"decoding this upload takes {nbytes:,} bytes; at most {self.capacity:,} "
+                "(MAX_DECODING_BYTES)"
+            )
+        with self._lock:
+            if self.used + nbytes > self.capacity:
+                raise Busy(
+                    f"other uploads are being decoded: the {nbytes:,} bytes this one needs are "
+                    "not free right now; retry shortly",
+                    param=FILE,
+                    retry_after_s=BUSY_RETRY_AFTER_S,
+                )
+            self.used += nbytes
+        try:
+            yield
+        finally:
+            with self._lock:
+                self.used -= nbytes
+
+
+@functools.cache
+def decoding_budget(capacity: int) -> DecodingBudget:
+    """This process's budget of ``capacity`` bytes (MAX_DECODING_BYTES)."""
+    return DecodingBudget(capacity)
 
 
 def check_file_type(path: Path, filename: str) -> None:
@@ -70,29 +136,47 @@ def check_file_type(path: Path, filename: str) -> None:
     )
 
 
-def convert(path: Path, settings: ApiSettings) -> Converted:
-    """The images, labels and class names of an uploaded archive, checked and decoded.
+@contextlib.contextmanager
+def converted(path: Path, settings: ApiSettings) -> Iterator[Converted]:
+    """The images, labels and class names of an uploaded archive, checked and decoded, their
+    bytes held against the process's decoding budget until the block ends.
 
     An archive of ``.npy`` members is an ``.npz`` pack; anything else, a zip of images."""
-    try:
-        with zipfile.ZipFile(path) as archive:
+    budget = decoding_budget(settings.max_decoding_bytes)
+    with contextlib.ExitStack() as held:
+
+        def reserve(nbytes: int) -> None:
+            held.enter_context(budget.reserve(nbytes))
+
+        with _reading():
+            archive = held.enter_context(_open_archive(path))
             check_archive(archive, path.stat().st_size, settings)
             members = [i.filename for i in archive.infolist() if not i.is_dir()]
-            if not members or not all(m.endswith(".npy") for m in members):
-                return images_from_folders(archive, settings)
-            check_npz_header(archive, settings)
-        return from_pack(read_pack(path))
+            if members and all(m.endswith(".npy") for m in members):
+                result = from_npz(archive, settings, reserve)
+            else:
+                result = images_from_folders(archive, settings, reserve)
+        yield result
+
+
+@contextlib.contextmanager
+def _reading() -> Iterator[None]:
+    """Errors of the file's content become 422s naming the file."""
+    try:
+        yield
     except DatasetError as error:
         raise _invalid(str(error)) from None
-    except (zipfile.BadZipFile, zlib.error, EOFError) as error:  # a damaged archive or member
-        raise _invalid(f"the archive is corrupt ({error})") from None
+    except ARCHIVE_ERRORS as error:
+        raise _invalid(f"the archive is corrupt ({error or type(error).__name__})") from None
 
 
-def from_pack(pack: Pack) -> Converted:
-    images = pack.images.transpose(0, 2, 3, 1)
-    if images.shape[-1] == 1:
-        images = images[..., 0]
-    return Converted(np.ascontiguousarray(images), pack.labels, pack.class_names)
+def _open_archive(path: Path) -> zipfile.ZipFile:
+    try:
+        return zipfile.ZipFile(path)
+    except UnicodeDecodeError as error:  # zipfile decodes names while it opens the archive
+        raise _invalid(
+            f"an entry name is marked UTF-8 but is not valid UTF-8 ({error.object[:60]!r})"
+        ) from None
 
 
 # --- the archive -------------------------------------------------------------------------------
@@ -107,6 +191,7 @@ def check_member_name(name: str) -> None:
 
 
 def check_archive(archive: zipfile.ZipFile, compressed_bytes: int, settings: ApiSettings) -> None:
+    """Everything the central directory tells, before any member is read."""
     infos = archive.infolist()
     if len(infos) > settings.max_zip_entries:
         raise _too_large(
@@ -116,8 +201,20 @@ def check_archive(archive: zipfile.ZipFile, compressed_bytes: int, settings: Api
     total = 0
     for info in infos:
         check_member_name(info.filename)
+        if not 0 <= info.header_offset < compressed_bytes:
+            raise _invalid(f"the archive is corrupt ({info.filename!r} lies outside of it)")
         if info.flag_bits & 0x1:
             raise _invalid(f"encrypted entries are not supported: {info.filename!r}")
+        if info.compress_type not in COMPRESSION_METHODS:
+            raise _invalid(
+                f"{info.filename!r} uses compression method {info.compress_type}; supported: "
+                + ", ".join(f"{name} ({k})" for k, name in COMPRESSION_METHODS.items())
+            )
+        if stat.S_IFMT(info.external_attr >> 16) not in (0, stat.S_IFREG, stat.S_IFDIR):
+            raise _invalid(
+                f"{info.filename!r} is a symbolic link or another special file; only regular "
+                "files and folders are accepted"
+            )
         total += info.file_size
     if total > settings.max_uncompressed_bytes:
         raise _too_large(
@@ -141,26 +238,21 @@ def check_count_and_side(count: int, height: int, width: int, settings: ApiSetti
         )
 
 
-def check_npz_header(archive: zipfile.ZipFile, settings: ApiSettings) -> None:
-    """Check the images' shape from the .npy header before anything is decompressed in full."""
-    if "images.npy" not in archive.namelist():
-        raise _invalid("the pack has no 'images' array (uint8, N×H×W or N×H×W×C)")
-    readers = {
-        (1, 0): np.lib.format.read_array_header_1_0,
-        (2, 0): np.lib.format.read_array_header_2_0,
-    }
-    with archive.open("images.npy") as member:
-        try:
-            reader = readers.get(np.lib.format.read_magic(member))
-            if reader is None:  # a newer header version: read_pack checks it in full
-                return
-            shape, _, dtype = reader(member)
-        except (ValueError, OSError, EOFError) as error:
-            raise _invalid(f"'images' is not a readable array ({error})") from None
-    if dtype.hasobject:
-        raise _invalid("'images' is an object array; store plain uint8 arrays")
-    if len(shape) in (3, 4):
-        check_count_and_side(shape[0], shape[1], shape[2], settings)
+# --- an .npz pack ------------------------------------------------------------------------------
+
+
+def from_npz(archive: zipfile.ZipFile, settings: ApiSettings, reserve: Reserve) -> Converted:
+    """The pack's arrays, read once their headers fit. Their bytes equal the members' sizes
+    (``pack_headers`` checks it), which ``check_archive`` bounded by MAX_UNCOMPRESSED_BYTES."""
+    headers = packs.pack_headers(archive, max_classes=settings.max_classes)
+    check_count_and_side(*headers["images"].shape[:3], settings)
+    reserve(sum(header.nbytes for header in headers.values()))
+    arrays = packs.read_arrays(archive, headers)
+    images, labels = arrays["images"], arrays.get("labels")
+    names = packs.check_pack(
+        images, labels, arrays.get("class_names"), max_classes=settings.max_classes
+    )
+    return Converted(images, labels, names)
 
 
 # --- a zip of class folders --------------------------------------------------------------------
@@ -200,65 +292,71 @@ def image_entries(archive: zipfile.ZipFile) -> tuple[list[tuple[str, zipfile.Zip
 
 
 def _decode(archive: zipfile.ZipFile, info: zipfile.ZipInfo, settings: ApiSettings) -> Image.Image:
-    data = archive.read(info)
-    if not data.startswith((PNG_MAGIC, JPEG_MAGIC)):
-        raise _invalid(f"{info.filename!r} is not a PNG or JPEG image (by its content)")
-    try:
-        image = Image.open(io.BytesIO(data))
-        width, height = image.size
-        if max(width, height) > settings.max_image_side:
-            raise _invalid(
-                f"{info.filename!r} is {height}×{width}; the longest side may be at most "
-                f"{settings.max_image_side} pixels (MAX_IMAGE_SIDE): resize the images first"
-            )
-        image = ImageOps.exif_transpose(image)
-        image.load()
-    except InvalidRequest:
-        raise
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
-        raise _invalid(f"{info.filename!r} is not a readable image ({error})") from None
-    return image
+    """One image, its size checked from its header before its pixels are decoded (Pillow's own
+    decompression-bomb guard stays on as well)."""
+    with archive.open(info) as member:
+        if not member.peek(len(PNG_MAGIC)).startswith((PNG_MAGIC, JPEG_MAGIC)):
+            raise _invalid(f"{info.filename!r} is not a PNG or JPEG image (by its content)")
+        try:
+            image = Image.open(member, formats=IMAGE_FORMATS)
+            width, height = image.size
+            if max(width, height) > settings.max_image_side:
+                raise _invalid(
+                    f"{info.filename!r} is {height}×{width}; the longest side may be at most "
+                    f"{settings.max_image_side} pixels (MAX_IMAGE_SIDE): resize the images first"
+                )
+            image.load()
+            transposed = ImageOps.exif_transpose(image)
+        except InvalidRequest:
+            raise
+        except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
+            raise _invalid(f"{info.filename!r} is not a readable image ({error})") from None
+    assert transposed is not None  # None only in place
+    return transposed
 
 
-def images_from_folders(archive: zipfile.ZipFile, settings: ApiSettings) -> Converted:
+def images_from_folders(
+    archive: zipfile.ZipFile, settings: ApiSettings, reserve: Reserve
+) -> Converted:
+    """The images decoded into one array, allocated (and reserved) from the first image's size."""
     entries, labelled = image_entries(archive)
     if len(entries) > settings.max_images:
         raise _too_large(f"{len(entries):,} images; at most {settings.max_images:,} (MAX_IMAGES)")
-    class_names = sorted({folder for folder, _ in entries}) if labelled else None
-    arrays: list[np.ndarray] = []
-    first: tuple[str, tuple[int, int], str] | None = None
-    for _, info in entries:
-        image = _decode(archive, info, settings)
-        mode = "L" if image.mode in GREY_MODES else "RGB"
-        if first is None:
-            first = (info.filename, image.size, mode)
-            height, width, channels = image.size[1], image.size[0], 1 if mode == "L" else 3
-            decoded = len(entries) * height * width * channels
-            if decoded > settings.max_uncompressed_bytes:
-                raise _too_large(
-                    f"{len(entries):,} images of {height}×{width}×{channels} take {decoded:,} "
-                    f"bytes; at most {settings.max_uncompressed_bytes:,}"
-                )
-        elif image.size != first[1]:
+    class_names = None
+    if labelled:
+        folders = sorted({folder for folder, _ in entries})
+        class_names = packs.checked_class_names(folders, max_classes=settings.max_classes)
+    first_name, first = entries[0][1].filename, _decode(archive, entries[0][1], settings)
+    mode = "L" if first.mode in GREY_MODES else "RGB"
+    shape = (len(entries), first.height, first.width, *(() if mode == "L" else (3,)))
+    decoded = math.prod(shape)
+    if decoded > settings.max_uncompressed_bytes:
+        raise _too_large(
+            f"{len(entries):,} images of {'×'.join(map(str, shape[1:]))} take {decoded:,} "
+            f"bytes; at most {settings.max_uncompressed_bytes:,}"
+        )
+    reserve(decoded)
+    images = np.empty(shape, np.uint8)
+    for k, (_, info) in enumerate(entries):
+        image = first if k == 0 else _decode(archive, info, settings)
+        image_mode = "L" if image.mode in GREY_MODES else "RGB"
+        if image.size != first.size:
             raise _invalid(
-                f"all images must have one size: {info.filename!r} is {image.size[1]}×"
-                f"{image.size[0]}, {first[0]!r} is {first[1][1]}×{first[1][0]}"
+                f"all images must have one size: {info.filename!r} is {image.height}×"
+                f"{image.width}, {first_name!r} is {first.height}×{first.width}"
             )
-        elif mode != first[2]:
+        if image_mode != mode:
             kinds = {"L": "greyscale", "RGB": "colour"}
             raise _invalid(
                 f"all images must be greyscale or all colour: {info.filename!r} is "
-                f"{kinds[mode]}, {first[0]!r} is {kinds[first[2]]}"
+                f"{kinds[image_mode]}, {first_name!r} is {kinds[mode]}"
             )
-        arrays.append(np.asarray(image.convert(mode), dtype=np.uint8))
-    images = np.stack(arrays)
+        images[k] = image.convert(mode)
     labels = None
+    names = None
     if class_names is not None:
         index = {name: k for k, name in enumerate(class_names)}
         labels = np.array([index[folder] for folder, _ in entries], dtype=np.int64)
-    names = None if class_names is None else np.array(class_names)
-    try:
-        validate_pack(images, labels, names)
-    except DatasetError as error:
-        raise _invalid(str(error)) from None
+        names = np.array(class_names)
+    packs.check_pack(images, labels, names, max_classes=settings.max_classes)
     return Converted(images, labels, class_names)

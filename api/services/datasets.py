@@ -10,7 +10,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from api.config import ApiSettings
-from api.schemas import BuiltinDatasetOut
+from api.schemas import BuiltinDatasetOut, DatasetOut
 from api.services import dataset_files
 from api.services.tenancy import get_owned, list_owned
 from gan_engine.data.idx import CLASS_NAMES
@@ -83,9 +83,18 @@ def list_datasets(
 
 
 def dataset_name(name: str | None, filename: str) -> str:
-    name = (name or "").strip() or Path(filename).stem.strip() or "dataset"
+    """The name given (printable, at most MAX_NAME_CHARS), else the file name's printable stem."""
+    name = (name or "").strip()
+    if not name:
+        stem = "".join(char for char in Path(filename).stem if char.isprintable())
+        return stem[:MAX_NAME_CHARS].strip() or "dataset"
     if len(name) > MAX_NAME_CHARS:
         raise InvalidRequest(f"name: at most {MAX_NAME_CHARS} characters", param="name")
+    if not name.isprintable():
+        raise InvalidRequest(
+            f"name: printable text only; {name[:40]!r} holds a control or unprintable character",
+            param="name",
+        )
     return name
 
 
@@ -100,40 +109,52 @@ def create_dataset(
     name: str | None,
 ) -> Dataset:
     """Validate an uploaded file, store it as a pack and record the dataset (blocking: run it in
-    a worker thread)."""
+    a worker thread). Nothing is stored before the answer it will be returned in is built."""
     name = dataset_name(name, filename)
     dataset_files.check_file_type(path, filename)
-    converted = dataset_files.convert(path, settings)
-    images = converted.images
     dataset_id = new_id("ds")
     key = dataset_pack_key(dataset_id)
     with tempfile.TemporaryDirectory(prefix="ganforge-pack-") as folder:
         pack = Path(folder) / "pack.npz"
-        write_pack(pack, images, converted.labels, converted.class_names)
-        size = pack.stat().st_size
+        n_images, image_shape, class_names = _write_pack(path, settings, pack)
+        row = Dataset(
+            id=dataset_id,
+            tenant_id=tenant_id,
+            name=name,
+            storage_key=key,
+            n_images=n_images,
+            image_shape=image_shape,
+            class_names=class_names,
+            size_bytes=pack.stat().st_size,
+            created_at=utcnow(),
+        )
+        try:
+            DatasetOut.model_validate(row).model_dump_json()
+        except ValueError:  # validation or serialisation: a value JSON cannot carry
+            raise InvalidRequest(
+                "the dataset's class names cannot be returned as JSON text",
+                code="invalid_dataset",
+                param=dataset_files.FILE,
+            ) from None
         storage.put_file(key, pack)
     try:
         with session_scope(sessions) as session:
-            row = Dataset(
-                id=dataset_id,
-                tenant_id=tenant_id,
-                name=name,
-                storage_key=key,
-                n_images=int(images.shape[0]),
-                image_shape=[
-                    int(images.shape[1]),
-                    int(images.shape[2]),
-                    int(images.shape[3]) if images.ndim == 4 else 1,
-                ],
-                class_names=converted.class_names,
-                size_bytes=size,
-                created_at=utcnow(),
-            )
             session.add(row)
     except BaseException:
         storage.delete(key)
         raise
     return row
+
+
+def _write_pack(
+    path: Path, settings: ApiSettings, pack: Path
+) -> tuple[int, list[int], list[str] | None]:
+    """Decode the upload and write it to ``pack``: its decoded arrays live only in this call.
+    Returns the image count, [H, W, C] and the class names."""
+    with dataset_files.converted(path, settings) as converted:
+        write_pack(pack, converted.images, converted.labels, converted.class_names)
+        count, height, width, *channels = converted.images.shape
+        return count, [height, width, channels[0] if channels else 1], converted.class_names
 
 
 def delete_dataset(

@@ -1,18 +1,24 @@
 """``.npz`` packs: the one on-disk format of an uploaded dataset.
 
 A pack holds ``images`` uint8 (N, H, W) or (N, H, W, C) with C in {1, 3}, optional integer
-``labels`` (N,) and optional ``class_names`` (K,) strings.
-It is always read with ``allow_pickle=False``.
+``labels`` (N,) in 0..K-1 and optional ``class_names`` (K,): unique, printable text of
+1..MAX_CLASS_NAME_CHARS characters, at most ``max_classes`` of them.
+Each member's ``.npy`` header is checked against these rules and against the member's real size
+before any array is allocated, and nothing is ever unpickled.
 """
 
 from __future__ import annotations
 
+import lzma
+import math
+import sys
 import zipfile
+import zlib
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import numpy as np
 
@@ -21,6 +27,24 @@ from gan_engine.data import DatasetError
 PACK_KEYS = ("images", "labels", "class_names")
 MIN_SIDE, MAX_SIDE = 4, 256
 CHANNEL_COUNTS = (1, 3)
+MAX_CLASSES = 10_000  # the format's ceiling; a service may allow fewer
+MAX_CLASS_NAME_CHARS = 100
+MAX_CLASS_NAME_BYTES = 4 * MAX_CLASS_NAME_CHARS  # a name's itemsize: UCS-4 (U) or UTF-8 (S)
+WRITE_CHUNK_BYTES = 1 << 20
+HEADER_READERS = {
+    (1, 0): np.lib.format.read_array_header_1_0,
+    (2, 0): np.lib.format.read_array_header_2_0,
+}
+# What reading a damaged or hostile member raises.
+MEMBER_ERRORS = (
+    ValueError,
+    OSError,
+    EOFError,
+    zipfile.BadZipFile,
+    zlib.error,
+    lzma.LZMAError,
+    NotImplementedError,  # a compression method zipfile cannot read
+)
 
 PackSource = str | Path | BinaryIO
 
@@ -32,30 +56,87 @@ class Pack:
     class_names: list[str] | None  # set exactly when labels are
 
 
-def read_pack(source: PackSource) -> Pack:
+@dataclass(frozen=True)
+class ArrayHeader:
+    """An array's shape and dtype: from a ``.npy`` header, what reading it will allocate."""
+
+    shape: tuple[int, ...]
+    dtype: np.dtype[Any]
+
+    @classmethod
+    def of(cls, array: np.ndarray) -> ArrayHeader:
+        return cls(tuple(array.shape), array.dtype)
+
+    @property
+    def nbytes(self) -> int:
+        return math.prod(self.shape) * self.dtype.itemsize
+
+
+def read_pack(source: PackSource, *, max_classes: int = MAX_CLASSES) -> Pack:
     """Read and validate a pack; images come back as (N, C, H, W)."""
+    with open_pack(source) as archive:
+        arrays = read_arrays(archive, pack_headers(archive, max_classes=max_classes))
+    images, labels = arrays["images"], arrays.get("labels")
+    names = check_pack(images, labels, arrays.get("class_names"), max_classes=max_classes)
+    if images.ndim == 3:
+        images = images[..., None]
+    return Pack(
+        np.ascontiguousarray(images.transpose(0, 3, 1, 2)),
+        None if labels is None else labels.astype(np.int64),
+        names,
+    )
+
+
+def open_pack(source: PackSource) -> zipfile.ZipFile:
     try:
-        loaded = np.load(source, allow_pickle=False)
+        return zipfile.ZipFile(source)
     except FileNotFoundError as error:
         raise DatasetError(f"pack not found: {source}") from error
-    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as error:
-        raise DatasetError(f"not a readable .npz pack ({_describe(error)})") from error
-    if not isinstance(loaded, np.lib.npyio.NpzFile):
-        raise DatasetError(
-            "the file is a single .npy array, not an .npz pack: save it with "
-            "np.savez(path, images=..., labels=...)"
-        )
-    with loaded:
-        unknown = sorted(set(loaded.files) - set(PACK_KEYS))
-        if unknown:
+    except MEMBER_ERRORS as error:  # incl. an entry name flagged UTF-8 that is not UTF-8
+        if _starts_like_npy(source):
             raise DatasetError(
-                f"unexpected key(s) {', '.join(map(repr, unknown))} in the pack: a pack holds "
-                "'images', optional 'labels' and optional 'class_names'"
-            )
-        if "images" not in loaded.files:
-            raise DatasetError("the pack has no 'images' array (uint8, N×H×W or N×H×W×C)")
-        arrays = {key: _read_array(loaded, key) for key in PACK_KEYS if key in loaded.files}
-    return validate_pack(arrays["images"], arrays.get("labels"), arrays.get("class_names"))
+                "the file is a single .npy array, not an .npz pack: save it with "
+                "np.savez(path, images=..., labels=...)"
+            ) from error
+        raise DatasetError(f"not a readable .npz pack ({_describe(error)})") from error
+
+
+def pack_headers(
+    archive: zipfile.ZipFile, *, max_classes: int = MAX_CLASSES
+) -> dict[str, ArrayHeader]:
+    """Each member's ``.npy`` header, checked against the pack format and against the member's
+    real size, so that ``read_arrays`` then allocates exactly the sum of their ``nbytes``."""
+    names = [info.filename for info in archive.infolist()]
+    members = {f"{key}.npy": key for key in PACK_KEYS}
+    if "images.npy" not in names:
+        raise DatasetError("the pack has no 'images' array (uint8, N×H×W or N×H×W×C)")
+    unknown = sorted({name.removesuffix(".npy") for name in names if name not in members})
+    if unknown:
+        raise DatasetError(
+            f"unexpected key(s) {', '.join(map(repr, unknown))} in the pack: a pack holds "
+            "'images', optional 'labels' and optional 'class_names'"
+        )
+    if len(set(names)) != len(names):
+        raise DatasetError("the pack holds an array twice")
+    headers = {members[name]: _member_header(archive, members[name]) for name in names}
+    _check_images(headers["images"])
+    if "labels" in headers:
+        _check_labels(headers["labels"], headers["images"].shape[0])
+    if "class_names" in headers:
+        _check_class_names_array(headers["class_names"], max_classes)
+    return headers
+
+
+def read_arrays(archive: zipfile.ZipFile, headers: dict[str, ArrayHeader]) -> dict[str, np.ndarray]:
+    """The arrays whose headers ``pack_headers`` checked."""
+    arrays = {}
+    for key in headers:
+        try:
+            with archive.open(f"{key}.npy") as member:
+                arrays[key] = np.lib.format.read_array(member, allow_pickle=False)
+        except MEMBER_ERRORS as error:
+            raise DatasetError(f"'{key}' is corrupt in the pack ({_describe(error)})") from error
+    return arrays
 
 
 def write_pack(
@@ -68,51 +149,135 @@ def write_pack(
     images = np.asarray(images)
     labels = None if labels is None else np.asarray(labels)
     names = None if class_names is None else np.asarray(class_names, dtype=str)
-    validate_pack(images, labels, names)
-    arrays = {"images": images}
-    if labels is not None:
-        arrays["labels"] = labels
-    if names is not None:
-        arrays["class_names"] = names
-    np.savez_compressed(target, **arrays)
+    check_pack(images, labels, names)
+    arrays = {"images": images, "labels": labels, "class_names": names}
+    with zipfile.ZipFile(target, "w", zipfile.ZIP_DEFLATED) as archive:
+        for key, array in arrays.items():
+            if array is not None:
+                _write_member(archive, key, np.ascontiguousarray(array))
 
 
-def validate_pack(
-    images: np.ndarray, labels: np.ndarray | None, class_names: np.ndarray | None
-) -> Pack:
-    """Check pack arrays (images in pack layout N×H×W[×C]) and return them as Dataset parts."""
-    images_nchw = _validated_images(images)
+def _write_member(archive: zipfile.ZipFile, key: str, array: np.ndarray) -> None:
+    """``key.npy`` written a chunk at a time: ``np.savez_compressed`` would hold a 16 MiB copy
+    of each chunk and its compressed output besides the array (48 MiB more for a 64 MiB one)."""
+    step = max(1, WRITE_CHUNK_BYTES // max(array.itemsize, 1))
+    flat = array.reshape(-1)
+    with archive.open(f"{key}.npy", "w", force_zip64=True) as member:
+        np.lib.format.write_array_header_1_0(
+            member, np.lib.format.header_data_from_array_1_0(array)
+        )
+        for start in range(0, flat.size, step):
+            member.write(flat[start : start + step])
+
+
+def check_pack(
+    images: np.ndarray,
+    labels: np.ndarray | None,
+    class_names: np.ndarray | None,
+    *,
+    max_classes: int = MAX_CLASSES,
+) -> list[str] | None:
+    """Check pack arrays (images N×H×W[×C]) without copying them. Returns the class names as
+    text (``"0"``, ``"1"``... when labels come without names), None when unlabelled."""
+    _check_images(ArrayHeader.of(images))
     if labels is None:
         if class_names is not None:
             raise DatasetError("'class_names' given without 'labels': add labels or drop the names")
-        return Pack(images_nchw, None, None)
-    labels = _validated_labels(labels, len(images_nchw))
-    names = _validated_class_names(class_names, labels)
-    return Pack(images_nchw, labels, names)
-
-
-def _read_array(npz: np.lib.npyio.NpzFile, key: str) -> np.ndarray:
-    try:
-        return npz[key]
-    except ValueError as error:  # object arrays need pickle, which is never allowed
+        return None
+    _check_labels(ArrayHeader.of(labels), len(images))
+    low, high = int(labels.min()), int(labels.max())
+    if low < 0:
+        raise DatasetError(f"'labels' must be >= 0, got {low}")
+    if high >= max_classes:
         raise DatasetError(
-            f"'{key}' cannot be read without unpickling ({error}); store plain numeric or "
-            "string arrays"
-        ) from error
-    except (OSError, EOFError, zipfile.BadZipFile) as error:
-        raise DatasetError(f"'{key}' is corrupt in the pack ({_describe(error)})") from error
+            f"'labels' go up to {high:,}; at most {max_classes:,} classes are allowed "
+            f"(labels 0..{max_classes - 1})"
+        )
+    if class_names is None:
+        return [str(k) for k in range(high + 1)]
+    _check_class_names_array(ArrayHeader.of(class_names), max_classes)
+    names = checked_class_names(_names_of(class_names), max_classes=max_classes)
+    if len(names) <= high:
+        raise DatasetError(
+            f"'labels' go up to {high} but 'class_names' has only {len(names)} names: "
+            f"give one name per class ({high + 1} at least)"
+        )
+    return names
 
 
-def _validated_images(images: np.ndarray) -> np.ndarray:
+def checked_class_names(
+    names: Sequence[str | bytes], *, max_classes: int = MAX_CLASSES
+) -> list[str]:
+    """Class names as text: UTF-8 when given as bytes, printable (no control character, no
+    unpaired surrogate), 1..MAX_CLASS_NAME_CHARS characters, unique, at most ``max_classes``."""
+    _check_class_count(len(names), max_classes)
+    texts = []
+    for name in names:
+        try:
+            text = name.decode("utf-8") if isinstance(name, bytes) else name
+        except UnicodeDecodeError:
+            raise DatasetError(f"'class_names' must be UTF-8 text, got {name!r}") from None
+        if not text.strip():
+            raise DatasetError("'class_names' must not contain empty names")
+        if not text.isprintable():
+            raise DatasetError(
+                f"'class_names' must be printable text: {text!r} holds a control character, "
+                "an unpaired surrogate or another unprintable character"
+            )
+        if len(text) > MAX_CLASS_NAME_CHARS:
+            raise DatasetError(
+                f"'class_names' must be at most {MAX_CLASS_NAME_CHARS} characters long; "
+                f"{text[:20]!r}... has {len(text)}"
+            )
+        texts.append(text)
+    duplicates = sorted(text for text, count in Counter(texts).items() if count > 1)
+    if duplicates:
+        raise DatasetError(f"'class_names' must be unique; repeated: {', '.join(duplicates)}")
+    return texts
+
+
+# --- the rules, on headers and arrays alike ----------------------------------------------------
+
+
+def _member_header(archive: zipfile.ZipFile, key: str) -> ArrayHeader:
+    info = archive.getinfo(f"{key}.npy")
+    try:
+        with archive.open(info) as member:
+            version = np.lib.format.read_magic(member)
+            reader = HEADER_READERS.get(version)
+            if reader is not None:
+                shape, _, dtype = reader(member)
+                data_bytes = info.file_size - member.tell()
+    except MEMBER_ERRORS as error:
+        raise DatasetError(f"'{key}' is not a readable .npy array ({_describe(error)})") from error
+    if reader is None:
+        raise DatasetError(
+            f"'{key}' is in .npy format version {version[0]}.{version[1]}; save the pack with "
+            "np.savez (versions 1.0 and 2.0)"
+        )
+    if dtype.hasobject:
+        raise DatasetError(
+            f"'{key}' cannot be read without unpickling (it is an object array); store plain "
+            "numeric or string arrays"
+        )
+    header = ArrayHeader(tuple(shape), dtype)
+    if any(side < 0 for side in header.shape) or header.nbytes != data_bytes:
+        raise DatasetError(
+            f"'{key}' declares shape {header.shape} of {dtype} ({header.nbytes:,} bytes) but "
+            f"holds {data_bytes:,} bytes of data: the file is damaged"
+        )
+    return header
+
+
+def _check_images(images: ArrayHeader) -> None:
     if images.dtype != np.uint8:
         raise DatasetError(f"'images' must be uint8 (0..255), got {images.dtype}")
-    if images.ndim not in (3, 4):
+    if len(images.shape) not in (3, 4):
         raise DatasetError(
-            f"'images' must be N×H×W or N×H×W×C, got {images.ndim} dimensions {images.shape}"
+            f"'images' must be N×H×W or N×H×W×C, got {len(images.shape)} dimensions {images.shape}"
         )
-    if images.ndim == 3:
-        images = images[..., None]
-    count, height, width, channels = images.shape
+    count, height, width = images.shape[:3]
+    channels = images.shape[3] if len(images.shape) == 4 else 1
     if channels not in CHANNEL_COUNTS:
         raise DatasetError(
             f"'images' must have 1 (grey) or 3 (RGB) channels in the last axis, got {channels}"
@@ -123,45 +288,60 @@ def _validated_images(images: np.ndarray) -> np.ndarray:
         )
     if count < 1:
         raise DatasetError("'images' holds no image")
-    return np.ascontiguousarray(images.transpose(0, 3, 1, 2))
 
 
-def _validated_labels(labels: np.ndarray, count: int) -> np.ndarray:
+def _check_labels(labels: ArrayHeader, count: int) -> None:
     if labels.dtype.kind not in "iu":
         raise DatasetError(f"'labels' must be integers, got {labels.dtype}")
     if labels.shape != (count,):
         raise DatasetError(
             f"'labels' must have shape ({count},), one per image, got {labels.shape}"
         )
-    if labels.min() < 0:
-        raise DatasetError(f"'labels' must be >= 0, got {labels.min()}")
-    return labels.astype(np.int64)
 
 
-def _validated_class_names(class_names: np.ndarray | None, labels: np.ndarray) -> list[str]:
-    needed = int(labels.max()) + 1
-    if class_names is None:
-        return [str(k) for k in range(needed)]
-    if class_names.ndim != 1 or class_names.dtype.kind not in "US":
+def _check_class_names_array(names: ArrayHeader, max_classes: int) -> None:
+    if len(names.shape) != 1 or names.dtype.kind not in "US":
         raise DatasetError(
-            f"'class_names' must be a 1-D array of strings, got {class_names.dtype} "
-            f"of shape {class_names.shape}"
+            f"'class_names' must be a 1-D array of strings, got {names.dtype} "
+            f"of shape {names.shape}"
         )
-    names = [
-        name.decode("utf-8", "replace") if isinstance(name, bytes) else str(name)
-        for name in class_names.tolist()
-    ]
-    if len(names) < needed:
+    if names.dtype.itemsize > MAX_CLASS_NAME_BYTES:
         raise DatasetError(
-            f"'labels' go up to {needed - 1} but 'class_names' has only {len(names)} names: "
-            f"give one name per class ({needed} at least)"
+            f"'class_names' is {names.dtype}: names may be at most {MAX_CLASS_NAME_CHARS} "
+            "characters long"
         )
-    if any(not name.strip() for name in names):
-        raise DatasetError("'class_names' must not contain empty names")
-    duplicates = sorted(name for name, count in Counter(names).items() if count > 1)
-    if duplicates:
-        raise DatasetError(f"'class_names' must be unique; repeated: {', '.join(duplicates)}")
-    return names
+    _check_class_count(names.shape[0], max_classes)
+
+
+def _check_class_count(count: int, max_classes: int) -> None:
+    if count > max_classes:
+        raise DatasetError(
+            f"'class_names' has {count:,} names; at most {max_classes:,} classes are allowed"
+        )
+
+
+def _names_of(class_names: np.ndarray) -> list[str | bytes]:
+    """The array's items; numpy cannot make a str of a code point beyond U+10FFFF."""
+    if class_names.dtype.kind == "U" and class_names.size and class_names.dtype.itemsize:
+        native = np.ascontiguousarray(class_names, dtype=class_names.dtype.newbyteorder("="))
+        if int(native.view(np.uint32).max()) > sys.maxunicode:
+            raise DatasetError("'class_names' holds code points beyond Unicode (U+10FFFF)")
+    items: list[str | bytes] = class_names.tolist()
+    return items
+
+
+def _starts_like_npy(source: PackSource) -> bool:
+    size = len(np.lib.format.MAGIC_PREFIX)
+    try:
+        if isinstance(source, str | Path):
+            with open(source, "rb") as handle:
+                head = handle.read(size)
+        else:
+            source.seek(0)
+            head = source.read(size)
+    except OSError:
+        return False
+    return head == np.lib.format.MAGIC_PREFIX
 
 
 def _describe(error: BaseException) -> str:

@@ -3,6 +3,7 @@ from __future__ import annotations
 import io
 import zipfile
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +14,9 @@ from PIL import Image
 from sqlalchemy.orm import Session, sessionmaker
 
 from api.main import create_app
+from api.services import dataset_files
 from gan_engine.data.packs import read_pack
+from store.errors import Busy
 from store.storage import ObjectStorage, dataset_pack_key
 from tests.api.conftest import Account, assert_error, make_settings
 
@@ -408,3 +411,162 @@ def test_storage_down_during_upload_is_503_and_records_nothing(
     assert "object storage" in error["message"] and "minio" not in error["message"]
     assert response.headers["Retry-After"] == "5"
     assert client.get("/v1/datasets", headers=account.headers).json()["data"] == []
+
+
+# --- names and class names: what cannot be answered is never stored ---------------------------
+
+
+def nothing_stored(client: TestClient, account: Account, storage: ObjectStorage) -> None:
+    assert storage.list("datasets/") == []
+    listing = client.get("/v1/datasets", headers=account.headers)
+    assert listing.status_code == 200 and listing.json()["data"] == [], listing.text
+
+
+def multipart(name: bytes, filename: bytes, data: bytes) -> tuple[bytes, dict[str, str]]:
+    """A form with raw bytes where httpx would encode them."""
+    body = (
+        b'--b\r\nContent-Disposition: form-data; name="name"\r\n\r\n' + name + b"\r\n"
+        b'--b\r\nContent-Disposition: form-data; name="file"; filename="' + filename + b'"\r\n'
+        b"\r\n" + data + b"\r\n--b--\r\n"
+    )
+    return body, {"Content-Type": "multipart/form-data; boundary=b"}
+
+
+@pytest.mark.parametrize("name", ["a\x00b", "tab\there", "bell\x07", "lone \ud800", "x" * 201])
+def test_unprintable_or_long_name_is_422(
+    client: TestClient, account: Account, storage: ObjectStorage, name: str
+) -> None:
+    data = npz_bytes(images=np.zeros((2, 8, 8), np.uint8))
+    body, headers = multipart(name.encode("utf-8", "surrogatepass"), b"d.npz", data)
+    response = client.post("/v1/datasets", headers=account.headers | headers, content=body)
+    assert_error(response, 422, param="name")
+    nothing_stored(client, account, storage)
+
+
+def test_a_name_that_is_not_utf8_is_422(
+    client: TestClient, account: Account, storage: ObjectStorage
+) -> None:
+    body, headers = multipart(b"caf\xe9", b"d.npz", npz_bytes(images=np.zeros((2, 8, 8), np.uint8)))
+    response = client.post("/v1/datasets", headers=account.headers | headers, content=body)
+    assert "UTF-8" in assert_error(response, 422, param="name")["message"]
+    nothing_stored(client, account, storage)
+
+
+def test_a_default_name_keeps_the_printable_part_of_the_file_name(
+    client: TestClient, account: Account
+) -> None:
+    data = npz_bytes(images=np.zeros((2, 8, 8), np.uint8))
+    body, headers = multipart(b"", b"my\x01data" + b"x" * 300 + b".npz", data)
+    response = client.post("/v1/datasets", headers=account.headers | headers, content=body)
+    assert response.status_code == 201, response.text
+    assert response.json()["name"] == "mydata" + "x" * 194
+
+
+@pytest.mark.parametrize(
+    "names",
+    [["ok", "lone \ud800"], ["ok", "nul\x00inside"], ["ok", "new\nline"], ["ok", "x" * 101]],
+)
+def test_class_names_that_cannot_be_answered_are_refused_and_listing_still_works(
+    client: TestClient, account: Account, storage: ObjectStorage, names: list[str]
+) -> None:
+    data = npz_bytes(images=np.zeros((2, 8, 8), np.uint8), labels=[0, 1], class_names=names)
+    assert_error(upload(client, account, data, "d.npz"), 422, "invalid_dataset", "file")
+    nothing_stored(client, account, storage)
+
+
+def test_the_answer_is_built_before_anything_is_stored(
+    client: TestClient, account: Account, storage: ObjectStorage, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Were a surrogate to slip past validation, the upload would be refused, not stored to
+    break every later listing."""
+    from gan_engine.data import packs
+
+    monkeypatch.setattr(packs, "checked_class_names", lambda names, **_: list(names))
+    data = npz_bytes(
+        images=np.zeros((2, 8, 8), np.uint8), labels=[0, 1], class_names=["a", "\ud800"]
+    )
+    error = assert_error(upload(client, account, data, "d.npz"), 422, "invalid_dataset", "file")
+    assert "cannot be returned as JSON" in error["message"]
+    nothing_stored(client, account, storage)
+
+
+def test_zip_folder_names_are_class_names_and_checked_as_such(
+    client: TestClient, account: Account, storage: ObjectStorage
+) -> None:
+    entries = {"cat/1.png": png(grey()), "do\x07g/1.png": png(grey())}
+    error = assert_error(upload(client, account, zip_bytes(entries), "x.zip"), 422, param="file")
+    assert "printable" in error["message"]
+    nothing_stored(client, account, storage)
+
+
+def test_labels_are_bounded_by_max_classes(tmp_path: Path, pg_url: str, account: Account) -> None:
+    settings = make_settings(tmp_path, pg_url, max_classes=3)
+    with TestClient(create_app(settings)) as client:
+        images = np.zeros((2, 8, 8), np.uint8)
+        data = npz_bytes(images=images, labels=[0, 3])
+        error = assert_error(upload(client, account, data, "d.npz"), 422, "invalid_dataset")
+        assert "at most 3 classes" in error["message"]
+        assert upload(client, account, npz_bytes(images=images, labels=[0, 2]), "d.npz").json()[
+            "class_names"
+        ] == ["0", "1", "2"]
+        folders = zip_bytes({f"c{k}/1.png": png(grey()) for k in range(4)})
+        assert_error(upload(client, account, folders, "x.zip"), 422, "invalid_dataset", "file")
+
+
+# --- the decoding budget: shared by concurrent uploads ------------------------------------------
+
+BUDGET = 10_007  # bytes; a size of this test's own, so its budget is too
+
+
+@pytest.mark.parametrize(
+    ("data", "filename"),
+    [
+        (npz_bytes(images=np.zeros((20, 16, 16), np.uint8)), "d.npz"),  # 5,120 bytes decoded
+        (zip_bytes({f"cat/{k}.png": png(grey(16)) for k in range(20)}), "d.zip"),
+    ],
+    ids=["npz", "zip"],
+)
+def test_an_upload_that_does_not_fit_the_decoding_budget_now_is_503_busy(
+    tmp_path: Path, pg_url: str, account: Account, data: bytes, filename: str
+) -> None:
+    settings = make_settings(tmp_path, pg_url, max_decoding_bytes=BUDGET, max_images=100)
+    budget = dataset_files.decoding_budget(BUDGET)
+    with TestClient(create_app(settings)) as client:
+        with budget.reserve(BUDGET - 5_000):  # another upload being decoded
+            response = upload(client, account, data, filename)
+            assert "retry" in assert_error(response, 503, "busy", "file")["message"]
+            assert response.headers["Retry-After"] == "5"
+            assert client.get("/v1/datasets", headers=account.headers).json()["data"] == []
+        assert upload(client, account, data, filename).status_code == 201
+        assert budget.used == 0
+
+
+def test_an_upload_larger_than_the_whole_decoding_budget_is_413(
+    tmp_path: Path, pg_url: str, account: Account
+) -> None:
+    settings = make_settings(tmp_path, pg_url, max_decoding_bytes=BUDGET, max_images=100)
+    with TestClient(create_app(settings)) as client:
+        for data, filename in [
+            (npz_bytes(images=np.zeros((40, 16, 16), np.uint8)), "d.npz"),
+            (zip_bytes({f"cat/{k}.png": png(grey(16)) for k in range(40)}), "d.zip"),
+        ]:
+            error = assert_error(upload(client, account, data, filename), 413, param="file")
+            assert "MAX_DECODING_BYTES" in error["message"]
+    assert dataset_files.decoding_budget(BUDGET).used == 0
+
+
+def test_the_decoding_budget_is_thread_safe() -> None:
+    budget = dataset_files.DecodingBudget(1000)
+    granted: list[int] = []
+
+    def take(_: int) -> None:
+        for _ in range(200):
+            try:
+                with budget.reserve(300):
+                    granted.append(budget.used)
+            except Busy:
+                pass
+
+    with ThreadPoolExecutor(4) as pool:
+        list(pool.map(take, range(4)))
+    assert granted and max(granted) <= 900 and budget.used == 0
