@@ -100,6 +100,7 @@ class ForwardBatcher:
     def __init__(self, *, max_batch: int, max_wait_s: float) -> None:
         self.max_batch, self.max_wait_s = max_batch, max_wait_s
         self._queues: dict[int, tuple[GeneratorArtifact, _Queue]] = {}
+        self._running: set[asyncio.Task[None]] = set()  # held, so no pass is collected mid-way
         self.passes = 0  # forward passes run, for tests and metrics
 
     async def forward(
@@ -117,7 +118,9 @@ class ForwardBatcher:
         done: asyncio.Future[torch.Tensor] = asyncio.get_running_loop().create_future()
         queue.requests.append(_Pending(z, labels, done))
         queue.samples += size
-        if queue.timer is None:
+        if queue.samples >= self.max_batch:
+            self._flush(key)
+        elif queue.timer is None:
             queue.timer = asyncio.get_running_loop().call_later(self.max_wait_s, self._flush, key)
         return await done
 
@@ -128,17 +131,19 @@ class ForwardBatcher:
         if queue.timer is not None:
             queue.timer.cancel()
         self.passes += 1
-        asyncio.get_running_loop().create_task(self._run(artifact, queue.requests))
+        task = asyncio.get_running_loop().create_task(self._run(artifact, queue.requests))
+        self._running.add(task)
+        task.add_done_callback(self._running.discard)
 
     async def _run(self, artifact: GeneratorArtifact, requests: list[_Pending]) -> None:
         z, labels, starts = _aligned_batch(requests)
         try:
             output = await anyio.to_thread.run_sync(artifact.forward, z, labels)
-        except BaseException as error:  # every waiting request gets the failure
+        except Exception as error:  # every waiting request gets the failure
             for request in requests:
                 if not request.done.done():
                     request.done.set_exception(error)
-            raise
+            return
         for request, start in zip(requests, starts, strict=True):
             if not request.done.done():
                 request.done.set_result(output[start : start + len(request.z)].clone())
