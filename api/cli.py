@@ -284,6 +284,9 @@ def api(
     proxy_headers: Annotated[
         bool, typer.Option(help="trust X-Forwarded-* from FORWARDED_ALLOW_IPS")
     ] = False,
+    workers: Annotated[
+        int, typer.Option(min=1, max=64, help="API processes sharing the port (one per core)")
+    ] = 1,
 ) -> None:
     """Serve the HTTP API (production: DATABASE_URL, BROKER_URL, STORAGE_URL set)."""
     import uvicorn
@@ -295,6 +298,7 @@ def api(
         port=port,
         log_level=log_level,
         proxy_headers=proxy_headers,
+        workers=workers,
     )
 
 

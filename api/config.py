@@ -48,6 +48,16 @@ class ApiSettings(Settings):
     max_json_body_bytes: int = Field(
         1 * MB, gt=0, description="a JSON request body (a spec, a sampling request), at most"
     )
+    api_key_cache_s: float = Field(
+        10.0,
+        ge=0,
+        le=300,
+        description="a verified API key is remembered this long: a revoked key stops working "
+        "within it; 0 checks every request",
+    )
+    long_poll_interval_s: float = Field(
+        0.25, gt=0, le=10, description="GET /v1/jobs/{id}?wait=: how often the job is re-read"
+    )
     metrics_token: SecretStr | None = Field(
         None, description="when set, GET /metrics needs 'Authorization: Bearer <token>'"
     )

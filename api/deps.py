@@ -14,13 +14,14 @@ from typing import Annotated
 from celery import Celery
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.orm import Session, sessionmaker
 
 from api.config import ApiSettings
 from api.errors import ApiError
+from api.keys import VerifiedKeys
 from api.services.generation import ForwardBatcher, ModelCache
 from api.telemetry import ApiMetrics
-from store.auth import verify_api_key
 from store.storage import ObjectStorage
 
 
@@ -46,6 +47,11 @@ def get_session(factory: SessionmakerDep) -> Iterator[Session]:
     """A session for the request; services commit what they write, the rest is rolled back."""
     with factory() as session:
         yield session
+
+
+def get_async_engine(request: Request) -> AsyncEngine:
+    engine: AsyncEngine = request.app.state.async_engine
+    return engine
 
 
 def get_storage(request: Request) -> ObjectStorage:
@@ -76,6 +82,7 @@ def get_metrics(request: Request) -> ApiMetrics:
 SettingsDep = Annotated[ApiSettings, Depends(get_settings)]
 SessionmakerDep = Annotated[sessionmaker[Session], Depends(get_sessionmaker)]
 SessionDep = Annotated[Session, Depends(get_session, scope="function")]
+AsyncEngineDep = Annotated[AsyncEngine, Depends(get_async_engine)]
 StorageDep = Annotated[ObjectStorage, Depends(get_storage)]
 CeleryDep = Annotated[Celery, Depends(get_celery)]
 ModelCacheDep = Annotated[ModelCache, Depends(get_model_cache)]
@@ -89,10 +96,12 @@ bearer = HTTPBearer(
 UNAUTHORIZED_HEADERS = {"WWW-Authenticate": "Bearer"}
 
 
-def get_caller(
-    session: SessionDep,
+async def get_caller(
+    request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
 ) -> Caller:
+    """The key's tenant; verified keys are remembered briefly (see ``api.keys``), so most
+    requests read nothing to authenticate and hold no database connection for it."""
     if credentials is None:
         raise ApiError(
             401,
@@ -100,15 +109,13 @@ def get_caller(
             param="Authorization",
             headers=UNAUTHORIZED_HEADERS,
         )
-    api_key = verify_api_key(session, key=credentials.credentials)
-    if api_key is None:
+    keys: VerifiedKeys = request.app.state.keys
+    verified = await keys.verify(credentials.credentials)
+    if verified is None:
         raise ApiError(
             401, "invalid or revoked API key", param="Authorization", headers=UNAUTHORIZED_HEADERS
         )
-    caller = Caller(tenant_id=api_key.tenant_id, key_id=api_key.id)
-    # End the read: a long request (an upload, a stream) then holds no connection meanwhile.
-    session.rollback()
-    return caller
+    return Caller(tenant_id=verified.tenant_id, key_id=verified.key_id)
 
 
 TenantDep = Annotated[Caller, Depends(get_caller)]

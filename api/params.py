@@ -14,6 +14,7 @@ from fastapi import Path, Query
 from pydantic import StringConstraints
 
 MAX_INT32 = 2**31 - 1  # steps and event seqs are 32-bit integer columns
+MAX_WAIT_S = 60  # a long poll's longest wait (GET /v1/jobs/{id}?wait=)
 ID_PATTERN = r"^[a-z]{1,8}_[A-Za-z0-9_-]{1,64}$"
 MAX_ID_CHARS = 80
 MAX_METRIC_NAMES = 50

@@ -130,21 +130,24 @@ class JobOut(FromRow):
     # columns the response shows only through ``progress`` and ``error``
     step: int = Field(exclude=True)
     total_steps: int = Field(exclude=True)
-    fraction: float = Field(exclude=True)
     images_per_s: float | None = Field(exclude=True)
-    eta_s: float | None = Field(exclude=True)
     error_code: str | None = Field(exclude=True)
     error_message: str | None = Field(exclude=True)
 
     @computed_field  # type: ignore[prop-decorator]
     @property
     def progress(self) -> Progress:
+        total, rate = self.total_steps, self.images_per_s
+        eta = None
+        batch = int(self.spec.get("training", {}).get("batch_size") or 0)
+        if self.status == "running" and rate and batch > 0:
+            eta = max(0, total - self.step) / (rate / batch)  # images/s over images a step
         return Progress(
             step=self.step,
-            total=self.total_steps,
-            fraction=self.fraction,
-            images_per_s=self.images_per_s,
-            eta_s=self.eta_s,
+            total=total,
+            fraction=min(1.0, self.step / total) if total else 0.0,
+            images_per_s=rate,
+            eta_s=eta,
         )
 
     @computed_field  # type: ignore[prop-decorator]

@@ -5,8 +5,10 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+from dataclasses import dataclass
 
 from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.orm import Session
 
 from store.db import rowcount
@@ -14,6 +16,7 @@ from store.errors import NotFound
 from store.models import ApiKey, Tenant, utcnow
 
 KEY_PREFIX = "gf_"
+MAX_KEY_CHARS = 200
 DISPLAY_CHARS = 10  # "gf_" + 7 characters: enough to tell keys apart in a list
 
 
@@ -63,21 +66,48 @@ def create_tenant_with_key(
     return tenant, api_key, plaintext
 
 
+def well_formed(key: str | None) -> bool:
+    return bool(key) and key.startswith(KEY_PREFIX) and len(key) <= MAX_KEY_CHARS  # type: ignore[union-attr]
+
+
 def verify_api_key(session: Session, *, key: str | None) -> ApiKey | None:
     """The active key row for a plaintext key, or None (unknown, malformed or revoked).
 
     The lookup is by hash, so response time says nothing about how much of a guess was right;
     the final comparison is constant-time all the same.
     """
-    if not key or not key.startswith(KEY_PREFIX) or len(key) > 200:
+    if not well_formed(key):
         return None
-    digest = hash_key(key)
+    digest = hash_key(str(key))
     api_key = session.scalar(select(ApiKey).where(ApiKey.key_hash == digest))
     if api_key is None or not hmac.compare_digest(api_key.key_hash, digest):
         return None
     if api_key.revoked_at is not None:
         return None
     return api_key
+
+
+@dataclass(frozen=True)
+class VerifiedKey:
+    key_id: str
+    tenant_id: str
+
+
+async def verify_api_key_async(connection: AsyncConnection, *, key: str) -> VerifiedKey | None:
+    """``verify_api_key`` on an asyncio connection, reading only the two columns it needs."""
+    if not well_formed(key):
+        return None
+    digest = hash_key(key)
+    row = (
+        await connection.execute(
+            select(ApiKey.id, ApiKey.tenant_id, ApiKey.key_hash).where(
+                ApiKey.key_hash == digest, ApiKey.revoked_at.is_(None)
+            )
+        )
+    ).one_or_none()
+    if row is None or not hmac.compare_digest(row.key_hash, digest):
+        return None
+    return VerifiedKey(key_id=row.id, tenant_id=row.tenant_id)
 
 
 def revoke_api_key(session: Session, *, key_id: str, tenant_id: str | None = None) -> bool:

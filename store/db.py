@@ -10,6 +10,7 @@ from typing import Any, cast
 
 from sqlalchemy import CursorResult, Engine, Result, create_engine, event
 from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import StaticPool
 
@@ -51,6 +52,30 @@ def make_engine(url: str, *, sqlite_foreign_keys: bool = True, echo: bool = Fals
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
         cursor.execute(f"PRAGMA foreign_keys={'ON' if sqlite_foreign_keys else 'OFF'}")
+        cursor.close()
+
+    return engine
+
+
+def make_async_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
+    """An asyncio engine for the API's hot reads: psycopg's async driver on PostgreSQL,
+    aiosqlite on SQLite (with the same pragmas as ``make_engine``)."""
+    url = normalize_url(url)
+    if not is_sqlite(url):
+        return create_async_engine(
+            url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True
+        )
+    database = make_url(url).database
+    kwargs: dict[str, Any] = {"connect_args": {"timeout": 30}}
+    if not database or database == ":memory:":
+        kwargs["poolclass"] = StaticPool
+    engine = create_async_engine(make_url(url).set(drivername="sqlite+aiosqlite"), **kwargs)
+
+    @event.listens_for(engine.sync_engine, "connect")
+    def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
         cursor.close()
 
     return engine

@@ -193,3 +193,36 @@ def test_up_serves_the_api_trains_a_job_and_stops_cleanly(
         assert KEY_PATTERN.findall(again.output()) == [key, key]  # the same key, printed again
     finally:
         assert again.stop() == 0, again.output()[-4000:]
+
+
+def test_api_workers_runs_that_many_processes(tmp_path: Path, up_env: dict[str, str]) -> None:
+    """``ganforge api --workers 2``: two API processes answer on one port."""
+    env = up_env | {"DATA_DIR": str(tmp_path), "REAPER_ENABLED": "false"}
+    subprocess.run([*_ganforge(), "migrate"], cwd=tmp_path, env=env, check=True, timeout=120)
+    port = _free_port()
+    log = tmp_path / "api.log"
+    with open(log, "wb") as out:
+        process = subprocess.Popen(
+            [*_ganforge(), "api", "--port", str(port), "--workers", "2"],
+            cwd=tmp_path, env=env, stdout=out, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 120
+        pids: set[int] = set()
+        while len(pids) < 2:
+            assert process.poll() is None, log.read_text()
+            assert time.monotonic() < deadline, f"two workers never came up:\n{log.read_text()}"
+            pids = {
+                int(p) for p in re.findall(r"Started server process \[(\d+)\]", log.read_text())
+            }
+            time.sleep(0.1)  # polling interval
+        assert len(pids) == 2 and process.pid not in pids
+        healthy = httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=10)
+        assert healthy.status_code == 200
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()

@@ -8,7 +8,15 @@ from fastapi import APIRouter, Body, Header, Query, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
-from api.deps import CeleryDep, SessionDep, SessionmakerDep, SettingsDep, StorageDep, TenantDep
+from api.deps import (
+    AsyncEngineDep,
+    CeleryDep,
+    SessionDep,
+    SessionmakerDep,
+    SettingsDep,
+    StorageDep,
+    TenantDep,
+)
 from api.errors import ApiError
 from api.json_body import StrictJSONRoute
 from api.params import (
@@ -16,6 +24,7 @@ from api.params import (
     LAST_EVENT_ID,
     MAX_ID_CHARS,
     MAX_INT32,
+    MAX_WAIT_S,
     PRINTABLE_ASCII,
     AfterId,
     Cursor,
@@ -113,9 +122,46 @@ def list_jobs(
     return {"data": rows, "has_more": more}
 
 
-@router.get("/{job_id}", summary="Get a job", response_model=JobOut)
-def get_job(job_id: JobId, session: SessionDep, caller: TenantDep) -> Any:
-    return service.get_job(session, tenant_id=caller.tenant_id, job_id=job_id)
+@router.get(
+    "/{job_id}",
+    summary="Get a job",
+    response_model=JobOut,
+    responses={304: {"description": "`If-None-Match` holds the job's current ETag"}},
+)
+async def get_job(
+    job_id: JobId,
+    caller: TenantDep,
+    engine: AsyncEngineDep,
+    settings: SettingsDep,
+    wait: Annotated[
+        float,
+        Query(
+            ge=0,
+            le=MAX_WAIT_S,
+            description="long poll: answer as soon as the job's status changes (or, with "
+            "If-None-Match, as soon as anything changes), at the latest after this many seconds",
+        ),
+    ] = 0,
+    if_none_match: Annotated[
+        str | None,
+        Header(alias="If-None-Match", max_length=200, description="an ETag from a previous answer"),
+    ] = None,
+) -> Response:
+    """Every answer carries an `ETag`; sending it back as `If-None-Match` gets a 304 while the
+    job is unchanged. With `wait`, the call returns when the job has changed (a finished job at
+    once), so a client need not poll in a loop."""
+    view = await service.wait_for_job(
+        engine,
+        tenant_id=caller.tenant_id,
+        job_id=job_id,
+        wait_s=wait,
+        poll_s=settings.long_poll_interval_s,
+        if_none_match=if_none_match,
+    )
+    headers = {"ETag": view.etag, "Cache-Control": "private, no-cache"}
+    if if_none_match is not None and view.etag in if_none_match.split(", "):
+        return Response(status_code=304, headers=headers)
+    return Response(view.body, media_type="application/json", headers=headers)
 
 
 @router.post(

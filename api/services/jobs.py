@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import time
 from dataclasses import dataclass
 from typing import Any
 
+import anyio
 from celery import Celery
 from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.orm import Session
 
 from api.config import ApiSettings
-from api.schemas import MetricSeries
+from api.schemas import JobOut, MetricSeries
 from api.services.datasets import BUILTINS_BY_NAME
 from api.services.pagination import ascending_page
 from api.services.tenancy import get_owned, list_owned
@@ -19,7 +23,7 @@ from gan_engine.memory import estimate_training_memory, format_bytes
 from gan_engine.spec import Spec, SpecError, parse_spec
 from store import jobs as store_jobs
 from store.errors import InvalidRequest, NotFound
-from store.models import Checkpoint, Dataset, Job, JobEvent, Metric, Sample
+from store.models import FINISHED_STATUSES, Checkpoint, Dataset, Job, JobEvent, Metric, Sample
 from store.queue import enqueue_train
 from store.storage import ObjectStorage
 
@@ -158,6 +162,58 @@ def submit_job(
 
 def get_job(session: Session, *, tenant_id: str, job_id: str) -> Job:
     return get_owned(session, Job, object_id=job_id, tenant_id=tenant_id)
+
+
+# The columns a job's answer is built from (no lease, worker or idempotency bookkeeping).
+JOB_OUT_COLUMNS = tuple(getattr(Job, name) for name in JobOut.model_fields)
+
+
+@dataclass(frozen=True)
+class JobView:
+    """A job's answer as sent: the JSON bytes and their ETag."""
+
+    body: bytes
+    etag: str
+    status: str
+
+
+async def read_job(engine: AsyncEngine, *, tenant_id: str, job_id: str) -> JobView:
+    """The poll path: one indexed read of the columns the answer needs, no ORM objects."""
+    async with engine.connect() as connection:
+        row = (
+            await connection.execute(
+                select(*JOB_OUT_COLUMNS).where(Job.id == job_id, Job.tenant_id == tenant_id)
+            )
+        ).one_or_none()
+    if row is None:
+        raise NotFound(f"job {job_id} not found")
+    body = JobOut.model_validate(row).model_dump_json().encode()
+    return JobView(body, f'"{hashlib.blake2b(body, digest_size=12).hexdigest()}"', row.status)
+
+
+async def wait_for_job(
+    engine: AsyncEngine,
+    *,
+    tenant_id: str,
+    job_id: str,
+    wait_s: float,
+    poll_s: float,
+    if_none_match: str | None = None,
+) -> JobView:
+    """The job once it has changed, or after ``wait_s``: a change is a new status, or, when the
+    caller sent the ETag it holds, any change at all. A finished job answers at once."""
+    view = await read_job(engine, tenant_id=tenant_id, job_id=job_id)
+    deadline = time.monotonic() + wait_s
+    first_status = view.status
+    while (
+        view.status not in FINISHED_STATUSES
+        and time.monotonic() < deadline
+        and view.status == first_status
+        and (if_none_match is None or view.etag == if_none_match)
+    ):
+        await anyio.sleep(min(poll_s, max(0.0, deadline - time.monotonic())))
+        view = await read_job(engine, tenant_id=tenant_id, job_id=job_id)
+    return view
 
 
 def list_jobs(

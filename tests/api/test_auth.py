@@ -1,12 +1,16 @@
 from __future__ import annotations
 
+import time
+from pathlib import Path
+
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session, sessionmaker
 
+from api.main import create_app
 from store.auth import revoke_api_key
 from store.db import session_scope
-from tests.api.conftest import Account, assert_error
+from tests.api.conftest import Account, assert_error, make_settings
 
 PROTECTED = [
     ("GET", "/v1/datasets"),
@@ -47,13 +51,30 @@ def test_a_bad_key_is_401(client: TestClient, header: str) -> None:
 
 
 def test_a_valid_key_works_until_revoked(
-    client: TestClient, account: Account, sessions: sessionmaker[Session]
+    tmp_path: Path, pg_url: str, account: Account, sessions: sessionmaker[Session]
 ) -> None:
-    assert client.get("/v1/jobs", headers=account.headers).status_code == 200
-    with session_scope(sessions) as session:
-        assert revoke_api_key(session, key_id=account.key_id)
-    error = assert_error(client.get("/v1/jobs", headers=account.headers), 401, "unauthorized")
-    assert "revoked" in error["message"]
+    with TestClient(create_app(make_settings(tmp_path, pg_url, api_key_cache_s=0))) as client:
+        assert client.get("/v1/jobs", headers=account.headers).status_code == 200
+        with session_scope(sessions) as session:
+            assert revoke_api_key(session, key_id=account.key_id)
+        error = assert_error(client.get("/v1/jobs", headers=account.headers), 401, "unauthorized")
+        assert "revoked" in error["message"]
+
+
+def test_a_revoked_key_stops_working_within_the_key_cache_time(
+    tmp_path: Path, pg_url: str, account: Account, sessions: sessionmaker[Session]
+) -> None:
+    """A verified key is remembered API_KEY_CACHE_S; revoked, it fails once that has passed."""
+    ttl = 0.5
+    with TestClient(create_app(make_settings(tmp_path, pg_url, api_key_cache_s=ttl))) as client:
+        assert client.get("/v1/jobs", headers=account.headers).status_code == 200
+        with session_scope(sessions) as session:
+            assert revoke_api_key(session, key_id=account.key_id)
+        revoked_at = time.monotonic()
+        assert client.get("/v1/jobs", headers=account.headers).status_code == 200  # remembered
+        while client.get("/v1/jobs", headers=account.headers).status_code == 200:
+            assert time.monotonic() - revoked_at < ttl + 1.0, "the revoked key outlived its TTL"
+            time.sleep(0.05)  # polling interval
 
 
 def test_probes_need_no_key(client: TestClient) -> None:
