@@ -7,6 +7,9 @@ evaluation step at which generated accuracy reached real-test accuracy. Prints a
 mean ± std over the seeds.
 
     GANFORGE_DATA_DIR=../shared/datasets python benchmarks/fashion_mnist.py --seeds 1 2 3
+
+``--precision off|bf16|auto`` sets ``training.mixed_precision`` (the spec's default is auto);
+``--out DIR`` keeps each seed's trained generator in ``DIR/seed{N}/``.
 """
 
 from __future__ import annotations
@@ -18,10 +21,11 @@ from pathlib import Path
 
 import torch
 
+from gan_engine.artifacts import write_artifact
 from gan_engine.callbacks import Callback
 from gan_engine.data import load_dataset
 from gan_engine.evaluation.evaluator import FolderEvaluatorCache, load_or_train_evaluator
-from gan_engine.run import build_trainer, load_training_data
+from gan_engine.run import build_trainer, export_files, load_training_data
 from gan_engine.spec import DatasetSpec, Spec, load_spec, parse_spec
 
 PER_CLASS = 1000
@@ -46,13 +50,16 @@ def mean_std(values: list[float]) -> str:
 
 
 def run_seed(spec: Spec, cache: FolderEvaluatorCache, test_images: torch.Tensor,
-             test_labels: torch.Tensor) -> dict[str, float | list[float]]:  # fmt: skip
+             test_labels: torch.Tensor, out: Path | None = None,
+             ) -> dict[str, float | list[float]]:  # fmt: skip
     spec, dataset = load_training_data(spec)
     timeline = EvalTimeline()
     trainer = build_trainer(spec, dataset, callbacks=[timeline], evaluator_cache=cache)
     timeline.started = time.perf_counter()
     result = trainer.fit()
     train_seconds = time.perf_counter() - timeline.started
+    if out is not None:
+        write_artifact(out, export_files(trainer, result))
     evaluator = load_or_train_evaluator(dataset, cache=cache, device=trainer.device)
     real_accuracy = (evaluator.predict(test_images).cpu() == test_labels).float().mean().item()
     rng = torch.Generator().manual_seed(spec.training.seed + 100)
@@ -80,10 +87,14 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
     parser.add_argument("--steps", type=int, help="override training.steps")
     parser.add_argument("--cache-dir", type=Path, default=Path("runs/evaluators"))
+    parser.add_argument("--precision", choices=["auto", "off", "bf16"])
+    parser.add_argument("--out", type=Path, help="keep each seed's generator in OUT/seed{N}/")
     args = parser.parse_args()
     base = load_spec(args.spec).to_dict()
     if args.steps:
         base["training"]["steps"] = args.steps
+    if args.precision:
+        base["training"]["mixed_precision"] = args.precision
     cache = FolderEvaluatorCache(args.cache_dir)
     test = load_dataset(DatasetSpec(builtin="fashion-mnist", split="test"), image_size=32)
     test_images, test_labels = test.batch(torch.arange(len(test)))
@@ -93,7 +104,8 @@ def main() -> None:
         base["training"]["seed"] = seed
         spec = parse_spec(base)
         print(f"seed {seed}: {spec.training.steps} steps", flush=True)
-        results.append(run_seed(spec, cache, test_images, test_labels))
+        out = None if args.out is None else args.out / f"seed{seed}"
+        results.append(run_seed(spec, cache, test_images, test_labels, out))
         print(f"seed {seed}: {results[-1]}", flush=True)
 
     def column(key: str) -> list[float]:
@@ -101,7 +113,9 @@ def main() -> None:
 
     seeds = ", ".join(map(str, args.seeds))
     steps, threads = base["training"]["steps"], torch.get_num_threads()
-    print(f"\n{len(results)} seeds ({seeds}), {steps} steps, {threads} CPU threads\n")
+    precision = spec.training.mixed_precision
+    print(f"\n{len(results)} seeds ({seeds}), {steps} steps, {threads} CPU threads, "
+          f"mixed_precision {precision}\n")  # fmt: skip
     print("| measure | mean ± std |\n|---|---|")
     print(f"| evaluator accuracy, real test images | {mean_std(column('real_test_accuracy'))} |")
     print(f"| evaluator accuracy, generated (all classes) | "
