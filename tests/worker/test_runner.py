@@ -23,7 +23,7 @@ from store.models import Dataset as DatasetRow
 from store.storage import dataset_pack_key, model_config_key, model_weights_key
 from tests.worker.conftest import Service, new_tenant, poll, tiny_spec
 from worker.evaluators import StorageEvaluatorCache
-from worker.runner import LEASE_LOST, NOT_CLAIMED, run_job
+from worker.runner import LEASE_LOST, NOT_CLAIMED, Outcome, run_job
 
 PNG_MAGIC = b"\x89PNG"
 
@@ -34,7 +34,7 @@ def background() -> Iterator[ThreadPoolExecutor]:
         yield pool
 
 
-def run(service: Service, job_id: str, **kwargs: object) -> str:
+def run(service: Service, job_id: str, **kwargs: object) -> Outcome:
     return run_job(job_id, settings=service.settings, **kwargs)  # type: ignore[arg-type]
 
 
@@ -53,7 +53,7 @@ def first_metric_written(service: Service, job_id: str) -> bool:
 def test_success_registers_a_model_and_reports_everything(embedded: Service) -> None:
     job_id = embedded.submit(tiny_spec(steps=30))
 
-    assert run(embedded, job_id, worker_id="w1") == "succeeded"
+    assert run(embedded, job_id, worker_id="w1").status == "succeeded"
 
     job = embedded.job(job_id)
     assert (job.status, job.step, job.attempt, job.error_code) == ("succeeded", 30, 1, None)
@@ -108,7 +108,7 @@ def test_image_job_on_an_uploaded_dataset_caches_its_evaluator(embedded: Service
     )  # fmt: skip
     job_id = embedded.submit(spec)
 
-    assert run(embedded, job_id) == "succeeded"
+    assert run(embedded, job_id).status == "succeeded"
 
     [model] = embedded.rows(TrainedModel, job_id)
     assert model.class_names == ["even", "odd"] and model.image_shape == [8, 8, 1]
@@ -122,8 +122,8 @@ def test_image_job_on_an_uploaded_dataset_caches_its_evaluator(embedded: Service
 def test_duplicate_delivery_trains_once(embedded: Service) -> None:
     job_id = embedded.submit(tiny_spec(steps=10))
 
-    assert run(embedded, job_id) == "succeeded"
-    assert run(embedded, job_id) == NOT_CLAIMED
+    assert run(embedded, job_id).status == "succeeded"
+    assert run(embedded, job_id).status == NOT_CLAIMED
 
     job = embedded.job(job_id)
     assert (job.status, job.attempt) == ("succeeded", 1)
@@ -136,7 +136,7 @@ def test_a_job_another_worker_runs_is_not_touched(embedded: Service) -> None:
     with session_scope(embedded.sessions) as session:
         assert claim_job(session, job_id=job_id, worker_id="other", lease_s=60) is not None
 
-    assert run(embedded, job_id) == NOT_CLAIMED
+    assert run(embedded, job_id).status == NOT_CLAIMED
 
     job = embedded.job(job_id)
     assert (job.status, job.worker_id, job.step) == ("running", "other", 0)
@@ -147,13 +147,13 @@ def test_cancel_request_ends_a_running_job_as_cancelled(
     embedded: Service, background: ThreadPoolExecutor
 ) -> None:
     job_id = embedded.submit(tiny_spec(steps=1_000_000, monitor={"checkpoint_every": 1000}))
-    result: Future[str] = background.submit(run, embedded, job_id)
+    result: Future[Outcome] = background.submit(run, embedded, job_id)
     poll(lambda: first_metric_written(embedded, job_id), timeout=30, what="the first metrics")
 
     with session_scope(embedded.sessions) as session:
         request_cancel(session, job_id=job_id, tenant_id=embedded.tenant_id)
 
-    assert result.result(timeout=30) == "cancelled"
+    assert result.result(timeout=30).status == "cancelled"
     job = embedded.job(job_id)
     assert job.status == "cancelled" and job.model_id is None and job.lease_expires_at is None
     assert 0 < job.step < 1_000_000
@@ -176,7 +176,7 @@ def test_nan_losses_fail_the_job_as_diverged(
     )
     job_id = embedded.submit(tiny_spec(steps=30))
 
-    assert run(embedded, job_id) == "failed"
+    assert run(embedded, job_id).status == "failed"
 
     job = embedded.job(job_id)
     assert (job.status, job.error_code) == ("failed", "diverged")
@@ -190,7 +190,7 @@ def test_an_unknown_dataset_id_fails_with_dataset_error(embedded: Service) -> No
         tiny_spec(dataset={"id": "ds_doesnotexist", "builtin": None}, model={"image_size": 8})
     )
 
-    assert run(embedded, job_id) == "failed"
+    assert run(embedded, job_id).status == "failed"
 
     job = embedded.job(job_id)
     assert (job.status, job.error_code) == ("failed", "dataset_error")
@@ -212,7 +212,7 @@ def test_another_tenants_dataset_is_not_found(embedded: Service) -> None:
         tiny_spec(dataset={"id": dataset_id, "builtin": None}, model={"image_size": 8})
     )
 
-    assert run(embedded, job_id) == "failed"
+    assert run(embedded, job_id).status == "failed"
     assert embedded.job(job_id).error_code == "dataset_error"
 
 
@@ -223,7 +223,7 @@ def test_a_spec_that_no_longer_validates_fails_with_invalid_spec(embedded: Servi
         assert job is not None
         job.spec = {**job.spec, "model": {**job.spec["model"], "architecture": "transformer"}}
 
-    assert run(embedded, job_id) == "failed"
+    assert run(embedded, job_id).status == "failed"
 
     job = embedded.job(job_id)
     assert job.error_code == "invalid_spec" and "model.architecture" in (job.error_message or "")
@@ -232,7 +232,7 @@ def test_a_spec_that_no_longer_validates_fails_with_invalid_spec(embedded: Servi
 def test_max_runtime_fails_with_its_own_code(embedded: Service) -> None:
     job_id = embedded.submit(tiny_spec(steps=1000, training={"max_runtime_s": 0.001}))
 
-    assert run(embedded, job_id) == "failed"
+    assert run(embedded, job_id).status == "failed"
 
     job = embedded.job(job_id)
     assert (job.error_code, job.step) == ("max_runtime_exceeded", 1)
@@ -249,7 +249,7 @@ def test_an_unexpected_error_fails_the_job_as_internal_error(
     monkeypatch.setattr("worker.runner.export_files", broken_export)
     job_id = embedded.submit(tiny_spec(steps=10))
 
-    assert run(embedded, job_id) == "failed"
+    assert run(embedded, job_id).status == "failed"
 
     job = embedded.job(job_id)
     assert (job.status, job.error_code) == ("failed", "internal_error")
@@ -261,13 +261,13 @@ def test_a_lost_lease_stops_the_run_without_writing(
     embedded: Service, background: ThreadPoolExecutor
 ) -> None:
     job_id = embedded.submit(tiny_spec(steps=1_000_000, monitor={"checkpoint_every": 1000}))
-    result: Future[str] = background.submit(run, embedded, job_id)
+    result: Future[Outcome] = background.submit(run, embedded, job_id)
     poll(lambda: first_metric_written(embedded, job_id), timeout=30, what="the first metrics")
 
     with session_scope(embedded.sessions) as session:  # the reaper gave the job to someone else
         session.execute(update(Job).where(Job.id == job_id).values(worker_id="new-owner"))
 
-    assert result.result(timeout=30) == LEASE_LOST
+    assert result.result(timeout=30).status == LEASE_LOST
     job = embedded.job(job_id)
     assert (job.status, job.worker_id) == ("running", "new-owner")
     statuses = [e.message for e in events(embedded, job_id) if e.code == "status"]
@@ -280,13 +280,13 @@ def test_shutdown_hands_the_job_back_and_the_next_run_resumes_at_its_checkpoint(
     spec = tiny_spec(steps=120, monitor={"checkpoint_every": 1000})
     job_id, reference_id = embedded.submit(spec), embedded.submit(spec)
     shutdown, requeued = threading.Event(), []
-    result: Future[str] = background.submit(
+    result: Future[Outcome] = background.submit(
         run, embedded, job_id, shutdown=shutdown, requeue=requeued.append
     )
     poll(lambda: first_metric_written(embedded, job_id), timeout=30, what="the first metrics")
     shutdown.set()  # what the worker's SIGTERM handler does
 
-    assert result.result(timeout=30) == "interrupted"
+    assert result.result(timeout=30).status == "interrupted"
     assert requeued == [job_id]
     job = embedded.job(job_id)
     [checkpoint] = embedded.rows(Checkpoint, job_id)
@@ -294,7 +294,7 @@ def test_shutdown_hands_the_job_back_and_the_next_run_resumes_at_its_checkpoint(
     stopped_at = checkpoint.step
     assert 0 < stopped_at < 120
 
-    assert run(embedded, job_id) == "succeeded"
+    assert run(embedded, job_id).status == "succeeded"
 
     job = embedded.job(job_id)
     assert (job.status, job.attempt, job.step) == ("succeeded", 2, 120)
@@ -303,7 +303,7 @@ def test_shutdown_hands_the_job_back_and_the_next_run_resumes_at_its_checkpoint(
     assert steps_of(embedded, job_id) == list(range(5, 121, 5))
 
     # The resumed run continues the same curve: bit-identical to an uninterrupted run on CPU.
-    assert run(embedded, reference_id) == "succeeded"
+    assert run(embedded, reference_id).status == "succeeded"
     losses = {
         job: {(m.name, m.step): m.value for m in embedded.rows(Metric, job) if "loss" in m.name}
         for job in (job_id, reference_id)
