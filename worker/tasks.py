@@ -20,7 +20,7 @@ def train(job_id: str) -> str:
     """Train one job; returns the status it was left in (see ``run_job``)."""
     outcome = run_job(job_id, settings=get_settings(), worker_id=new_worker_id(), shutdown=SHUTDOWN)
     if outcome.status == SHUTTING_DOWN:
-        raise Reject(
-            f"worker shutting down; job {job_id} is left for the next worker", requeue=True
-        )
+        message = f"worker shutting down; job {job_id} is left for the next worker"
+        # from None: raised while Celery handles its own shutdown, which is not this story
+        raise Reject(message, requeue=True) from None
     return outcome.status

@@ -7,23 +7,30 @@ import math
 import threading
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any
 
 import numpy as np
 import pytest
 import torch
+from celery.exceptions import Reject
 from sqlalchemy import update
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session
 
 from gan_engine.checkpoint import load_checkpoint
 from gan_engine.data.packs import write_pack
 from gan_engine.losses import LOSSES, LossPair
+from gan_engine.memory import estimate_training_memory
+from gan_engine.run import load_training_data
 from store.db import session_scope
 from store.jobs import claim_job, request_cancel
 from store.models import Checkpoint, Job, JobEvent, Metric, Sample, TrainedModel, new_id
 from store.models import Dataset as DatasetRow
-from store.storage import dataset_pack_key, model_config_key, model_weights_key
+from store.storage import LocalStorage, dataset_pack_key, model_config_key, model_weights_key
 from tests.worker.conftest import Service, new_tenant, poll, tiny_spec
+from worker import reporter, tasks
 from worker.evaluators import StorageEvaluatorCache
-from worker.runner import LEASE_LOST, NOT_CLAIMED, Outcome, run_job
+from worker.runner import LEASE_LOST, NOT_CLAIMED, SHUTTING_DOWN, Outcome, run_job
 
 PNG_MAGIC = b"\x89PNG"
 
@@ -293,6 +300,14 @@ def test_shutdown_hands_the_job_back_and_the_next_run_resumes_at_its_checkpoint(
     assert job.status == "interrupted" and checkpoint.step == job.step
     stopped_at = checkpoint.step
     assert 0 < stopped_at < 120
+    # An interruption reads as one, not as an error.
+    assert job.error_code is None and job.error_message is None
+    last = events(embedded, job_id)[-1]
+    assert (last.level, last.code, last.message) == (
+        "info",
+        "status",
+        f"running → interrupted: worker shut down at step {stopped_at}; the job resumes there",
+    )
 
     assert run(embedded, job_id).status == "succeeded"
 
@@ -309,3 +324,124 @@ def test_shutdown_hands_the_job_back_and_the_next_run_resumes_at_its_checkpoint(
         for job in (job_id, reference_id)
     }
     assert losses[job_id] == losses[reference_id]
+
+
+# --- shutting down, memory, storage, a database blink -------------------------------------------
+
+
+def test_a_worker_that_is_shutting_down_claims_nothing(embedded: Service) -> None:
+    job_id = embedded.submit(tiny_spec(steps=10))
+    shutdown = threading.Event()
+    shutdown.set()
+
+    assert run(embedded, job_id, shutdown=shutdown).status == SHUTTING_DOWN
+
+    job = embedded.job(job_id)
+    assert (job.status, job.attempt, job.worker_id) == ("queued", 0, None)
+
+
+def test_the_task_rejects_its_message_back_to_the_queue_once_shutdown_is_set(
+    embedded: Service, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(tasks, "get_settings", lambda: embedded.settings)
+    monkeypatch.setattr(tasks, "SHUTDOWN", threading.Event())
+    job_id = embedded.submit(tiny_spec(steps=10))
+    tasks.SHUTDOWN.set()
+
+    with pytest.raises(Reject) as rejected:
+        tasks.train(job_id)
+
+    assert rejected.value.requeue is True
+    assert embedded.job(job_id).attempt == 0
+    assert [e.message for e in events(embedded, job_id)] == ["created → queued"]
+
+
+def test_a_spec_over_a_lowered_memory_budget_fails_before_training(embedded: Service) -> None:
+    spec = tiny_spec(steps=10)
+    job_id = embedded.submit(spec)
+    _, data = load_training_data(spec, data_dir=embedded.settings.ganforge_data_dir)
+    needed = estimate_training_memory(
+        spec, sample_shape=data.sample_shape, num_classes=data.num_classes, num_samples=len(data)
+    ).total_bytes
+    embedded.settings.max_job_memory_bytes = needed - 1  # lowered since the job was submitted
+
+    assert run(embedded, job_id).status == "failed"
+
+    job = embedded.job(job_id)
+    assert (job.error_code, job.step) == ("memory_exceeded", 0)
+    assert "MAX_JOB_MEMORY_BYTES, lowered since the job was submitted" in (job.error_message or "")
+    assert "training.batch_size" in (job.error_message or "")
+    assert steps_of(embedded, job_id) == []
+
+
+def test_a_job_whose_memory_grows_past_the_budget_is_stopped_cleanly(
+    embedded: Service, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    leak: list[np.ndarray] = []
+
+    def leaking_generator_loss(fake: torch.Tensor) -> torch.Tensor:
+        leak.append(np.ones(16 * 2**20, dtype=np.uint8))  # 16 MiB a step, really touched
+        return honest.generator(fake)
+
+    honest = LOSSES["non_saturating"]
+    monkeypatch.setitem(
+        LOSSES, "non_saturating", LossPair(honest.discriminator, leaking_generator_loss)
+    )
+    embedded.settings.max_job_memory_bytes = 256 * 2**20  # far above the tiny spec's estimate
+    job_id = embedded.submit(tiny_spec(steps=1_000))
+
+    outcome = run(embedded, job_id)
+
+    leak.clear()
+    job = embedded.job(job_id)
+    assert (outcome.status, outcome.error_code) == ("failed", "memory_exceeded")
+    assert (job.status, job.error_code, job.lease_expires_at) == ("failed", "memory_exceeded", None)
+    assert 4 < job.step < 40  # ~16 steps of 16 MiB; not at once, and well before the end
+    assert f"stopped at step {job.step}" in (job.error_message or "")
+    assert "256.0 MiB a job (MAX_JOB_MEMORY_BYTES)" in (job.error_message or "")
+    assert "lower training.batch_size or model.width" in (job.error_message or "")
+
+
+def test_a_checkpoint_that_storage_refuses_fails_the_job_clearly(
+    embedded: Service, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    honest_put = LocalStorage.put_bytes
+
+    def refuse_checkpoints(self: LocalStorage, key: str, data: bytes, *args: object) -> None:
+        if "/checkpoints/" in key and "00000020" in key:
+            raise PermissionError(13, "Permission denied", key)
+        honest_put(self, key, data, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(LocalStorage, "put_bytes", refuse_checkpoints)
+    job_id = embedded.submit(tiny_spec(steps=100))
+
+    assert run(embedded, job_id).status == "failed"
+
+    job = embedded.job(job_id)
+    assert (job.status, job.error_code, job.step) == ("failed", "storage_unavailable", 20)
+    assert "the checkpoint of step 20" in (job.error_message or "")
+    assert "PermissionError" in (job.error_message or "")
+    assert [c.step for c in embedded.rows(Checkpoint, job_id, Checkpoint.step)] == [10]
+    assert job.lease_expires_at is None and job.model_id is None
+
+
+def test_metric_writes_survive_a_database_blink(
+    embedded: Service, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    honest_record = reporter.record_metrics
+    refused: list[int] = []
+
+    def blinking_record(session: Session, *, job_id: str, step: int, **kwargs: Any) -> None:
+        if 10 <= step <= 20 and refused.count(step) < 2:  # steps 10-20 fail twice each
+            refused.append(step)
+            raise OperationalError("INSERT", {}, Exception("server closed the connection"))
+        honest_record(session, job_id=job_id, step=step, **kwargs)
+
+    monkeypatch.setattr(reporter, "record_metrics", blinking_record)
+    job_id = embedded.submit(tiny_spec(steps=40))
+
+    assert run(embedded, job_id).status == "succeeded"
+
+    assert refused, "the blink never happened"
+    assert steps_of(embedded, job_id) == list(range(5, 41, 5))  # every point, once
+    assert steps_of(embedded, job_id, "g_loss") == list(range(5, 41, 5))
