@@ -4,6 +4,7 @@ holds its writes and the job succeeds with every metric point exactly once."""
 from __future__ import annotations
 
 import logging
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -23,6 +24,7 @@ from tests.worker.conftest import tiny_spec
 from worker.runner import run_job
 
 STEPS = 3000
+DOWN_S = 2.0
 LOG_EVERY = 5
 
 
@@ -66,6 +68,7 @@ def test_a_postgres_restart_mid_job_loses_no_point_and_the_api_recovers(
             wait_for(lambda: points() >= 20, timeout=60, what="the first metric points")
 
             private_pg.stop()
+            stopped = time.monotonic()
             down = client.get(f"/v1/jobs/{job_id}", headers=headers)
             assert down.status_code == 503, down.text
             assert down.json()["error"]["code"] == "unavailable"
@@ -76,8 +79,11 @@ def test_a_postgres_restart_mid_job_loses_no_point_and_the_api_recovers(
                 timeout=30,
                 what="the worker to hold its writes",
             )
+            # Down for DOWN_S: every answer meanwhile is a 503, and training goes on.
+            while time.monotonic() - stopped < DOWN_S:
+                assert client.get("/v1/jobs", headers=headers).status_code == 503
+                time.sleep(0.1)  # polling interval
             assert not running.done(), "the job ended before the database came back"
-            assert client.get("/v1/jobs", headers=headers).status_code == 503
 
             private_pg.start()
             wait_for(
@@ -85,11 +91,13 @@ def test_a_postgres_restart_mid_job_loses_no_point_and_the_api_recovers(
                 timeout=30,
                 what="the API to answer again",
             )
+            back = time.monotonic()
             outcome = running.result(timeout=240)
     finally:
         dispose_engines()
 
     assert outcome.status == "succeeded", outcome
+    print(f"postgres down for {back - stopped:.1f} s (stop to the API's first 200 again)")
     assert "database reachable again" in caplog.text
     expected = list(range(LOG_EVERY, STEPS + 1, LOG_EVERY))
     with session_scope(sessions) as session:

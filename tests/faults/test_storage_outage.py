@@ -88,6 +88,7 @@ def test_storage_lost_at_a_checkpoint_fails_the_job_in_bounded_time(
     assert job.lease_expires_at is None
     # The next checkpoint was due within 200 steps (well under a second here), then at most
     # ATTEMPTS tries of TIMEOUT_S each plus boto3's backoff between them.
+    print(f"storage {outage}: the job failed {took:.1f} s after storage went away")
     assert took < 30, f"took {took:.1f} s"
     checkpoints = service.rows(Checkpoint, job_id, Checkpoint.step)
     assert checkpoints[0].step == 200 and job.step > checkpoints[-1].step
