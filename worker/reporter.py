@@ -24,7 +24,7 @@ import math
 import time
 from collections import deque
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
@@ -40,6 +40,7 @@ from worker.outcome import STORAGE_UNAVAILABLE, JobFailed
 log = logging.getLogger("ganforge.worker")
 
 Write = Callable[[Session], None]
+T = TypeVar("T")
 
 FIRST_BACKOFF_S = 0.1
 MAX_BACKOFF_S = 5.0
@@ -117,6 +118,14 @@ class PendingWrites:
                 log.info("database reachable again; writing what was held")
                 self._backoff = 0.0
         return True
+
+    def call(self, write: Callable[[Session], T], *, timeout_s: float) -> T | None:
+        """Run ``write`` after everything queued, retried like the others, and return what its
+        committed try returned; None if the writes were dropped (the job is no longer ours)."""
+        results: list[T] = []
+        self.submit(lambda session: results.append(write(session)), wait_s=timeout_s)
+        self.flush(timeout_s)
+        return results[-1] if results else None  # the last try is the one that committed
 
     def flush(self, timeout_s: float) -> None:
         """Write everything queued, waiting out the backoff; ``DatabaseUnavailable`` if some is

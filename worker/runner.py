@@ -41,7 +41,7 @@ from gan_engine.run import build_trainer, export_files, load_training_data
 from gan_engine.spec import Spec, SpecError, parse_spec
 from gan_engine.trainer import Trainer, TrainingDiverged, TrainResult
 from store.db import get_sessionmaker, session_scope
-from store.jobs import claim_job, finish_job, latest_checkpoint, succeed_job
+from store.jobs import claim_job, finish_job, get_job, latest_checkpoint, succeed_job
 from store.models import Dataset as DatasetRow
 from store.models import JobStatus, finite_or_none, new_id
 from store.queue import enqueue_train, make_celery
@@ -73,7 +73,7 @@ from worker.outcome import (
     Outcome,
     StopReason,
 )
-from worker.reporter import Reporter
+from worker.reporter import DatabaseUnavailable, Reporter
 
 log = logging.getLogger("ganforge.worker")
 
@@ -181,28 +181,10 @@ def run_job(
     lease.start()
     try:
         outcome = run.outcome(spec_data)
-        reporter.flush()  # every point and event before the final status
+        if outcome.status not in (JobStatus.SUCCEEDED, LEASE_LOST):  # success wrote its own
+            outcome = run.finish(outcome)
     finally:
         lease.stop()
-
-    if outcome.status == JobStatus.SUCCEEDED:  # written with its model
-        log.info("job %s succeeded", job_id)
-        return outcome
-    if lease.lost or outcome.status == LEASE_LOST:
-        return Outcome(LEASE_LOST, step=outcome.step)
-    with session_scope(sessions) as session:
-        failed = outcome.is_failure
-        if not finish_job(
-            session,
-            job_id=job_id,
-            worker_id=worker_id,
-            status=outcome.status,
-            error_code=outcome.error_code if failed else None,
-            error_message=outcome.message if failed else None,
-            note=None if failed else outcome.message,
-            step=outcome.step,
-        ):
-            return Outcome(LEASE_LOST, step=outcome.step)
     if outcome.status == JobStatus.INTERRUPTED:
         (requeue or (lambda job: enqueue_train(job, app=_celery_for(settings))))(job_id)
     log.info("job %s %s %s", job_id, outcome.status, outcome.error_code or "")
@@ -231,10 +213,18 @@ class _Run:
     def step(self) -> int | None:
         return self.trainer.step if self.trainer is not None else None
 
+    @property
+    def worker_id(self) -> str:
+        return self.stops.lease.worker_id
+
     def outcome(self, spec_data: dict[str, Any]) -> Outcome:
-        """Train and say how it ended; an error is a failed outcome, never an exception."""
+        """Train and say how it ended; an error is a failed outcome, never an exception (but a
+        database away for longer than the writes may wait: then nothing can be written, and the
+        lease runs out)."""
         try:
             return self.train(spec_data)
+        except DatabaseUnavailable:
+            raise
         except JobFailed as error:
             return Outcome.failed(error.code, str(error), self.step)
         except TrainingDiverged as error:
@@ -267,6 +257,36 @@ class _Run:
         self.resume(trainer)
         result = trainer.fit()
         return self.ending(spec, dataset, trainer, result)
+
+    def finish(self, outcome: Outcome) -> Outcome:
+        """Write ``outcome`` (not a success) to the job row after every held write, retried like
+        them; ``LEASE_LOST`` if the job is no longer ours."""
+        if self.stops.lease.lost:
+            return Outcome(LEASE_LOST, step=outcome.step)
+        failed = outcome.is_failure
+        written = self.reporter.writes.call(
+            lambda session: finish_job(
+                session,
+                job_id=self.job_id,
+                worker_id=self.worker_id,
+                status=outcome.status,
+                error_code=outcome.error_code if failed else None,
+                error_message=outcome.message if failed else None,
+                note=None if failed else outcome.message,
+                step=outcome.step,
+            ),
+            timeout_s=self.settings.lease_s,
+        )
+        if written or self.left_as(outcome.status):  # a retry after an unclear commit says False
+            return outcome
+        return Outcome(LEASE_LOST, step=outcome.step)
+
+    def left_as(self, status: str, model_id: str | None = None) -> bool:
+        """Whether this worker left the job in ``status`` (with ``model_id``)."""
+        with session_scope(self.sessions) as session:
+            job = get_job(session, job_id=self.job_id)
+            mine = job.status == status and job.worker_id == self.worker_id
+            return mine and (model_id is None or job.model_id == model_id)
 
     def ending(
         self, spec: Spec, dataset: Dataset, trainer: Trainer, result: TrainResult
@@ -306,20 +326,21 @@ class _Run:
                 self.storage.put_bytes(model_prefix(model_id) + name, data, content_type)
         summary = result.summary or self.reporter.latest_metrics  # resumed at the last step
         conditional = spec.model.conditioning != "none"
-        self.reporter.flush()
-        with session_scope(self.sessions) as session:
-            model = succeed_job(
+        model = self.reporter.writes.call(
+            lambda session: succeed_job(
                 session,
                 job_id=self.job_id,
-                worker_id=self.stops.lease.worker_id,
+                worker_id=self.worker_id,
                 model_id=model_id,
                 class_names=dataset.class_names if conditional else None,
                 image_shape=image_shape(dataset),
                 summary=_json_safe(summary),
                 step=result.step,
-            )
-        if model is None:  # the job was taken from us while uploading
-            self.storage.delete_prefix(model_prefix(model_id))
+            ),
+            timeout_s=self.settings.lease_s,
+        )
+        if model is None and not self.left_as(JobStatus.SUCCEEDED, model_id):
+            self.storage.delete_prefix(model_prefix(model_id))  # taken from us while uploading
             return Outcome(LEASE_LOST, step=result.step)
         return Outcome(JobStatus.SUCCEEDED, step=result.step)
 

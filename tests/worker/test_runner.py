@@ -28,7 +28,7 @@ from store.models import Checkpoint, Job, JobEvent, Metric, Sample, TrainedModel
 from store.models import Dataset as DatasetRow
 from store.storage import LocalStorage, dataset_pack_key, model_config_key, model_weights_key
 from tests.worker.conftest import Service, new_tenant, poll, tiny_spec
-from worker import reporter, tasks
+from worker import reporter, runner, tasks
 from worker.evaluators import StorageEvaluatorCache
 from worker.runner import LEASE_LOST, NOT_CLAIMED, SHUTTING_DOWN, Outcome, run_job
 
@@ -445,3 +445,50 @@ def test_metric_writes_survive_a_database_blink(
     assert refused, "the blink never happened"
     assert steps_of(embedded, job_id) == list(range(5, 41, 5))  # every point, once
     assert steps_of(embedded, job_id, "g_loss") == list(range(5, 41, 5))
+
+
+def test_the_final_write_survives_a_blink_even_after_an_unclear_commit(
+    embedded: Service, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    honest_succeed = runner.succeed_job
+    tries: list[str] = []
+
+    def committed_then_lost(session: Session, **kwargs: Any) -> Any:
+        tries.append("try")
+        model = honest_succeed(session, **kwargs)
+        if len(tries) == 1:  # the commit reaches the server, its answer is lost
+            session.commit()
+            raise OperationalError("COMMIT", {}, Exception("server closed the connection"))
+        return model
+
+    monkeypatch.setattr(runner, "succeed_job", committed_then_lost)
+    job_id = embedded.submit(tiny_spec(steps=10))
+
+    assert run(embedded, job_id).status == "succeeded"
+
+    assert tries == ["try", "try"]  # the retry found the job already succeeded: ours
+    job = embedded.job(job_id)
+    [model] = embedded.rows(TrainedModel, job_id)
+    assert job.model_id == model.id and embedded.storage.exists(model_weights_key(model.id))
+
+
+def test_a_failure_is_written_even_if_the_database_blinks_then(
+    embedded: Service, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    honest_finish = runner.finish_job
+    refused: list[int] = []
+
+    def blinking_finish(session: Session, **kwargs: Any) -> bool:
+        if len(refused) < 3:
+            refused.append(1)
+            raise OperationalError("UPDATE", {}, Exception("connection refused"))
+        return honest_finish(session, **kwargs)
+
+    monkeypatch.setattr(runner, "finish_job", blinking_finish)
+    job_id = embedded.submit(tiny_spec(steps=1000, training={"max_runtime_s": 0.001}))
+
+    assert run(embedded, job_id).status == "failed"
+
+    assert len(refused) == 3
+    job = embedded.job(job_id)
+    assert (job.status, job.error_code) == ("failed", "max_runtime_exceeded")
