@@ -325,6 +325,59 @@ def request_cancel(session: Session, *, job_id: str, tenant_id: str) -> Job:
 # --- the worker side ---------------------------------------------------------------------------
 
 
+_LEASE_COLUMNS: Final = select(
+    Job.id,
+    Job.status,
+    Job.attempt,
+    Job.workers_lost,
+    Job.worker_id,
+    Job.lease_expires_at,
+    Job.cancel_requested,
+    Job.step,
+)
+_WORKER_LOST_ADVICE: Final = (
+    "A job that keeps losing its worker may be crashing it (out of memory: lower "
+    "training.batch_size or model.width); its checkpoints are kept"
+)
+
+
+def _lose_worker(
+    session: Session, job: Row[Any], *, now: datetime, max_attempts: int
+) -> JobStatus | None:
+    """The running ``job``'s lease expired at ``now``: its worker is presumed lost. The job is
+    ``cancelled`` if a cancel was requested, ``failed`` (``worker_lost``) if this was the
+    ``max_attempts``-th attempt to lose its worker, else ``interrupted`` (to re-enqueue). Returns
+    the new status; None if the row changed meanwhile."""
+    lost = job.workers_lost + 1
+    values: dict[str, Any] = {"workers_lost": lost}
+    detail = f" (lease expired; worker {job.worker_id} lost)"
+    if job.cancel_requested:
+        move = LOSE_CANCELLED
+    elif lost >= max_attempts:
+        move = GIVE_UP
+        message = (
+            f"its worker was lost on {lost} attempts (the last was attempt {job.attempt}); "
+            f"MAX_ATTEMPTS is {max_attempts}, so it is not run again. {_WORKER_LOST_ADVICE}"
+        )
+        values |= {"error_code": WORKER_LOST, "error_message": message}
+        detail += f": {WORKER_LOST}: {message}"
+    else:
+        move = LOSE
+    still_expired = (Job.lease_expires_at < _at(now), Job.workers_lost == job.workers_lost)
+    moved = _transition(
+        session,
+        move,
+        job_id=job.id,
+        current=JobStatus.RUNNING,
+        where=still_expired,
+        values=values,
+        detail=detail,
+        step=job.step,
+        now=now,
+    )
+    return move.target if moved else None
+
+
 def claim_job(
     session: Session,
     *,
@@ -633,59 +686,6 @@ def record_checkpoint(
 
 
 # --- the reaper --------------------------------------------------------------------------------
-
-
-_LEASE_COLUMNS: Final = select(
-    Job.id,
-    Job.status,
-    Job.attempt,
-    Job.workers_lost,
-    Job.worker_id,
-    Job.lease_expires_at,
-    Job.cancel_requested,
-    Job.step,
-)
-_WORKER_LOST_ADVICE: Final = (
-    "A job that keeps losing its worker may be crashing it (out of memory: lower "
-    "training.batch_size or model.width); its checkpoints are kept"
-)
-
-
-def _lose_worker(
-    session: Session, job: Row[Any], *, now: datetime, max_attempts: int
-) -> JobStatus | None:
-    """The running ``job``'s lease expired at ``now``: its worker is presumed lost. The job is
-    ``cancelled`` if a cancel was requested, ``failed`` (``worker_lost``) if this was the
-    ``max_attempts``-th attempt to lose its worker, else ``interrupted`` (to re-enqueue). Returns
-    the new status; None if the row changed meanwhile."""
-    lost = job.workers_lost + 1
-    values: dict[str, Any] = {"workers_lost": lost}
-    detail = f" (lease expired; worker {job.worker_id} lost)"
-    if job.cancel_requested:
-        move = LOSE_CANCELLED
-    elif lost >= max_attempts:
-        move = GIVE_UP
-        message = (
-            f"its worker was lost on {lost} attempts (the last was attempt {job.attempt}); "
-            f"MAX_ATTEMPTS is {max_attempts}, so it is not run again. {_WORKER_LOST_ADVICE}"
-        )
-        values |= {"error_code": WORKER_LOST, "error_message": message}
-        detail += f": {WORKER_LOST}: {message}"
-    else:
-        move = LOSE
-    still_expired = (Job.lease_expires_at < _at(now), Job.workers_lost == job.workers_lost)
-    moved = _transition(
-        session,
-        move,
-        job_id=job.id,
-        current=JobStatus.RUNNING,
-        where=still_expired,
-        values=values,
-        detail=detail,
-        step=job.step,
-        now=now,
-    )
-    return move.target if moved else None
 
 
 def reap(

@@ -76,7 +76,6 @@ class PendingWrites:
         self._queue: deque[Write] = deque()
         self._backoff = 0.0
         self._next_try = -math.inf
-        self.retried = 0  # writes that failed at least once and were tried again (a statistic)
 
     def __len__(self) -> int:
         return len(self._queue)
@@ -106,12 +105,12 @@ class PendingWrites:
                     self._queue[0](session)
             except Exception as error:
                 if not is_unreachable(error):
+                    self._queue.popleft()  # a bug, not an outage: retrying would repeat it
                     raise
                 self._backoff = min(MAX_BACKOFF_S, max(FIRST_BACKOFF_S, 2 * self._backoff))
                 self._next_try = self.clock() + self._backoff
                 if self._backoff == FIRST_BACKOFF_S:
                     log.warning("database unreachable; holding %d write(s)", len(self._queue))
-                self.retried += 1
                 return False
             self._queue.popleft()
             if self._backoff:

@@ -492,3 +492,19 @@ def test_a_failure_is_written_even_if_the_database_blinks_then(
     assert len(refused) == 3
     job = embedded.job(job_id)
     assert (job.status, job.error_code) == ("failed", "max_runtime_exceeded")
+
+
+def test_a_write_that_fails_for_a_bug_fails_the_job_and_does_not_block_its_end(
+    embedded: Service, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken_record_sample(session: Session, **_: Any) -> None:
+        raise RuntimeError("a bug in the sample row")
+
+    monkeypatch.setattr(reporter, "record_sample", broken_record_sample)
+    job_id = embedded.submit(tiny_spec(steps=30))
+
+    assert run(embedded, job_id).status == "failed"
+
+    job = embedded.job(job_id)
+    assert (job.status, job.error_code, job.lease_expires_at) == ("failed", "internal_error", None)
+    assert "a bug in the sample row" in (job.error_message or "")
