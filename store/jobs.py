@@ -1,8 +1,10 @@
 """The job lifecycle (DESIGN.md §4), shared by the API, the worker and the reaper.
 
-Postgres is the truth, the broker only a trigger: every state change is one conditional UPDATE
+Postgres is the truth, the broker only a trigger: every status change is one conditional UPDATE
 (compare-and-set on the row), so a message delivered twice trains once and a lost worker cannot
-overwrite the job's next owner. Each status change writes a ``job_events`` row (code ``status``).
+overwrite the job's next owner. Every status change a job can make is a row of the transition
+table below, and all of them go through ``_transition``: the compare-and-set plus its ``job_events``
+row (code ``status``).
 
 Functions flush and never commit: the caller owns the transaction (``store.db.session_scope``) and
 should keep it short. No savepoints are used (pysqlite's are unreliable); idempotent inserts use the
@@ -12,12 +14,12 @@ dialect's ``INSERT ... ON CONFLICT``.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Protocol
+from typing import Any, Final, Protocol
 
-from sqlalchemy import func, literal, select, update
+from sqlalchemy import Row, func, literal, select, update
 from sqlalchemy.orm import Session
 
 from store.db import rowcount
@@ -30,17 +32,21 @@ from store.models import (
     Checkpoint,
     Job,
     JobEvent,
+    JobStatus,
     Metric,
     Sample,
+    Tenant,
     TrainedModel,
     UTCDateTime,
     finite_or_none,
     new_id,
     utcnow,
 )
+from store.settings import DEFAULT_MAX_ATTEMPTS
 from store.storage import model_prefix
 
 STATUS = "status"  # the event code of every status change
+WORKER_LOST = "worker_lost"  # the error code of a job whose retry budget (MAX_ATTEMPTS) is spent
 MAX_MESSAGE_CHARS = 10_000
 NO_SYNC = {"synchronize_session": False}
 
@@ -69,6 +75,82 @@ class Heartbeat:
         return self.owned and not self.cancel_requested
 
 
+# --- the transition table ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Transition:
+    """A kind of status change: from one of ``sources`` to ``target``; sets the timestamp column
+    ``stamp`` to now (``started_at`` only the first time) and writes a status event at ``level``.
+    Leaving ``running`` clears the lease."""
+
+    sources: tuple[JobStatus, ...]
+    target: JobStatus
+    stamp: str
+    level: str
+
+
+_S = JobStatus
+_RUNNING: Final = (_S.RUNNING,)
+_ANY_ACTIVE: Final = (*_RUNNING, *CLAIMABLE_STATUSES)
+
+# Every status change a job can make. The worker claims, succeeds, fails, stops as cancelled and
+# hands back; the API cancels a job that is not running; the reaper (or a claim that finds an
+# expired lease) loses a worker, and gives up once MAX_ATTEMPTS attempts lost theirs.
+# fmt: off
+#                                  from                to              stamp          event level
+CLAIM: Final =          Transition(CLAIMABLE_STATUSES, _S.RUNNING,     "started_at",  "info")
+SUCCEED: Final =        Transition(_RUNNING,           _S.SUCCEEDED,   "finished_at", "info")
+FAIL: Final =           Transition(_RUNNING,           _S.FAILED,      "finished_at", "error")
+STOP_CANCELLED: Final = Transition(_RUNNING,           _S.CANCELLED,   "finished_at", "info")
+HAND_BACK: Final =      Transition(_RUNNING,           _S.INTERRUPTED, "enqueued_at", "info")
+CANCEL: Final =         Transition(CLAIMABLE_STATUSES, _S.CANCELLED,   "finished_at", "info")
+LOSE: Final =           Transition(_RUNNING,           _S.INTERRUPTED, "enqueued_at", "warning")
+LOSE_CANCELLED: Final = Transition(_RUNNING,           _S.CANCELLED,   "finished_at", "warning")
+GIVE_UP: Final =        Transition(_ANY_ACTIVE,        _S.FAILED,      "finished_at", "error")
+# fmt: on
+
+# What ``finish_job`` does for each status a worker may leave its job in.
+_FINISH: Final = {
+    JobStatus.SUCCEEDED: SUCCEED,
+    JobStatus.FAILED: FAIL,
+    JobStatus.CANCELLED: STOP_CANCELLED,
+    JobStatus.INTERRUPTED: HAND_BACK,
+}
+
+
+def _transition(
+    session: Session,
+    move: Transition,
+    *,
+    job_id: str,
+    current: str,
+    where: Sequence[Any] = (),
+    values: Mapping[str, Any] | None = None,
+    detail: str = "",
+    step: int | None = None,
+    now: datetime | None = None,
+) -> bool:
+    """Move job ``job_id`` from status ``current`` to ``move.target`` if it is still ``current``
+    and every condition in ``where`` still holds (one conditional UPDATE, also setting
+    ``values``), then write the status event ``"{current} → {target}{detail}"``. False, and
+    nothing written, if the row changed meanwhile."""
+    if current not in move.sources:
+        raise ValueError(f"no transition from {current!r} to {str(move.target)!r}")
+    now = now or utcnow()
+    sets: dict[str, Any] = {"status": move.target, "updated_at": now}
+    first_time = move.stamp == "started_at"
+    sets[move.stamp] = func.coalesce(Job.started_at, _at(now)) if first_time else now
+    if move.target != JobStatus.RUNNING:
+        sets["lease_expires_at"] = None
+    sets.update(values or {})
+    if not _set(session, Job.id == job_id, Job.status == current, *where, **sets):
+        return False
+    message = f"{current} → {move.target}{detail}"[:MAX_MESSAGE_CHARS]
+    record_event(session, job_id=job_id, step=step, level=move.level, code=STATUS, message=message)
+    return True
+
+
 def _insert(session: Session) -> Callable[..., Any]:
     """The dialect's ``insert`` (it has ``on_conflict_do_*``)."""
     dialect = session.get_bind().dialect.name
@@ -90,15 +172,9 @@ def _at(now: datetime) -> Any:
 
 
 def _set(session: Session, *where: Any, **values: Any) -> bool:
-    """``UPDATE jobs SET values WHERE where``: the compare-and-set of every transition."""
+    """``UPDATE jobs SET values WHERE where``; True if a row matched."""
     statement = update(Job).where(*where).values(**values).execution_options(**NO_SYNC)
     return rowcount(session.execute(statement)) > 0
-
-
-def _status_event(
-    session: Session, job_id: str, message: str, level: str = "info", step: int | None = None
-) -> None:
-    record_event(session, job_id=job_id, step=step, level=level, code=STATUS, message=message)
 
 
 # --- reading -----------------------------------------------------------------------------------
@@ -150,6 +226,10 @@ def create_job(
         existing := _by_idempotency_key(session, tenant_id, idempotency_key)
     ):
         return _same_spec_or_conflict(existing, spec_data, idempotency_key), False
+    if max_active is not None:
+        # One submission of this tenant at a time counts and inserts (PostgreSQL; SQLite writes
+        # one at a time anyway), so a burst cannot slip past the limit between the two.
+        session.execute(select(Tenant.id).where(Tenant.id == tenant_id).with_for_update())
     if max_active is not None and count_active_jobs(session, tenant_id=tenant_id) >= max_active:
         raise LimitExceeded(
             f"this account already has {max_active} queued or running jobs (the limit); "
@@ -166,10 +246,11 @@ def create_job(
         tenant_id=tenant_id,
         spec=spec_data,
         dataset_id=(spec_data.get("dataset") or {}).get("id"),
-        status="queued",
+        status=JobStatus.QUEUED,
         step=0,
         total_steps=total_steps,
         attempt=0,
+        workers_lost=0,
         cancel_requested=False,
         idempotency_key=idempotency_key,
         latest_metrics={},
@@ -186,7 +267,7 @@ def create_job(
         existing = _by_idempotency_key(session, tenant_id, idempotency_key)
         assert existing is not None
         return _same_spec_or_conflict(existing, spec_data, idempotency_key), False
-    _status_event(session, job_id, "created → queued")
+    record_event(session, job_id=job_id, code=STATUS, message=f"created → {JobStatus.QUEUED}")
     return get_job(session, job_id=job_id), True
 
 
@@ -210,26 +291,17 @@ def request_cancel(session: Session, *, job_id: str, tenant_id: str) -> Job:
     Already finished: ``Conflict``."""
     for _ in range(5):  # the job may change state under us; each pass is a compare-and-set
         job = get_job(session, job_id=job_id, tenant_id=tenant_id)
-        status, now = job.status, utcnow()
+        status = job.status
         if status in FINISHED_STATUSES:
             raise Conflict(
                 f"job {job_id} is already {status}; only queued, interrupted or running jobs "
                 "can be cancelled"
             )
-        if status == "running" and job.cancel_requested:
-            return job
-        if status == "running":
-            values: dict[str, Any] = {"cancel_requested": True, "updated_at": now}
-        else:
-            values = {
-                "status": "cancelled",
-                "cancel_requested": True,
-                "lease_expires_at": None,
-                "finished_at": now,
-                "updated_at": now,
-            }
-        if _set(session, Job.id == job_id, Job.status == status, **values):
-            if status == "running":
+        if status == JobStatus.RUNNING:
+            if job.cancel_requested:
+                return job
+            running = (Job.id == job_id, Job.status == status)
+            if _set(session, *running, cancel_requested=True, updated_at=utcnow()):
                 record_event(
                     session,
                     job_id=job_id,
@@ -237,8 +309,15 @@ def request_cancel(session: Session, *, job_id: str, tenant_id: str) -> Job:
                     code="cancel_requested",
                     message="cancel requested; the worker stops at its next heartbeat",
                 )
-            else:
-                _status_event(session, job_id, f"{status} → cancelled", step=job.step)
+                return get_job(session, job_id=job_id)
+        elif _transition(
+            session,
+            CANCEL,
+            job_id=job_id,
+            current=status,
+            values={"cancel_requested": True},
+            step=job.step,
+        ):
             return get_job(session, job_id=job_id)
     raise Conflict(f"job {job_id} kept changing state; try again")
 
@@ -246,34 +325,124 @@ def request_cancel(session: Session, *, job_id: str, tenant_id: str) -> Job:
 # --- the worker side ---------------------------------------------------------------------------
 
 
-def claim_job(session: Session, *, job_id: str, worker_id: str, lease_s: float) -> Job | None:
+_LEASE_COLUMNS: Final = select(
+    Job.id,
+    Job.status,
+    Job.attempt,
+    Job.workers_lost,
+    Job.worker_id,
+    Job.lease_expires_at,
+    Job.cancel_requested,
+    Job.step,
+)
+_WORKER_LOST_ADVICE: Final = (
+    "A job that keeps losing its worker may be crashing it (out of memory: lower "
+    "training.batch_size or model.width); its checkpoints are kept"
+)
+
+
+def _lose_worker(
+    session: Session, job: Row[Any], *, now: datetime, max_attempts: int
+) -> JobStatus | None:
+    """The running ``job``'s lease expired at ``now``: its worker is presumed lost. The job is
+    ``cancelled`` if a cancel was requested, ``failed`` (``worker_lost``) if this was the
+    ``max_attempts``-th attempt to lose its worker, else ``interrupted`` (to re-enqueue). Returns
+    the new status; None if the row changed meanwhile."""
+    lost = job.workers_lost + 1
+    values: dict[str, Any] = {"workers_lost": lost}
+    detail = f" (lease expired; worker {job.worker_id} lost)"
+    if job.cancel_requested:
+        move = LOSE_CANCELLED
+    elif lost >= max_attempts:
+        move = GIVE_UP
+        message = (
+            f"its worker was lost on {lost} attempts (the last was attempt {job.attempt}); "
+            f"MAX_ATTEMPTS is {max_attempts}, so it is not run again. {_WORKER_LOST_ADVICE}"
+        )
+        values |= {"error_code": WORKER_LOST, "error_message": message}
+        detail += f": {WORKER_LOST}: {message}"
+    else:
+        move = LOSE
+    still_expired = (Job.lease_expires_at < _at(now), Job.workers_lost == job.workers_lost)
+    moved = _transition(
+        session,
+        move,
+        job_id=job.id,
+        current=JobStatus.RUNNING,
+        where=still_expired,
+        values=values,
+        detail=detail,
+        step=job.step,
+        now=now,
+    )
+    return move.target if moved else None
+
+
+def claim_job(
+    session: Session,
+    *,
+    job_id: str,
+    worker_id: str,
+    lease_s: float,
+    max_attempts: int = DEFAULT_MAX_ATTEMPTS,
+) -> Job | None:
     """Take a queued or interrupted job: one conditional UPDATE, so of several workers racing on
-    one job exactly one wins. None: someone else has it, or it is finished/cancelled.
+    one job exactly one wins. None: someone else has it, it is finished or cancelled, or its
+    retry budget is spent.
+
+    The retry budget: a job whose worker was lost on ``max_attempts`` attempts ends ``failed``
+    with ``worker_lost`` instead of being claimed again (a job stored under a larger budget). A
+    running job whose lease expired, which no reaper has seen yet, is lost here as the reaper
+    would (``_lose_worker``) and then claimed if it may run again.
 
     ``worker_id`` should be unique per task run (host, pid and a random part): it is the token that
     later heartbeats and ``finish_job`` must present. Commit right after claiming.
     """
-    row = session.execute(select(Job.status, Job.attempt).where(Job.id == job_id)).one_or_none()
-    if row is None or row.status not in CLAIMABLE_STATUSES:
+    row = session.execute(_LEASE_COLUMNS.where(Job.id == job_id)).one_or_none()
+    if row is None:
+        return None
+    status, lost = row.status, row.workers_lost
+    if status == JobStatus.RUNNING:
+        now = utcnow()
+        if row.lease_expires_at is None or row.lease_expires_at >= now:
+            return None  # its worker holds the lease: a duplicate delivery
+        status = _lose_worker(session, row, now=now, max_attempts=max_attempts)
+        lost += 1
+    if status not in CLAIMABLE_STATUSES:
+        return None
+    if lost >= max_attempts:
+        message = (
+            f"its worker was lost on {lost} attempts already and MAX_ATTEMPTS is {max_attempts}; "
+            f"it is not run again. {_WORKER_LOST_ADVICE}"
+        )
+        _transition(
+            session,
+            GIVE_UP,
+            job_id=job_id,
+            current=status,
+            where=(Job.workers_lost == lost,),
+            values={"error_code": WORKER_LOST, "error_message": message},
+            detail=f": {WORKER_LOST}: {message}",
+            step=row.step,
+        )
         return None
     now = utcnow()
-    claimed = _set(
+    attempt = row.attempt + 1
+    claimed = _transition(
         session,
-        Job.id == job_id,
-        Job.status == row.status,
-        Job.attempt == row.attempt,
-        Job.cancel_requested.is_(False),
-        status="running",
-        attempt=row.attempt + 1,
-        worker_id=worker_id,
-        lease_expires_at=now + timedelta(seconds=lease_s),
-        started_at=func.coalesce(Job.started_at, _at(now)),
-        updated_at=now,
+        CLAIM,
+        job_id=job_id,
+        current=status,
+        where=(Job.attempt == row.attempt, Job.cancel_requested.is_(False)),
+        values={
+            "attempt": attempt,
+            "worker_id": worker_id,
+            "lease_expires_at": now + timedelta(seconds=lease_s),
+        },
+        detail=f" (attempt {attempt})",
+        now=now,
     )
-    if not claimed:
-        return None
-    _status_event(session, job_id, f"{row.status} → running (attempt {row.attempt + 1})")
-    return get_job(session, job_id=job_id)
+    return get_job(session, job_id=job_id) if claimed else None
 
 
 def heartbeat(
@@ -297,7 +466,7 @@ def heartbeat(
         values["images_per_s"] = finite_or_none(images_per_s)
     cancel = session.execute(
         update(Job)
-        .where(Job.id == job_id, Job.worker_id == worker_id, Job.status == "running")
+        .where(Job.id == job_id, Job.worker_id == worker_id, Job.status == JobStatus.RUNNING)
         .values(**values)
         .returning(Job.cancel_requested)
         .execution_options(**NO_SYNC)
@@ -316,42 +485,45 @@ def finish_job(
     status: str,
     error_code: str | None = None,
     error_message: str | None = None,
+    note: str | None = None,
     model_id: str | None = None,
     summary: dict[str, Any] | None = None,
     step: int | None = None,
 ) -> bool:
     """End our running job as succeeded, failed or cancelled, or hand it back as interrupted (a
-    graceful worker shutdown; re-enqueue it then). False, and nothing written, if it is no longer
-    ours."""
-    if status not in (*FINISHED_STATUSES, "interrupted"):
+    graceful worker shutdown; re-enqueue it then). Only a failed job carries an error
+    (``error_code``, ``error_message``); ``note`` is said in the status event of the others
+    ("worker shut down at step 40"). False, and nothing written, if the job is no longer ours."""
+    move = _FINISH.get(status)  # type: ignore[call-overload]  # a str finds its JobStatus key
+    if move is None:
         raise ValueError(f"finish_job cannot set status {status!r}")
-    now = utcnow()
+    failed = move.target == JobStatus.FAILED
+    if (error_code or error_message) and not failed:
+        raise ValueError(f"a {status} job has no error; say why in its note")
     values: dict[str, Any] = {
-        "status": status,
         "error_code": error_code,
         "error_message": error_message[:MAX_MESSAGE_CHARS] if error_message else None,
-        "lease_expires_at": None,
-        "updated_at": now,
     }
-    if status == "interrupted":
-        values["enqueued_at"] = now
-    else:
-        values["finished_at"] = now
     if model_id is not None:
         values["model_id"] = model_id
     if summary is not None:
         values["summary_metrics"] = summary
     if step is not None:
         values["step"] = step
-    ours = (Job.id == job_id, Job.worker_id == worker_id, Job.status == "running")
-    if not _set(session, *ours, **values):
-        return False
-    message = f"running → {status}"
-    if error_code or error_message:
-        message += f": {error_code or 'error'}" + (f": {error_message}" if error_message else "")
-    level = "error" if status == "failed" else "warning" if status == "interrupted" else "info"
-    _status_event(session, job_id, message[:MAX_MESSAGE_CHARS], level=level, step=step)
-    return True
+    if failed:
+        detail = f": {error_code or 'error'}" + (f": {error_message}" if error_message else "")
+    else:
+        detail = f": {note}" if note else ""
+    return _transition(
+        session,
+        move,
+        job_id=job_id,
+        current=JobStatus.RUNNING,
+        where=(Job.worker_id == worker_id,),
+        values=values,
+        detail=detail,
+        step=step,
+    )
 
 
 def succeed_job(
@@ -371,7 +543,7 @@ def succeed_job(
         session,
         job_id=job_id,
         worker_id=worker_id,
-        status="succeeded",
+        status=JobStatus.SUCCEEDED,
         model_id=model_id,
         summary=summary,
         step=step,
@@ -521,38 +693,26 @@ def reap(
     *,
     now: datetime | None = None,
     requeue_queued_older_than_s: float = 600.0,
+    max_attempts: int = DEFAULT_MAX_ATTEMPTS,
     limit: int = 500,
 ) -> list[str]:
     """Mark running jobs whose lease expired ``interrupted`` (``cancelled`` if a cancel was
-    requested), and return the ids to (re-)enqueue: those, plus queued or interrupted jobs not
-    enqueued for ``requeue_queued_older_than_s`` (their broker message may be lost; duplicates are
-    harmless thanks to ``claim_job``). Safe to run from several processes at once."""
+    requested; ``failed`` with ``worker_lost`` once ``max_attempts`` attempts lost their worker),
+    and return the ids to (re-)enqueue: the interrupted ones, plus queued or interrupted jobs not
+    enqueued for ``requeue_queued_older_than_s`` (their broker message may be lost; duplicates
+    are harmless thanks to ``claim_job``). Safe to run from several processes at once."""
     now = now or utcnow()
     to_enqueue: list[str] = []
 
     expired = session.execute(
-        select(Job.id, Job.worker_id, Job.cancel_requested, Job.step)
-        .where(Job.status == "running", Job.lease_expires_at < _at(now))
+        _LEASE_COLUMNS.where(Job.status == JobStatus.RUNNING, Job.lease_expires_at < _at(now))
         .order_by(Job.lease_expires_at)
         .limit(limit)
         .with_for_update(skip_locked=True)
     ).all()
-    for job_id, worker_id, cancel_requested, step in expired:
-        status = "cancelled" if cancel_requested else "interrupted"
-        values: dict[str, Any] = {"status": status, "lease_expires_at": None, "updated_at": now}
-        values["finished_at" if cancel_requested else "enqueued_at"] = now
-        still_expired = (Job.status == "running", Job.lease_expires_at < _at(now))
-        if not _set(session, Job.id == job_id, *still_expired, **values):
-            continue
-        _status_event(
-            session,
-            job_id,
-            f"running → {status} (lease expired; worker {worker_id} lost)",
-            level="warning",
-            step=step,
-        )
-        if not cancel_requested:
-            to_enqueue.append(job_id)
+    for job in expired:
+        if _lose_worker(session, job, now=now, max_attempts=max_attempts) in CLAIMABLE_STATUSES:
+            to_enqueue.append(job.id)
 
     stale_before = now - timedelta(seconds=requeue_queued_older_than_s)
     stale = session.scalars(

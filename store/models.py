@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 import secrets
 from datetime import UTC, datetime
+from enum import StrEnum
 from typing import Any, ClassVar, Final
 
 from sqlalchemy import (
@@ -30,11 +31,38 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
-JOB_STATUSES: Final = ("queued", "running", "succeeded", "failed", "cancelled", "interrupted")
-ACTIVE_STATUSES: Final = ("queued", "running", "interrupted")
-CLAIMABLE_STATUSES: Final = ("queued", "interrupted")
-FINISHED_STATUSES: Final = ("succeeded", "failed", "cancelled")
+
+class JobStatus(StrEnum):
+    """A job's status (DESIGN.md §4). The members are strings: ``JobStatus.QUEUED == "queued"``.
+
+    ``interrupted``: its worker was lost or shut down; the job is back in the queue and resumes
+    from its newest checkpoint. The groups below and the table's CHECK constraint derive from
+    this enum; nothing else in store/ or worker/ spells the names out."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    INTERRUPTED = "interrupted"
+
+
+JOB_STATUSES: Final = tuple(JobStatus)
+# A worker may take these (a fresh job, or one handed back to the queue).
+CLAIMABLE_STATUSES: Final = (JobStatus.QUEUED, JobStatus.INTERRUPTED)
+# Not finished yet: they count against a tenant's concurrent-job limit.
+ACTIVE_STATUSES: Final = tuple(
+    s for s in JobStatus if s in CLAIMABLE_STATUSES or s is JobStatus.RUNNING
+)
+# Final: nothing changes a finished job's status again.
+FINISHED_STATUSES: Final = tuple(s for s in JobStatus if s not in ACTIVE_STATUSES)
 EVENT_LEVELS: Final = ("info", "warning", "error")
+
+
+def _in(column: str, values: tuple[str, ...]) -> str:
+    """``column IN ('a', 'b')``: the text of a CHECK constraint (the migrations hold the same)."""
+    return f"{column} IN ({', '.join(repr(str(value)) for value in values)})"
+
 
 ID_BYTES = 12  # 16 URL-safe characters
 
@@ -123,10 +151,7 @@ class Job(Base):
     __tablename__ = "jobs"
     __table_args__ = (
         UniqueConstraint("tenant_id", "idempotency_key", name="uq_jobs_tenant_idempotency_key"),
-        CheckConstraint(
-            "status IN ('queued', 'running', 'succeeded', 'failed', 'cancelled', 'interrupted')",
-            name="ck_jobs_status",
-        ),
+        CheckConstraint(_in("status", JOB_STATUSES), name="ck_jobs_status"),
         Index("ix_jobs_tenant_created", "tenant_id", "created_at"),
         Index("ix_jobs_tenant_status", "tenant_id", "status"),
         Index("ix_jobs_status_lease", "status", "lease_expires_at"),
@@ -139,13 +164,19 @@ class Job(Base):
     dataset_id: Mapped[str | None] = mapped_column(
         String(40), index=True, doc="the uploaded dataset the spec names (no FK: builtins)"
     )
-    status: Mapped[str] = mapped_column(String(16), default="queued")
+    status: Mapped[str] = mapped_column(String(16), default=JobStatus.QUEUED)
     step: Mapped[int] = mapped_column(Integer, default=0)
     total_steps: Mapped[int] = mapped_column(Integer)
     images_per_s: Mapped[float | None] = mapped_column(Float)
     error_code: Mapped[str | None] = mapped_column(String(64))
     error_message: Mapped[str | None] = mapped_column(Text)
-    attempt: Mapped[int] = mapped_column(Integer, default=0)
+    attempt: Mapped[int] = mapped_column(Integer, default=0, doc="claims so far")
+    workers_lost: Mapped[int] = mapped_column(
+        Integer,
+        default=0,
+        server_default="0",
+        doc="attempts whose worker was lost (lease expired); MAX_ATTEMPTS caps it",
+    )
     worker_id: Mapped[str | None] = mapped_column(String(200))
     lease_expires_at: Mapped[datetime | None]
     cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
@@ -169,7 +200,7 @@ class Job(Base):
     @property
     def eta_s(self) -> float | None:
         """Seconds left at the current speed (``images_per_s`` / batch size steps a second)."""
-        if self.status != "running" or not self.images_per_s:
+        if self.status != JobStatus.RUNNING or not self.images_per_s:
             return None
         batch = int(self.spec.get("training", {}).get("batch_size") or 0)
         if batch <= 0:
@@ -182,7 +213,7 @@ class JobEvent(Base):
     __tablename__ = "job_events"
     __table_args__ = (
         UniqueConstraint("job_id", "seq", name="uq_job_events_job_seq"),
-        CheckConstraint("level IN ('info', 'warning', 'error')", name="ck_job_events_level"),
+        CheckConstraint(_in("level", EVENT_LEVELS), name="ck_job_events_level"),
     )
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)

@@ -15,6 +15,7 @@ from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 MB = 1024 * 1024
+DEFAULT_MAX_ATTEMPTS = 3
 
 
 class Settings(BaseSettings):
@@ -53,6 +54,20 @@ class Settings(BaseSettings):
         gt=0,
         description="a job's training memory: specs estimated above it are refused at submission, "
         "and a worker stops a job that grows past it",
+    )
+
+    # Faults: how often a job may lose its worker, and how long object storage may keep us
+    # waiting (every request is bounded: a timeout per connection and read, a number of tries).
+    max_attempts: int = Field(
+        DEFAULT_MAX_ATTEMPTS,
+        ge=1,
+        description="attempts that may lose their worker; then the job fails with worker_lost",
+    )
+    storage_timeout_s: float = Field(
+        10.0, gt=0, description="object storage: connect and read timeout of each try"
+    )
+    storage_max_attempts: int = Field(
+        3, ge=1, description="object storage: tries of each request (the S3 client's retries)"
     )
 
     @model_validator(mode="after")

@@ -260,7 +260,12 @@ class S3Storage(ObjectStorage):
         secret_access_key: str | None = None,
         region: str | None = None,
         client: S3Client | None = None,
+        timeout_s: float = 10.0,
+        max_attempts: int = 3,
     ) -> None:
+        """``timeout_s`` bounds each connection and each read, ``max_attempts`` the tries of each
+        request (boto3's standard retries, with backoff), so an unreachable endpoint fails after
+        a bounded time instead of hanging."""
         import boto3
         from botocore.config import Config
 
@@ -276,9 +281,9 @@ class S3Storage(ObjectStorage):
             config=Config(
                 s3={"addressing_style": "path"},
                 signature_version="s3v4",
-                retries={"max_attempts": 5, "mode": "standard"},
-                connect_timeout=5,
-                read_timeout=60,
+                retries={"max_attempts": max_attempts, "mode": "standard"},
+                connect_timeout=timeout_s,
+                read_timeout=timeout_s,
             ),
         )
 
@@ -409,6 +414,8 @@ def storage_from_url(url: str | None = None, settings: Settings | None = None) -
             access_key_id=settings.s3_access_key_id,
             secret_access_key=secret.get_secret_value() if secret else None,
             region=settings.s3_region,
+            timeout_s=settings.storage_timeout_s,
+            max_attempts=settings.storage_max_attempts,
         )
     raise ValueError(f"unsupported STORAGE_URL {url!r}: use file:///path or s3://bucket[/prefix]")
 

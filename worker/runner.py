@@ -1,25 +1,31 @@
 """One training job, start to finish, with no Celery in sight (the task only calls ``run_job``).
 
-1. Claim the job row (a conditional UPDATE): a duplicate delivery, or a job someone else runs or
-   that is already finished, returns ``NOT_CLAIMED`` at once and trains nothing.
-2. Resolve the dataset: a builtin is read from ``GANFORGE_DATA_DIR``; ``{"id": "ds_..."}`` is the
-   tenant's uploaded pack, downloaded from ``datasets/{id}/pack.npz`` to a temporary file.
-3. Build the trainer with a ``Reporter``; resume from the newest checkpoint if the job has one.
-4. Train, then finish the row: ``succeeded`` (the generator uploaded to ``models/{id}/`` and
-   registered), ``failed`` with an error code, ``cancelled``, or handed back ``interrupted`` and
-   re-enqueued when the worker is shutting down. A job is never left running by an error: if even
-   the final write fails (database down), the lease runs out and the reaper re-enqueues it.
+1. Claim the job row (a conditional UPDATE): a duplicate delivery, a job someone else runs or
+   that is already finished, or a job whose retry budget is spent returns ``NOT_CLAIMED`` at once
+   and trains nothing. A worker that is shutting down claims nothing (``SHUTTING_DOWN``).
+2. Load the data: a builtin from ``GANFORGE_DATA_DIR``; ``{"id": "ds_..."}`` is the tenant's
+   uploaded pack, downloaded from ``datasets/{id}/pack.npz`` to a temporary file whose path goes
+   to the loader. Check the spec's memory estimate against ``MAX_JOB_MEMORY_BYTES``.
+3. Build the trainer with the ``Reporter`` (what the run records) and ``Stops`` (when it must
+   stop: the ``Lease`` lost or a cancel, the memory budget, a shutdown); resume from the newest
+   checkpoint if the job has one.
+4. Train, then finish the row from the ``Outcome``: ``succeeded`` (the generator uploaded to
+   ``models/{id}/`` and registered), ``failed`` with an error code, ``cancelled``, or handed back
+   ``interrupted`` and re-enqueued when the worker is shutting down. A job is never left running
+   by an error: if even the final write fails (database down for longer than the writes may
+   wait), the lease runs out and the reaper re-enqueues it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import secrets
 import socket
 import tempfile
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, Final
 
@@ -28,15 +34,16 @@ from celery import Celery
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from gan_engine.callbacks import Callback
 from gan_engine.checkpoint import CheckpointError, load_checkpoint
 from gan_engine.data import Dataset, DatasetError
 from gan_engine.run import build_trainer, export_files, load_training_data
 from gan_engine.spec import Spec, SpecError, parse_spec
 from gan_engine.trainer import Trainer, TrainingDiverged, TrainResult
 from store.db import get_sessionmaker, session_scope
-from store.jobs import claim_job, finish_job, latest_checkpoint, succeed_job
+from store.jobs import claim_job, finish_job, get_job, latest_checkpoint, succeed_job
 from store.models import Dataset as DatasetRow
-from store.models import finite_or_none, new_id
+from store.models import JobStatus, finite_or_none, new_id
 from store.queue import enqueue_train, make_celery
 from store.settings import Settings, get_settings
 from store.storage import (
@@ -47,33 +54,32 @@ from store.storage import (
     storage_from_url,
 )
 from worker.evaluators import StorageEvaluatorCache
-from worker.reporter import Reporter, StopReason
+from worker.lease import Lease
+from worker.memory import MemoryWatch, check_estimate
+from worker.outcome import (
+    CHECKPOINT_ERROR,
+    DATASET_ERROR,
+    DIVERGED,
+    INTERNAL_ERROR,
+    INVALID_SPEC,
+    LEASE_LOST,
+    MAX_RUNTIME_EXCEEDED,
+    MEMORY_EXCEEDED,
+    NOT_CLAIMED,
+    OUT_OF_MEMORY,
+    SHUTTING_DOWN,
+    STORAGE_UNAVAILABLE,
+    JobFailed,
+    Outcome,
+    StopReason,
+)
+from worker.reporter import DatabaseUnavailable, Reporter
 
 log = logging.getLogger("ganforge.worker")
 
-# What run_job returns besides the job statuses "succeeded", "failed", "cancelled" and
-# "interrupted" (handed back on a worker shutdown).
-NOT_CLAIMED: Final = "not_claimed"  # a duplicate delivery, or the job is not claimable
-LEASE_LOST: Final = "lease_lost"  # the job was taken away mid-run; nothing more was written
-
-# Error codes of failed jobs (jobs.error_code).
-INVALID_SPEC: Final = "invalid_spec"
-DATASET_ERROR: Final = "dataset_error"
-CHECKPOINT_ERROR: Final = "checkpoint_error"
-DIVERGED: Final = "diverged"
-MAX_RUNTIME_EXCEEDED: Final = "max_runtime_exceeded"
-OUT_OF_MEMORY: Final = "out_of_memory"
-INTERNAL_ERROR: Final = "internal_error"
+__all__ = ["LEASE_LOST", "NOT_CLAIMED", "SHUTTING_DOWN", "Outcome", "run_job"]
 
 CONTENT_TYPES: Final = {".json": "application/json", ".safetensors": "application/octet-stream"}
-
-
-class JobFailed(Exception):
-    """Ends the job as failed with ``code``; the message is shown to the user."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
 
 
 def new_worker_id() -> str:
@@ -90,6 +96,30 @@ def _celery_for(settings: Settings) -> Celery:
     return _CELERY[settings.broker_url]
 
 
+class Stops(Callback):
+    """When the run must stop before its last step, asked after every step: the lease lost or a
+    cancel (``Lease``), the memory budget (``MemoryWatch``), a worker shutdown. Also hands the
+    logged steps' progress to the lease."""
+
+    def __init__(self, lease: Lease, memory: MemoryWatch, shutdown: threading.Event) -> None:
+        self.lease, self.memory, self.shutdown = lease, memory, shutdown
+
+    @property
+    def reason(self) -> StopReason | None:
+        if reason := self.lease.stop_reason:
+            return reason
+        if self.memory.exceeded is not None:
+            return StopReason.MEMORY_EXCEEDED
+        return StopReason.SHUTDOWN if self.shutdown.is_set() else None
+
+    def on_step(self, step: int, metrics: dict[str, float]) -> None:
+        self.lease.progress(step, metrics.get("images_per_s"))
+
+    def should_stop(self, step: int) -> bool:
+        self.memory.check(step)
+        return self.reason is not None
+
+
 def run_job(
     job_id: str,
     *,
@@ -97,161 +127,300 @@ def run_job(
     worker_id: str | None = None,
     shutdown: threading.Event | None = None,
     requeue: Callable[[str], None] | None = None,
-) -> str:
-    """Train job ``job_id`` if this call can claim it; returns the status it left the job in
-    (``succeeded``, ``failed``, ``cancelled``, ``interrupted``) or ``NOT_CLAIMED`` /
-    ``LEASE_LOST``.
+) -> Outcome:
+    """Train job ``job_id`` if this call can claim it; returns how it left the job (``Outcome``;
+    its status is a ``JobStatus``, or ``NOT_CLAIMED`` / ``LEASE_LOST`` / ``SHUTTING_DOWN``).
 
     ``shutdown``: set it (the worker does on SIGTERM) to stop after the current step, save a
     checkpoint there, hand the job back as ``interrupted`` and re-enqueue it with ``requeue``
-    (default: ``store.queue.enqueue_train`` on the settings' broker).
+    (default: ``store.queue.enqueue_train`` on the settings' broker). Already set: nothing is
+    claimed.
     """
     settings = settings or get_settings()
     worker_id = worker_id or new_worker_id()
+    shutdown = shutdown or threading.Event()
+    if shutdown.is_set():
+        log.info("job %s not claimed: this worker is shutting down", job_id)
+        return Outcome(SHUTTING_DOWN)
     sessions = get_sessionmaker(settings.database_url)
     storage = storage_from_url(settings.storage_url, settings)  # a bad URL fails before the claim
+    memory = MemoryWatch(settings.max_job_memory_bytes)  # the baseline: before the job loads
     with session_scope(sessions) as session:
-        job = claim_job(session, job_id=job_id, worker_id=worker_id, lease_s=settings.lease_s)
+        job = claim_job(
+            session,
+            job_id=job_id,
+            worker_id=worker_id,
+            lease_s=settings.lease_s,
+            max_attempts=settings.max_attempts,
+        )
         if job is None:
-            log.info("job %s not claimed (duplicate delivery, or not queued)", job_id)
-            return NOT_CLAIMED
+            log.info(
+                "job %s not claimed (duplicate delivery, not queued, or out of attempts)", job_id
+            )
+            return Outcome(NOT_CLAIMED)
         spec_data, tenant_id, attempt = dict(job.spec), job.tenant_id, job.attempt
     log.info("job %s claimed by %s (attempt %d)", job_id, worker_id, attempt)
 
-    reporter = Reporter(
+    lease = Lease(
         job_id=job_id,
         worker_id=worker_id,
         sessions=sessions,
-        storage=storage,
         lease_s=settings.lease_s,
         heartbeat_s=settings.heartbeat_s,
-        shutdown=shutdown,
     )
-    reporter.start()
-    finish: dict[str, Any] | None
+    reporter = Reporter(
+        job_id=job_id,
+        sessions=sessions,
+        storage=storage,
+        writable=lambda: not lease.lost,
+        wait_s=settings.lease_s,  # longer than that, the lease is gone anyway
+    )
+    run = _Run(
+        job_id, tenant_id, settings, sessions, storage, reporter, Stops(lease, memory, shutdown)
+    )
+    lease.start()
     try:
-        finish = _train(job_id, tenant_id, spec_data, settings, sessions, storage, reporter)
-    except JobFailed as error:
-        finish = {"status": "failed", "error_code": error.code, "error_message": str(error)}
-    except TrainingDiverged as error:
-        finish = {"status": "failed", "error_code": DIVERGED, "error_message": str(error)}
-    except torch.cuda.OutOfMemoryError as error:
-        message = f"out of memory: {error}. Lower training.batch_size or model.width"
-        finish = {"status": "failed", "error_code": OUT_OF_MEMORY, "error_message": message}
-    except Exception as error:
-        log.exception("job %s failed with an unexpected error", job_id)
-        message = f"internal error ({type(error).__name__}: {error}); please report it"
-        finish = {"status": "failed", "error_code": INTERNAL_ERROR, "error_message": message}
+        outcome = run.outcome(spec_data)
+        if outcome.status not in (JobStatus.SUCCEEDED, LEASE_LOST):  # success wrote its own
+            outcome = run.finish(outcome)
     finally:
-        reporter.stop()
-
-    if reporter.lease_lost:
-        return LEASE_LOST
-    if finish is None:
-        log.info("job %s succeeded", job_id)
-        return "succeeded"
-    finish.setdefault("step", reporter.step)
-    with session_scope(sessions) as session:
-        if not finish_job(session, job_id=job_id, worker_id=worker_id, **finish):
-            return LEASE_LOST
-    status = str(finish["status"])
-    if status == "interrupted":
-        if requeue is None:
-            enqueue_train(job_id, app=_celery_for(settings))
-        else:
-            requeue(job_id)
-    log.info("job %s %s %s", job_id, status, finish.get("error_code") or "")
-    return status
+        lease.stop()
+    if outcome.status == JobStatus.INTERRUPTED:
+        (requeue or (lambda job: enqueue_train(job, app=_celery_for(settings))))(job_id)
+    log.info("job %s %s %s", job_id, outcome.status, outcome.error_code or "")
+    return outcome
 
 
-def _train(
-    job_id: str,
-    tenant_id: str,
-    spec_data: dict[str, Any],
-    settings: Settings,
-    sessions: sessionmaker[Session],
-    storage: ObjectStorage,
-    reporter: Reporter,
-) -> dict[str, Any] | None:
-    """Train; return the ``finish_job`` arguments, or None when nothing is left to write (the
-    job succeeded, or its lease was lost)."""
-    try:
-        spec = parse_spec(spec_data)
-    except SpecError as error:
-        raise JobFailed(INVALID_SPEC, f"the stored spec is not valid: {error}") from None
-    dataset = resolve_dataset(
-        spec, tenant_id=tenant_id, settings=settings, storage=storage, sessions=sessions
-    )
-    try:
-        trainer = build_trainer(
-            spec,
-            dataset,
-            callbacks=[reporter],
-            evaluator_cache=StorageEvaluatorCache(storage),
-        )
-    except SpecError as error:
-        raise JobFailed(INVALID_SPEC, str(error)) from None
-    resume(trainer, job_id=job_id, sessions=sessions, storage=storage, reporter=reporter)
-    result = trainer.fit()
+class _Run:
+    """One attempt at a claimed job: everything between the claim and the final write."""
 
-    reason = reporter.stop_reason
-    if reason == StopReason.LEASE_LOST:
-        return None
-    if reason == StopReason.CANCELLED:
-        return {"status": "cancelled", "step": result.step}
-    if reason == StopReason.SHUTDOWN:
-        reporter.on_checkpoint(result.step, trainer.state_dict())  # no step is trained twice
-        return {
-            "status": "interrupted",
-            "error_message": f"worker shut down at step {result.step}; the job resumes there",
-            "step": result.step,
-        }
-    if result.stopped_early:  # the trainer's own limit: training.max_runtime_s
-        return {
-            "status": "failed",
-            "error_code": MAX_RUNTIME_EXCEEDED,
-            "error_message": (
-                f"stopped at step {result.step} of {spec.training.steps}: training.max_runtime_s "
-                f"({spec.training.max_runtime_s:g} s) was reached. Raise max_runtime_s or lower "
-                "training.steps; the checkpoints saved so far are listed under the job"
+    def __init__(
+        self,
+        job_id: str,
+        tenant_id: str,
+        settings: Settings,
+        sessions: sessionmaker[Session],
+        storage: ObjectStorage,
+        reporter: Reporter,
+        stops: Stops,
+    ) -> None:
+        self.job_id, self.tenant_id, self.settings = job_id, tenant_id, settings
+        self.sessions, self.storage = sessions, storage
+        self.reporter, self.stops = reporter, stops
+        self.trainer: Trainer | None = None
+
+    @property
+    def step(self) -> int | None:
+        return self.trainer.step if self.trainer is not None else None
+
+    @property
+    def worker_id(self) -> str:
+        return self.stops.lease.worker_id
+
+    def outcome(self, spec_data: dict[str, Any]) -> Outcome:
+        """Train and say how it ended; an error is a failed outcome, never an exception (but a
+        database away for longer than the writes may wait: then nothing can be written, and the
+        lease runs out)."""
+        try:
+            return self.train(spec_data)
+        except DatabaseUnavailable:
+            raise
+        except JobFailed as error:
+            return Outcome.failed(error.code, str(error), self.step)
+        except TrainingDiverged as error:
+            return Outcome.failed(DIVERGED, str(error), self.step)
+        except torch.cuda.OutOfMemoryError as error:
+            message = f"out of memory: {error}. Lower training.batch_size or model.width"
+            return Outcome.failed(OUT_OF_MEMORY, message, self.step)
+        except Exception as error:
+            log.exception("job %s failed with an unexpected error", self.job_id)
+            message = f"internal error ({type(error).__name__}: {error}); please report it"
+            return Outcome.failed(INTERNAL_ERROR, message, self.step)
+
+    def train(self, spec_data: dict[str, Any]) -> Outcome:
+        try:
+            spec = parse_spec(spec_data)
+        except SpecError as error:
+            raise JobFailed(INVALID_SPEC, f"the stored spec is not valid: {error}") from None
+        spec, dataset = self.load_data(spec)
+        check_estimate(spec, dataset, budget_bytes=self.settings.max_job_memory_bytes)
+        try:
+            self.trainer = trainer = build_trainer(
+                spec,
+                dataset,
+                callbacks=[self.reporter, self.stops],
+                evaluator_cache=StorageEvaluatorCache(self.storage),
+            )
+        except SpecError as error:
+            raise JobFailed(INVALID_SPEC, str(error)) from None
+        self.stops.memory.watch(trainer.device)
+        self.resume(trainer)
+        result = trainer.fit()
+        return self.ending(spec, dataset, trainer, result)
+
+    def finish(self, outcome: Outcome) -> Outcome:
+        """Write ``outcome`` (not a success) to the job row after every held write, retried like
+        them; ``LEASE_LOST`` if the job is no longer ours."""
+        if self.stops.lease.lost:
+            return Outcome(LEASE_LOST, step=outcome.step)
+        failed = outcome.is_failure
+        written = self.reporter.writes.call(
+            lambda session: finish_job(
+                session,
+                job_id=self.job_id,
+                worker_id=self.worker_id,
+                status=outcome.status,
+                error_code=outcome.error_code if failed else None,
+                error_message=outcome.message if failed else None,
+                note=None if failed else outcome.message,
+                step=outcome.step,
             ),
-            "step": result.step,
-        }
-    _succeed(job_id, trainer, result, spec, dataset, sessions, storage, reporter)
-    return None
-
-
-def _succeed(
-    job_id: str,
-    trainer: Trainer,
-    result: TrainResult,
-    spec: Spec,
-    dataset: Dataset,
-    sessions: sessionmaker[Session],
-    storage: ObjectStorage,
-    reporter: Reporter,
-) -> None:
-    """Upload the generator, then mark the job succeeded and register the model in one commit."""
-    model_id = new_id("mdl")
-    for name, data in export_files(trainer, result).items():
-        content_type = CONTENT_TYPES.get(Path(name).suffix, "application/octet-stream")
-        storage.put_bytes(model_prefix(model_id) + name, data, content_type)
-    summary = result.summary or reporter.latest_metrics  # resumed at the last step: no eval
-    conditional = spec.model.conditioning != "none"
-    with session_scope(sessions) as session:
-        model = succeed_job(
-            session,
-            job_id=job_id,
-            worker_id=reporter.worker_id,
-            model_id=model_id,
-            class_names=dataset.class_names if conditional else None,
-            image_shape=image_shape(dataset),
-            summary=_json_safe(summary),
-            step=result.step,
+            timeout_s=self.settings.lease_s,
         )
-    if model is None:  # the job was taken from us while uploading
-        storage.delete_prefix(model_prefix(model_id))
-        reporter.lease_lost = True
+        if written or self.left_as(outcome.status):  # a retry after an unclear commit says False
+            return outcome
+        return Outcome(LEASE_LOST, step=outcome.step)
+
+    def left_as(self, status: str, model_id: str | None = None) -> bool:
+        """Whether this worker left the job in ``status`` (with ``model_id``)."""
+        with session_scope(self.sessions) as session:
+            job = get_job(session, job_id=self.job_id)
+            mine = job.status == status and job.worker_id == self.worker_id
+            return mine and (model_id is None or job.model_id == model_id)
+
+    def ending(
+        self, spec: Spec, dataset: Dataset, trainer: Trainer, result: TrainResult
+    ) -> Outcome:
+        step = result.step
+        reason = self.stops.reason
+        if reason == StopReason.LEASE_LOST:
+            return Outcome(LEASE_LOST, step=step)
+        if reason == StopReason.CANCELLED:
+            return Outcome(JobStatus.CANCELLED, step=step)
+        if reason == StopReason.MEMORY_EXCEEDED:
+            return Outcome.failed(MEMORY_EXCEEDED, self.stops.memory.message(), step)
+        if reason == StopReason.SHUTDOWN:
+            if step not in self.reporter.checkpoint_steps:  # no step is trained twice
+                self.reporter.on_checkpoint(step, trainer.state_dict())
+            note = f"worker shut down at step {step}; the job resumes there"
+            return Outcome(JobStatus.INTERRUPTED, message=note, step=step)
+        if result.stopped_early:  # the trainer's own limit: training.max_runtime_s
+            return Outcome.failed(
+                MAX_RUNTIME_EXCEEDED,
+                f"stopped at step {step} of {spec.training.steps}: training.max_runtime_s "
+                f"({spec.training.max_runtime_s:g} s) was reached. Raise max_runtime_s or lower "
+                "training.steps; the checkpoints saved so far are listed under the job",
+                step,
+            )
+        return self.succeed(spec, dataset, trainer, result)
+
+    def succeed(
+        self, spec: Spec, dataset: Dataset, trainer: Trainer, result: TrainResult
+    ) -> Outcome:
+        """Upload the generator, then mark the job succeeded and register the model in one
+        commit, once every held write is made."""
+        model_id = new_id("mdl")
+        for name, data in export_files(trainer, result).items():
+            content_type = CONTENT_TYPES.get(Path(name).suffix, "application/octet-stream")
+            with _storage_failure(f"the trained generator ({model_prefix(model_id)}{name})"):
+                self.storage.put_bytes(model_prefix(model_id) + name, data, content_type)
+        summary = result.summary or self.reporter.latest_metrics  # resumed at the last step
+        conditional = spec.model.conditioning != "none"
+        model = self.reporter.writes.call(
+            lambda session: succeed_job(
+                session,
+                job_id=self.job_id,
+                worker_id=self.worker_id,
+                model_id=model_id,
+                class_names=dataset.class_names if conditional else None,
+                image_shape=image_shape(dataset),
+                summary=_json_safe(summary),
+                step=result.step,
+            ),
+            timeout_s=self.settings.lease_s,
+        )
+        if model is None and not self.left_as(JobStatus.SUCCEEDED, model_id):
+            self.storage.delete_prefix(model_prefix(model_id))  # taken from us while uploading
+            return Outcome(LEASE_LOST, step=result.step)
+        return Outcome(JobStatus.SUCCEEDED, step=result.step)
+
+    def load_data(self, spec: Spec) -> tuple[Spec, Dataset]:
+        """The spec's training data (and the spec with the image size it fits). An uploaded
+        dataset must still exist and belong to the job's tenant."""
+        try:
+            with self.pack_path(spec) as pack_path:
+                return load_training_data(
+                    spec, data_dir=self.settings.ganforge_data_dir, pack_path=pack_path
+                )
+        except DatasetError as error:
+            raise JobFailed(DATASET_ERROR, str(error)) from None
+
+    @contextlib.contextmanager
+    def pack_path(self, spec: Spec) -> Iterator[Path | None]:
+        """The local copy of the spec's uploaded pack, deleted afterwards (None: a builtin)."""
+        dataset_id = spec.dataset.id
+        if dataset_id is None:
+            yield None
+            return
+        with session_scope(self.sessions) as session:
+            key = session.scalar(
+                select(DatasetRow.storage_key).where(
+                    DatasetRow.id == dataset_id, DatasetRow.tenant_id == self.tenant_id
+                )
+            )
+        if key is None:
+            raise DatasetError(
+                f"dataset {dataset_id} does not exist (was it deleted?); upload it again and "
+                "submit a new job"
+            )
+        with tempfile.TemporaryDirectory(prefix="ganforge-dataset-") as folder:
+            path = Path(folder) / "pack.npz"
+            try:
+                with _storage_failure(f"the data of dataset {dataset_id}"):
+                    self.storage.get_file(key, path)
+            except StorageKeyNotFound:
+                raise DatasetError(
+                    f"the data of dataset {dataset_id} is missing from storage "
+                    f"({dataset_pack_key(dataset_id)}); upload it again"
+                ) from None
+            yield path
+
+    def resume(self, trainer: Trainer) -> int | None:
+        """Load the job's newest checkpoint into ``trainer``; returns its step (None: fresh)."""
+        with session_scope(self.sessions) as session:
+            checkpoint = latest_checkpoint(session, job_id=self.job_id)
+            found = None if checkpoint is None else (checkpoint.step, checkpoint.storage_key)
+        if found is None:
+            return None
+        step, key = found
+        try:
+            with _storage_failure(f"the checkpoint of step {step}"):
+                state = self.storage.get_bytes(key)
+            trainer.load_state_dict(load_checkpoint(state))
+        except (CheckpointError, StorageKeyNotFound) as error:
+            raise JobFailed(
+                CHECKPOINT_ERROR, f"cannot resume from the checkpoint at step {step}: {error}"
+            ) from None
+        self.reporter.checkpoint_steps.append(trainer.step)
+        self.stops.lease.progress(trainer.step)
+        self.reporter.event("resumed", f"resumed from step {trainer.step}", step=trainer.step)
+        return trainer.step
+
+
+@contextlib.contextmanager
+def _storage_failure(what: str) -> Iterator[None]:
+    """A storage call that fails, after the client's own bounded tries, fails the job as
+    ``storage_unavailable``; a missing key is left to the caller."""
+    try:
+        yield
+    except StorageKeyNotFound:
+        raise
+    except Exception as error:
+        raise JobFailed(
+            STORAGE_UNAVAILABLE,
+            f"object storage failed on {what}: {type(error).__name__}: {error}. Submit the job "
+            "again once storage is reachable",
+        ) from error
 
 
 def image_shape(dataset: Dataset) -> list[int]:
@@ -265,69 +434,3 @@ def image_shape(dataset: Dataset) -> list[int]:
 
 def _json_safe(metrics: dict[str, float]) -> dict[str, Any]:
     return {name: finite_or_none(value) for name, value in metrics.items()}
-
-
-def resolve_dataset(
-    spec: Spec,
-    *,
-    tenant_id: str,
-    settings: Settings,
-    storage: ObjectStorage,
-    sessions: sessionmaker[Session],
-) -> Dataset:
-    """The spec's training data. An uploaded dataset must still exist and belong to the job's
-    tenant; its pack is downloaded to a temporary file that is deleted once loaded."""
-    try:
-        if spec.dataset.id is None:
-            return load_training_data(spec, data_dir=settings.ganforge_data_dir)[1]
-        dataset_id = spec.dataset.id
-        with session_scope(sessions) as session:
-            row = session.scalar(
-                select(DatasetRow).where(
-                    DatasetRow.id == dataset_id, DatasetRow.tenant_id == tenant_id
-                )
-            )
-            key = row.storage_key if row is not None else None
-        if key is None:
-            raise DatasetError(
-                f"dataset {dataset_id} does not exist (was it deleted?); upload it again and "
-                "submit a new job"
-            )
-        with tempfile.TemporaryDirectory(prefix="ganforge-dataset-") as folder:
-            path = Path(folder) / "pack.npz"
-            try:
-                storage.get_file(key, path)
-            except StorageKeyNotFound:
-                raise DatasetError(
-                    f"the data of dataset {dataset_id} is missing from storage "
-                    f"({dataset_pack_key(dataset_id)}); upload it again"
-                ) from None
-            return load_training_data(spec, data_dir=settings.ganforge_data_dir, pack_path=path)[1]
-    except DatasetError as error:
-        raise JobFailed(DATASET_ERROR, str(error)) from None
-
-
-def resume(
-    trainer: Trainer,
-    *,
-    job_id: str,
-    sessions: sessionmaker[Session],
-    storage: ObjectStorage,
-    reporter: Reporter,
-) -> int | None:
-    """Load the job's newest checkpoint into ``trainer``; returns its step (None: fresh start)."""
-    with session_scope(sessions) as session:
-        checkpoint = latest_checkpoint(session, job_id=job_id)
-        found = None if checkpoint is None else (checkpoint.step, checkpoint.storage_key)
-    if found is None:
-        return None
-    step, key = found
-    try:
-        trainer.load_state_dict(load_checkpoint(storage.get_bytes(key)))
-    except (CheckpointError, StorageKeyNotFound) as error:
-        raise JobFailed(
-            CHECKPOINT_ERROR, f"cannot resume from the checkpoint at step {step}: {error}"
-        ) from None
-    reporter.step = trainer.step
-    reporter.event("resumed", f"resumed from step {trainer.step}", step=trainer.step)
-    return trainer.step

@@ -4,14 +4,23 @@ from __future__ import annotations
 
 import threading
 
+from celery.exceptions import Reject
+
 from store.settings import get_settings
-from worker.runner import new_worker_id, run_job
+from worker.runner import SHUTTING_DOWN, new_worker_id, run_job
 
 # Set by the worker's SIGTERM/SIGINT handler (see worker.app): the running job stops after its
-# current step, saves a checkpoint there, and is handed back to the queue.
+# current step, saves a checkpoint there, and is handed back to the queue. From then on this
+# worker claims nothing: a message it still receives (the job it just handed back, say) is
+# rejected back to the queue for the next worker.
 SHUTDOWN = threading.Event()
 
 
 def train(job_id: str) -> str:
     """Train one job; returns the status it was left in (see ``run_job``)."""
-    return run_job(job_id, settings=get_settings(), worker_id=new_worker_id(), shutdown=SHUTDOWN)
+    outcome = run_job(job_id, settings=get_settings(), worker_id=new_worker_id(), shutdown=SHUTDOWN)
+    if outcome.status == SHUTTING_DOWN:
+        message = f"worker shutting down; job {job_id} is left for the next worker"
+        # from None: raised while Celery handles its own shutdown, which is not this story
+        raise Reject(message, requeue=True) from None
+    return outcome.status

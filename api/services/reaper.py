@@ -1,5 +1,6 @@
-"""The reaper (DESIGN.md §4): jobs whose worker was lost go back to the queue, and queued jobs
-whose broker message was lost are enqueued again. Runs in the API process as a background loop."""
+"""The reaper (DESIGN.md §4): jobs whose worker was lost go back to the queue (or fail with
+``worker_lost`` once ``MAX_ATTEMPTS`` attempts lost theirs), and queued jobs whose broker message
+was lost are enqueued again. Runs in the API process as a background loop."""
 
 from __future__ import annotations
 
@@ -12,17 +13,28 @@ from sqlalchemy.orm import Session, sessionmaker
 from store.db import session_scope
 from store.jobs import reap
 from store.queue import enqueue_train
+from store.settings import get_settings
 
 log = logging.getLogger("api.reaper")
 
 
 def reap_once(
-    *, sessions: sessionmaker[Session], celery: Celery, requeue_queued_after_s: float
+    *,
+    sessions: sessionmaker[Session],
+    celery: Celery,
+    requeue_queued_after_s: float,
+    max_attempts: int | None = None,
 ) -> list[str]:
     """One pass: mark expired leases, then enqueue what needs it (after the commit). Returns the
-    ids it enqueued."""
+    ids it enqueued. ``max_attempts``: default ``MAX_ATTEMPTS`` from the environment."""
+    if max_attempts is None:
+        max_attempts = get_settings().max_attempts
     with session_scope(sessions) as session:
-        job_ids = reap(session, requeue_queued_older_than_s=requeue_queued_after_s)
+        job_ids = reap(
+            session,
+            requeue_queued_older_than_s=requeue_queued_after_s,
+            max_attempts=max_attempts,
+        )
     enqueued = []
     for job_id in job_ids:
         try:
@@ -41,13 +53,17 @@ async def reaper_loop(
     celery: Celery,
     interval_s: float,
     requeue_queued_after_s: float,
+    max_attempts: int | None = None,
 ) -> None:
     """``reap_once`` every ``interval_s`` until cancelled; an error is logged, never fatal."""
     while True:
         try:
             await anyio.to_thread.run_sync(
                 lambda: reap_once(
-                    sessions=sessions, celery=celery, requeue_queued_after_s=requeue_queued_after_s
+                    sessions=sessions,
+                    celery=celery,
+                    requeue_queued_after_s=requeue_queued_after_s,
+                    max_attempts=max_attempts,
                 ),
                 abandon_on_cancel=True,
             )

@@ -75,7 +75,7 @@ def _no_schema_drift(url: str) -> list[object]:
 def _round_trip(url: str) -> None:
     assert current_revision(url) is None
     upgrade(url)
-    assert current_revision(url) == head_revision() == "0001"
+    assert current_revision(url) == head_revision() == "0002"
     assert _tables(url) == TABLES
     assert _no_schema_drift(url) == []  # the hand-written migration matches the models
     downgrade(url, "base")
@@ -99,7 +99,7 @@ def test_alembic_cli_takes_the_url_from_x_argument(tmp_path: Path) -> None:
     x_url = f"sqlite:///{tmp_path}/x.db"
     command = [sys.executable, "-m", "alembic", "-c", str(REPO / "alembic.ini")]
     subprocess.run([*command, "-x", f"url={x_url}", "upgrade", "head"], env=env, check=True)
-    assert current_revision(x_url) == "0001"
+    assert current_revision(x_url) == "0002"
     assert not (tmp_path / "env.db").exists()
 
 
@@ -149,3 +149,24 @@ def test_process_wide_engine_follows_settings(
     finally:
         dispose_engines()
         get_settings.cache_clear()
+
+
+def test_jobs_from_before_the_retry_budget_start_with_no_lost_worker(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/old.db"
+    upgrade(url, "0001")
+    engine = make_engine(url)
+    try:
+        with engine.begin() as connection:
+            connection.exec_driver_sql("INSERT INTO tenants VALUES ('ten_a', 'a', '2025-01-01')")
+            connection.exec_driver_sql(
+                "INSERT INTO jobs (id, tenant_id, spec, status, step, total_steps, attempt, "
+                "cancel_requested, latest_metrics, event_seq, created_at, enqueued_at, "
+                "updated_at) VALUES ('job_a', 'ten_a', '{}', 'interrupted', 5, 10, 2, 0, '{}', "
+                "0, '2025-01-01', '2025-01-01', '2025-01-01')"
+            )
+        upgrade(url)
+        with engine.connect() as connection:
+            lost = connection.exec_driver_sql("SELECT workers_lost FROM jobs").scalar_one()
+        assert lost == 0
+    finally:
+        engine.dispose()

@@ -29,7 +29,17 @@ from store.jobs import (
     request_cancel,
     succeed_job,
 )
-from store.models import Job, JobEvent, Metric, Sample, TrainedModel, new_id, utcnow
+from store.models import (
+    FINISHED_STATUSES,
+    Job,
+    JobEvent,
+    JobStatus,
+    Metric,
+    Sample,
+    TrainedModel,
+    new_id,
+    utcnow,
+)
 from store.storage import checkpoint_key, sample_key
 
 Factory = sessionmaker[Session]
@@ -508,3 +518,165 @@ def test_reap(db: Factory) -> None:
     with session_scope(db) as session:
         later = reap(session, now=now + timedelta(seconds=601), requeue_queued_older_than_s=600)
     assert sorted(later) == sorted([expired, fresh_queued, stale_queued])
+
+
+def test_a_cancel_wins_over_a_spent_retry_budget(db: Factory) -> None:
+    tenant = new_tenant(db)
+    job_id = claimed_job(db, tenant, worker_id="lost", lease_s=1)
+    with session_scope(db) as session:
+        request_cancel(session, job_id=job_id, tenant_id=tenant)
+    with session_scope(db) as session:
+        assert reap(session, now=utcnow() + timedelta(seconds=5), max_attempts=1) == []
+    cancelled = job(db, job_id)
+    assert (cancelled.status, cancelled.workers_lost, cancelled.error_code) == (
+        "cancelled",
+        1,
+        None,
+    )
+
+
+# --- the transition table ----------------------------------------------------------------------
+
+
+def test_the_transition_table_reaches_every_status_and_leaves_no_finished_one() -> None:
+    table = [
+        value for value in vars(store.jobs).values() if isinstance(value, store.jobs.Transition)
+    ]
+    assert {t.target for t in table} == set(JobStatus) - {JobStatus.QUEUED}  # created queued
+    assert not {s for t in table for s in t.sources} & set(FINISHED_STATUSES)
+    assert {t.stamp for t in table} == {"started_at", "finished_at", "enqueued_at"}
+    assert all(t.level != "error" for t in table if t.target != JobStatus.FAILED)
+    assert all(t.stamp == "finished_at" for t in table if t.target in FINISHED_STATUSES)
+
+
+def test_a_transition_from_a_status_it_does_not_leave_is_refused(db: Factory) -> None:
+    job_id = new_job(db, new_tenant(db))
+    with pytest.raises(ValueError, match="no transition"), session_scope(db) as session:
+        store.jobs._transition(session, store.jobs.SUCCEED, job_id=job_id, current="queued")
+
+
+# --- the retry budget (MAX_ATTEMPTS) -----------------------------------------------------------
+
+
+def lose_worker(db: Factory, job_id: str, worker_id: str, max_attempts: int) -> list[str]:
+    """Claim with a lease already expired, then let the reaper find it."""
+    with session_scope(db) as session:
+        claimed = claim_job(
+            session, job_id=job_id, worker_id=worker_id, lease_s=-1, max_attempts=max_attempts
+        )
+        assert claimed is not None
+    with session_scope(db) as session:
+        return reap(session, max_attempts=max_attempts)
+
+
+def test_a_job_whose_worker_is_lost_max_attempts_times_fails_with_worker_lost(
+    db: Factory,
+) -> None:
+    job_id = new_job(db, new_tenant(db))
+    assert lose_worker(db, job_id, "w1", max_attempts=3) == [job_id]
+    assert lose_worker(db, job_id, "w2", max_attempts=3) == [job_id]
+    assert (job(db, job_id).status, job(db, job_id).workers_lost) == ("interrupted", 2)
+
+    assert lose_worker(db, job_id, "w3", max_attempts=3) == []  # not re-enqueued: it failed
+
+    failed = job(db, job_id)
+    assert (failed.status, failed.error_code, failed.attempt, failed.workers_lost) == (
+        "failed",
+        "worker_lost",
+        3,
+        3,
+    )
+    assert failed.finished_at is not None and failed.lease_expires_at is None
+    assert "lost on 3 attempts (the last was attempt 3)" in (failed.error_message or "")
+    assert "MAX_ATTEMPTS is 3" in (failed.error_message or "")
+    last = events(db, job_id)[-1]
+    assert last[1:3] == ("error", "status")
+    assert last[3].startswith("running → failed (lease expired; worker w3 lost): worker_lost: ")
+    with session_scope(db) as session:  # a late redelivery trains nothing
+        assert claim_job(session, job_id=job_id, worker_id="w4", lease_s=60) is None
+
+
+def test_a_graceful_hand_back_is_not_an_error_and_spends_no_attempt(db: Factory) -> None:
+    job_id = new_job(db, new_tenant(db))
+    for attempt in range(1, 5):
+        with session_scope(db) as session:
+            worker = f"w{attempt}"
+            assert claim_job(session, job_id=job_id, worker_id=worker, lease_s=60, max_attempts=1)
+            assert finish_job(
+                session,
+                job_id=job_id,
+                worker_id=worker,
+                status="interrupted",
+                note=f"worker shut down at step {attempt * 10}; the job resumes there",
+                step=attempt * 10,
+            )
+    handed_back = job(db, job_id)
+    assert (handed_back.status, handed_back.attempt, handed_back.workers_lost) == (
+        "interrupted",
+        4,
+        0,
+    )
+    assert handed_back.error_code is None and handed_back.error_message is None
+    assert events(db, job_id)[-1][1:] == (
+        "info",
+        "status",
+        "running → interrupted: worker shut down at step 40; the job resumes there",
+    )
+    with pytest.raises(ValueError, match="has no error"), session_scope(db) as session:
+        claim_job(session, job_id=job_id, worker_id="w5", lease_s=60)
+        finish_job(session, job_id=job_id, worker_id="w5", status="interrupted", error_message="no")
+
+
+def test_claim_refuses_a_job_lost_under_a_larger_budget(db: Factory) -> None:
+    job_id = new_job(db, new_tenant(db))
+    for worker in ("w1", "w2"):
+        assert lose_worker(db, job_id, worker, max_attempts=5) == [job_id]
+
+    with session_scope(db) as session:
+        assert claim_job(session, job_id=job_id, worker_id="w3", lease_s=60, max_attempts=2) is None
+
+    refused = job(db, job_id)
+    assert (refused.status, refused.error_code, refused.attempt) == ("failed", "worker_lost", 2)
+    assert "lost on 2 attempts already and MAX_ATTEMPTS is 2" in (refused.error_message or "")
+    assert events(db, job_id)[-1][3].startswith("interrupted → failed: worker_lost: ")
+
+
+def test_claim_takes_over_an_expired_lease_that_no_reaper_saw(db: Factory) -> None:
+    job_id = new_job(db, new_tenant(db))
+    with session_scope(db) as session:
+        assert claim_job(session, job_id=job_id, worker_id="gone", lease_s=-1)
+    with session_scope(db) as session:
+        claimed = claim_job(session, job_id=job_id, worker_id="new", lease_s=60)
+        assert claimed is not None
+    taken = job(db, job_id)
+    assert (taken.status, taken.worker_id, taken.attempt, taken.workers_lost) == (
+        "running",
+        "new",
+        2,
+        1,
+    )
+    assert [e[3] for e in events(db, job_id)][-2:] == [
+        "running → interrupted (lease expired; worker gone lost)",
+        "interrupted → running (attempt 2)",
+    ]
+    with session_scope(db) as session:  # a live lease is never taken
+        assert claim_job(session, job_id=job_id, worker_id="third", lease_s=60) is None
+
+
+def test_max_active_holds_under_concurrent_submissions(
+    pg_sessionmaker: Factory,
+) -> None:
+    db = pg_sessionmaker  # SQLite serialises writers itself; the row lock is PostgreSQL's part
+    tenant = new_tenant(db)
+
+    def submit(session: Session, i: int) -> str:
+        try:
+            created, _ = create_job(session, tenant_id=tenant, spec=spec(), max_active=3)
+            return created.id
+        except LimitExceeded:
+            return "429"
+
+    results = race(submit, db, 8)
+    assert sorted(results).count("429") == 5
+    with session_scope(db) as session:
+        assert store.jobs.count_active_jobs(session, tenant_id=tenant) == 3

@@ -262,6 +262,16 @@ def test_sigterm_hands_the_running_job_back_to_the_queue(stack: Stack) -> None:
     assert job.status == "interrupted", stack.logs()
     [checkpoint] = service.rows(Checkpoint, job_id)
     assert checkpoint.step == job.step > 0
+    # The dying worker did not claim the job it had just handed back, and the hand-back is not
+    # an error.
+    assert (job.attempt, job.error_code, job.error_message) == (1, None, None), stack.logs()
+    statuses = [e for e in service.rows(JobEvent, job_id, JobEvent.seq) if e.code == "status"]
+    assert [e.message.split(":")[0] for e in statuses] == [
+        "created → queued",
+        "queued → running (attempt 1)",
+        "running → interrupted",
+    ]
+    assert statuses[-1].level == "info"
     client = redis.Redis.from_url(stack.env["BROKER_URL"])
     try:
         assert client.llen("train") == 1  # re-enqueued for the next worker

@@ -7,23 +7,30 @@ import math
 import threading
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any
 
 import numpy as np
 import pytest
 import torch
+from celery.exceptions import Reject
 from sqlalchemy import update
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session
 
 from gan_engine.checkpoint import load_checkpoint
 from gan_engine.data.packs import write_pack
 from gan_engine.losses import LOSSES, LossPair
+from gan_engine.memory import estimate_training_memory
+from gan_engine.run import load_training_data
 from store.db import session_scope
 from store.jobs import claim_job, request_cancel
 from store.models import Checkpoint, Job, JobEvent, Metric, Sample, TrainedModel, new_id
 from store.models import Dataset as DatasetRow
-from store.storage import dataset_pack_key, model_config_key, model_weights_key
+from store.storage import LocalStorage, dataset_pack_key, model_config_key, model_weights_key
 from tests.worker.conftest import Service, new_tenant, poll, tiny_spec
+from worker import reporter, runner, tasks
 from worker.evaluators import StorageEvaluatorCache
-from worker.runner import LEASE_LOST, NOT_CLAIMED, run_job
+from worker.runner import LEASE_LOST, NOT_CLAIMED, SHUTTING_DOWN, Outcome, run_job
 
 PNG_MAGIC = b"\x89PNG"
 
@@ -34,7 +41,7 @@ def background() -> Iterator[ThreadPoolExecutor]:
         yield pool
 
 
-def run(service: Service, job_id: str, **kwargs: object) -> str:
+def run(service: Service, job_id: str, **kwargs: object) -> Outcome:
     return run_job(job_id, settings=service.settings, **kwargs)  # type: ignore[arg-type]
 
 
@@ -53,7 +60,7 @@ def first_metric_written(service: Service, job_id: str) -> bool:
 def test_success_registers_a_model_and_reports_everything(embedded: Service) -> None:
     job_id = embedded.submit(tiny_spec(steps=30))
 
-    assert run(embedded, job_id, worker_id="w1") == "succeeded"
+    assert run(embedded, job_id, worker_id="w1").status == "succeeded"
 
     job = embedded.job(job_id)
     assert (job.status, job.step, job.attempt, job.error_code) == ("succeeded", 30, 1, None)
@@ -108,7 +115,7 @@ def test_image_job_on_an_uploaded_dataset_caches_its_evaluator(embedded: Service
     )  # fmt: skip
     job_id = embedded.submit(spec)
 
-    assert run(embedded, job_id) == "succeeded"
+    assert run(embedded, job_id).status == "succeeded"
 
     [model] = embedded.rows(TrainedModel, job_id)
     assert model.class_names == ["even", "odd"] and model.image_shape == [8, 8, 1]
@@ -122,8 +129,8 @@ def test_image_job_on_an_uploaded_dataset_caches_its_evaluator(embedded: Service
 def test_duplicate_delivery_trains_once(embedded: Service) -> None:
     job_id = embedded.submit(tiny_spec(steps=10))
 
-    assert run(embedded, job_id) == "succeeded"
-    assert run(embedded, job_id) == NOT_CLAIMED
+    assert run(embedded, job_id).status == "succeeded"
+    assert run(embedded, job_id).status == NOT_CLAIMED
 
     job = embedded.job(job_id)
     assert (job.status, job.attempt) == ("succeeded", 1)
@@ -136,7 +143,7 @@ def test_a_job_another_worker_runs_is_not_touched(embedded: Service) -> None:
     with session_scope(embedded.sessions) as session:
         assert claim_job(session, job_id=job_id, worker_id="other", lease_s=60) is not None
 
-    assert run(embedded, job_id) == NOT_CLAIMED
+    assert run(embedded, job_id).status == NOT_CLAIMED
 
     job = embedded.job(job_id)
     assert (job.status, job.worker_id, job.step) == ("running", "other", 0)
@@ -147,13 +154,13 @@ def test_cancel_request_ends_a_running_job_as_cancelled(
     embedded: Service, background: ThreadPoolExecutor
 ) -> None:
     job_id = embedded.submit(tiny_spec(steps=1_000_000, monitor={"checkpoint_every": 1000}))
-    result: Future[str] = background.submit(run, embedded, job_id)
+    result: Future[Outcome] = background.submit(run, embedded, job_id)
     poll(lambda: first_metric_written(embedded, job_id), timeout=30, what="the first metrics")
 
     with session_scope(embedded.sessions) as session:
         request_cancel(session, job_id=job_id, tenant_id=embedded.tenant_id)
 
-    assert result.result(timeout=30) == "cancelled"
+    assert result.result(timeout=30).status == "cancelled"
     job = embedded.job(job_id)
     assert job.status == "cancelled" and job.model_id is None and job.lease_expires_at is None
     assert 0 < job.step < 1_000_000
@@ -176,7 +183,7 @@ def test_nan_losses_fail_the_job_as_diverged(
     )
     job_id = embedded.submit(tiny_spec(steps=30))
 
-    assert run(embedded, job_id) == "failed"
+    assert run(embedded, job_id).status == "failed"
 
     job = embedded.job(job_id)
     assert (job.status, job.error_code) == ("failed", "diverged")
@@ -190,7 +197,7 @@ def test_an_unknown_dataset_id_fails_with_dataset_error(embedded: Service) -> No
         tiny_spec(dataset={"id": "ds_doesnotexist", "builtin": None}, model={"image_size": 8})
     )
 
-    assert run(embedded, job_id) == "failed"
+    assert run(embedded, job_id).status == "failed"
 
     job = embedded.job(job_id)
     assert (job.status, job.error_code) == ("failed", "dataset_error")
@@ -212,7 +219,7 @@ def test_another_tenants_dataset_is_not_found(embedded: Service) -> None:
         tiny_spec(dataset={"id": dataset_id, "builtin": None}, model={"image_size": 8})
     )
 
-    assert run(embedded, job_id) == "failed"
+    assert run(embedded, job_id).status == "failed"
     assert embedded.job(job_id).error_code == "dataset_error"
 
 
@@ -223,7 +230,7 @@ def test_a_spec_that_no_longer_validates_fails_with_invalid_spec(embedded: Servi
         assert job is not None
         job.spec = {**job.spec, "model": {**job.spec["model"], "architecture": "transformer"}}
 
-    assert run(embedded, job_id) == "failed"
+    assert run(embedded, job_id).status == "failed"
 
     job = embedded.job(job_id)
     assert job.error_code == "invalid_spec" and "model.architecture" in (job.error_message or "")
@@ -232,7 +239,7 @@ def test_a_spec_that_no_longer_validates_fails_with_invalid_spec(embedded: Servi
 def test_max_runtime_fails_with_its_own_code(embedded: Service) -> None:
     job_id = embedded.submit(tiny_spec(steps=1000, training={"max_runtime_s": 0.001}))
 
-    assert run(embedded, job_id) == "failed"
+    assert run(embedded, job_id).status == "failed"
 
     job = embedded.job(job_id)
     assert (job.error_code, job.step) == ("max_runtime_exceeded", 1)
@@ -249,7 +256,7 @@ def test_an_unexpected_error_fails_the_job_as_internal_error(
     monkeypatch.setattr("worker.runner.export_files", broken_export)
     job_id = embedded.submit(tiny_spec(steps=10))
 
-    assert run(embedded, job_id) == "failed"
+    assert run(embedded, job_id).status == "failed"
 
     job = embedded.job(job_id)
     assert (job.status, job.error_code) == ("failed", "internal_error")
@@ -261,13 +268,13 @@ def test_a_lost_lease_stops_the_run_without_writing(
     embedded: Service, background: ThreadPoolExecutor
 ) -> None:
     job_id = embedded.submit(tiny_spec(steps=1_000_000, monitor={"checkpoint_every": 1000}))
-    result: Future[str] = background.submit(run, embedded, job_id)
+    result: Future[Outcome] = background.submit(run, embedded, job_id)
     poll(lambda: first_metric_written(embedded, job_id), timeout=30, what="the first metrics")
 
     with session_scope(embedded.sessions) as session:  # the reaper gave the job to someone else
         session.execute(update(Job).where(Job.id == job_id).values(worker_id="new-owner"))
 
-    assert result.result(timeout=30) == LEASE_LOST
+    assert result.result(timeout=30).status == LEASE_LOST
     job = embedded.job(job_id)
     assert (job.status, job.worker_id) == ("running", "new-owner")
     statuses = [e.message for e in events(embedded, job_id) if e.code == "status"]
@@ -280,21 +287,29 @@ def test_shutdown_hands_the_job_back_and_the_next_run_resumes_at_its_checkpoint(
     spec = tiny_spec(steps=120, monitor={"checkpoint_every": 1000})
     job_id, reference_id = embedded.submit(spec), embedded.submit(spec)
     shutdown, requeued = threading.Event(), []
-    result: Future[str] = background.submit(
+    result: Future[Outcome] = background.submit(
         run, embedded, job_id, shutdown=shutdown, requeue=requeued.append
     )
     poll(lambda: first_metric_written(embedded, job_id), timeout=30, what="the first metrics")
     shutdown.set()  # what the worker's SIGTERM handler does
 
-    assert result.result(timeout=30) == "interrupted"
+    assert result.result(timeout=30).status == "interrupted"
     assert requeued == [job_id]
     job = embedded.job(job_id)
     [checkpoint] = embedded.rows(Checkpoint, job_id)
     assert job.status == "interrupted" and checkpoint.step == job.step
     stopped_at = checkpoint.step
     assert 0 < stopped_at < 120
+    # An interruption reads as one, not as an error.
+    assert job.error_code is None and job.error_message is None
+    last = events(embedded, job_id)[-1]
+    assert (last.level, last.code, last.message) == (
+        "info",
+        "status",
+        f"running → interrupted: worker shut down at step {stopped_at}; the job resumes there",
+    )
 
-    assert run(embedded, job_id) == "succeeded"
+    assert run(embedded, job_id).status == "succeeded"
 
     job = embedded.job(job_id)
     assert (job.status, job.attempt, job.step) == ("succeeded", 2, 120)
@@ -303,9 +318,193 @@ def test_shutdown_hands_the_job_back_and_the_next_run_resumes_at_its_checkpoint(
     assert steps_of(embedded, job_id) == list(range(5, 121, 5))
 
     # The resumed run continues the same curve: bit-identical to an uninterrupted run on CPU.
-    assert run(embedded, reference_id) == "succeeded"
+    assert run(embedded, reference_id).status == "succeeded"
     losses = {
         job: {(m.name, m.step): m.value for m in embedded.rows(Metric, job) if "loss" in m.name}
         for job in (job_id, reference_id)
     }
     assert losses[job_id] == losses[reference_id]
+
+
+# --- shutting down, memory, storage, a database blink -------------------------------------------
+
+
+def test_a_worker_that_is_shutting_down_claims_nothing(embedded: Service) -> None:
+    job_id = embedded.submit(tiny_spec(steps=10))
+    shutdown = threading.Event()
+    shutdown.set()
+
+    assert run(embedded, job_id, shutdown=shutdown).status == SHUTTING_DOWN
+
+    job = embedded.job(job_id)
+    assert (job.status, job.attempt, job.worker_id) == ("queued", 0, None)
+
+
+def test_the_task_rejects_its_message_back_to_the_queue_once_shutdown_is_set(
+    embedded: Service, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(tasks, "get_settings", lambda: embedded.settings)
+    monkeypatch.setattr(tasks, "SHUTDOWN", threading.Event())
+    job_id = embedded.submit(tiny_spec(steps=10))
+    tasks.SHUTDOWN.set()
+
+    with pytest.raises(Reject) as rejected:
+        tasks.train(job_id)
+
+    assert rejected.value.requeue is True
+    assert embedded.job(job_id).attempt == 0
+    assert [e.message for e in events(embedded, job_id)] == ["created → queued"]
+
+
+def test_a_spec_over_a_lowered_memory_budget_fails_before_training(embedded: Service) -> None:
+    spec = tiny_spec(steps=10)
+    job_id = embedded.submit(spec)
+    _, data = load_training_data(spec, data_dir=embedded.settings.ganforge_data_dir)
+    needed = estimate_training_memory(
+        spec, sample_shape=data.sample_shape, num_classes=data.num_classes, num_samples=len(data)
+    ).total_bytes
+    embedded.settings.max_job_memory_bytes = needed - 1  # lowered since the job was submitted
+
+    assert run(embedded, job_id).status == "failed"
+
+    job = embedded.job(job_id)
+    assert (job.error_code, job.step) == ("memory_exceeded", 0)
+    assert "MAX_JOB_MEMORY_BYTES, lowered since the job was submitted" in (job.error_message or "")
+    assert "training.batch_size" in (job.error_message or "")
+    assert steps_of(embedded, job_id) == []
+
+
+def test_a_job_whose_memory_grows_past_the_budget_is_stopped_cleanly(
+    embedded: Service, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    leak: list[np.ndarray] = []
+
+    def leaking_generator_loss(fake: torch.Tensor) -> torch.Tensor:
+        leak.append(np.ones(16 * 2**20, dtype=np.uint8))  # 16 MiB a step, really touched
+        return honest.generator(fake)
+
+    honest = LOSSES["non_saturating"]
+    monkeypatch.setitem(
+        LOSSES, "non_saturating", LossPair(honest.discriminator, leaking_generator_loss)
+    )
+    embedded.settings.max_job_memory_bytes = 256 * 2**20  # far above the tiny spec's estimate
+    job_id = embedded.submit(tiny_spec(steps=1_000))
+
+    outcome = run(embedded, job_id)
+
+    leak.clear()
+    job = embedded.job(job_id)
+    assert (outcome.status, outcome.error_code) == ("failed", "memory_exceeded")
+    assert (job.status, job.error_code, job.lease_expires_at) == ("failed", "memory_exceeded", None)
+    assert 4 < job.step < 40  # ~16 steps of 16 MiB; not at once, and well before the end
+    assert f"stopped at step {job.step}" in (job.error_message or "")
+    assert "256.0 MiB a job (MAX_JOB_MEMORY_BYTES)" in (job.error_message or "")
+    assert "lower training.batch_size or model.width" in (job.error_message or "")
+
+
+def test_a_checkpoint_that_storage_refuses_fails_the_job_clearly(
+    embedded: Service, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    honest_put = LocalStorage.put_bytes
+
+    def refuse_checkpoints(self: LocalStorage, key: str, data: bytes, *args: object) -> None:
+        if "/checkpoints/" in key and "00000020" in key:
+            raise PermissionError(13, "Permission denied", key)
+        honest_put(self, key, data, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(LocalStorage, "put_bytes", refuse_checkpoints)
+    job_id = embedded.submit(tiny_spec(steps=100))
+
+    assert run(embedded, job_id).status == "failed"
+
+    job = embedded.job(job_id)
+    assert (job.status, job.error_code, job.step) == ("failed", "storage_unavailable", 20)
+    assert "the checkpoint of step 20" in (job.error_message or "")
+    assert "PermissionError" in (job.error_message or "")
+    assert [c.step for c in embedded.rows(Checkpoint, job_id, Checkpoint.step)] == [10]
+    assert job.lease_expires_at is None and job.model_id is None
+
+
+def test_metric_writes_survive_a_database_blink(
+    embedded: Service, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    honest_record = reporter.record_metrics
+    refused: list[int] = []
+
+    def blinking_record(session: Session, *, job_id: str, step: int, **kwargs: Any) -> None:
+        if 10 <= step <= 20 and refused.count(step) < 2:  # steps 10-20 fail twice each
+            refused.append(step)
+            raise OperationalError("INSERT", {}, Exception("server closed the connection"))
+        honest_record(session, job_id=job_id, step=step, **kwargs)
+
+    monkeypatch.setattr(reporter, "record_metrics", blinking_record)
+    job_id = embedded.submit(tiny_spec(steps=40))
+
+    assert run(embedded, job_id).status == "succeeded"
+
+    assert refused, "the blink never happened"
+    assert steps_of(embedded, job_id) == list(range(5, 41, 5))  # every point, once
+    assert steps_of(embedded, job_id, "g_loss") == list(range(5, 41, 5))
+
+
+def test_the_final_write_survives_a_blink_even_after_an_unclear_commit(
+    embedded: Service, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    honest_succeed = runner.succeed_job
+    tries: list[str] = []
+
+    def committed_then_lost(session: Session, **kwargs: Any) -> Any:
+        tries.append("try")
+        model = honest_succeed(session, **kwargs)
+        if len(tries) == 1:  # the commit reaches the server, its answer is lost
+            session.commit()
+            raise OperationalError("COMMIT", {}, Exception("server closed the connection"))
+        return model
+
+    monkeypatch.setattr(runner, "succeed_job", committed_then_lost)
+    job_id = embedded.submit(tiny_spec(steps=10))
+
+    assert run(embedded, job_id).status == "succeeded"
+
+    assert tries == ["try", "try"]  # the retry found the job already succeeded: ours
+    job = embedded.job(job_id)
+    [model] = embedded.rows(TrainedModel, job_id)
+    assert job.model_id == model.id and embedded.storage.exists(model_weights_key(model.id))
+
+
+def test_a_failure_is_written_even_if_the_database_blinks_then(
+    embedded: Service, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    honest_finish = runner.finish_job
+    refused: list[int] = []
+
+    def blinking_finish(session: Session, **kwargs: Any) -> bool:
+        if len(refused) < 3:
+            refused.append(1)
+            raise OperationalError("UPDATE", {}, Exception("connection refused"))
+        return honest_finish(session, **kwargs)
+
+    monkeypatch.setattr(runner, "finish_job", blinking_finish)
+    job_id = embedded.submit(tiny_spec(steps=1000, training={"max_runtime_s": 0.001}))
+
+    assert run(embedded, job_id).status == "failed"
+
+    assert len(refused) == 3
+    job = embedded.job(job_id)
+    assert (job.status, job.error_code) == ("failed", "max_runtime_exceeded")
+
+
+def test_a_write_that_fails_for_a_bug_fails_the_job_and_does_not_block_its_end(
+    embedded: Service, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken_record_sample(session: Session, **_: Any) -> None:
+        raise RuntimeError("a bug in the sample row")
+
+    monkeypatch.setattr(reporter, "record_sample", broken_record_sample)
+    job_id = embedded.submit(tiny_spec(steps=30))
+
+    assert run(embedded, job_id).status == "failed"
+
+    job = embedded.job(job_id)
+    assert (job.status, job.error_code, job.lease_expires_at) == ("failed", "internal_error", None)
+    assert "a bug in the sample row" in (job.error_message or "")

@@ -1,0 +1,123 @@
+"""Redis (the broker) restarted with jobs queued and every message lost: the reaper re-enqueues
+them from the database, and each job runs exactly once, duplicate messages included."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from api.services.reaper import reap_once
+from store.db import dispose_engines, get_sessionmaker, session_scope
+from store.migrate import upgrade
+from store.models import Job, JobEvent, TrainedModel
+from store.queue import TRAIN_QUEUE, enqueue_train, make_celery
+from store.settings import Settings
+from store.storage import storage_from_url
+from tests.faults.conftest import PrivateRedis, WorkerProcess, wait_for, worker_env
+from tests.fixtures.services import fresh_pg_database
+from tests.worker.conftest import Service, new_tenant, tiny_spec
+
+QUEUED_JOBS = 4
+
+
+@pytest.fixture
+def pg_database() -> Iterator[str]:
+    with fresh_pg_database("broker_restart") as url:
+        upgrade(url)
+        yield url
+
+
+def test_a_broker_restart_loses_queued_messages_and_every_job_still_runs_once(
+    private_redis: PrivateRedis, pg_database: str, tmp_path: Path, data_dir: Path
+) -> None:
+    storage_url = (tmp_path / "objects").as_uri()
+    settings = Settings(
+        data_dir=tmp_path,
+        database_url=pg_database,
+        broker_url=private_redis.url,
+        storage_url=storage_url,
+        ganforge_data_dir=data_dir,
+        requeue_queued_after_s=1.0,
+        _env_file=None,  # type: ignore[call-arg]
+    )
+    sessions: sessionmaker[Session] = get_sessionmaker(pg_database)
+    service = Service(settings, sessions, storage_from_url(settings=settings), new_tenant(sessions))
+    celery = make_celery(settings)
+    env = worker_env(
+        DATA_DIR=str(tmp_path),
+        DATABASE_URL=pg_database,
+        BROKER_URL=private_redis.url,
+        STORAGE_URL=storage_url,
+        GANFORGE_DATA_DIR=str(data_dir),
+        LEASE_S="60",
+        HEARTBEAT_S="1",
+    )
+    worker = WorkerProcess(env, tmp_path / "worker.log")
+    try:
+        busy = service.submit(tiny_spec(steps=1500, monitor={"checkpoint_every": 500}))
+        enqueue_train(busy, app=celery)
+        wait_for(
+            lambda: service.job(busy).status == "running",
+            timeout=90,
+            what=f"the worker to take the first job; log:\n{worker.tail()}",
+        )
+        queued = [service.submit(tiny_spec(steps=20)) for _ in range(QUEUED_JOBS)]
+        for job_id in queued:
+            enqueue_train(job_id, app=celery)
+        redis = private_redis.client()
+        assert redis.llen(TRAIN_QUEUE) == QUEUED_JOBS  # the worker is busy: they wait
+
+        private_redis.stop()  # no persistence: every message is gone
+        private_redis.start()
+        assert redis.llen(TRAIN_QUEUE) == 0
+        redis.close()
+        assert service.job(busy).status == "running"  # the worker lives through the restart
+
+        # The reaper's pass, as in the API's loop: stale queued jobs go back on the broker. Two
+        # passes a second apart send each job twice; the claim makes the duplicate harmless.
+        sent: list[str] = []
+        for _ in range(2):
+            this_pass: set[str] = set()
+
+            def covered(this_pass: set[str] = this_pass) -> bool:
+                ids = reap_once(
+                    sessions=sessions,
+                    celery=celery,
+                    requeue_queued_after_s=settings.requeue_queued_after_s,
+                    max_attempts=settings.max_attempts,
+                )
+                sent.extend(ids)
+                this_pass.update(ids)
+                return set(queued) <= this_pass
+
+            wait_for(covered, timeout=30, what="the reaper to re-enqueue the queued jobs")
+        assert busy not in sent and all(sent.count(job_id) >= 2 for job_id in queued)
+
+        def all_done() -> bool:
+            statuses = {service.job(j).status for j in [busy, *queued]}
+            if statuses & {"failed", "cancelled"}:
+                pytest.fail(f"a job ended badly: {statuses}\n{worker.tail()}", pytrace=False)
+            return statuses == {"succeeded"}
+
+        wait_for(all_done, timeout=240, what=f"every job to succeed; log:\n{worker.tail()}")
+    finally:
+        worker.stop()
+        dispose_engines()
+
+    with session_scope(sessions) as session:
+        for job_id in [busy, *queued]:
+            job = session.get(Job, job_id)
+            assert job is not None and (job.attempt, job.workers_lost) == (1, 0), job_id
+            claims = session.scalars(
+                select(JobEvent.message).where(
+                    JobEvent.job_id == job_id, JobEvent.message.like("% → running%")
+                )
+            ).all()
+            assert claims == ["queued → running (attempt 1)"], job_id
+            models = session.scalars(select(TrainedModel.id).where(TrainedModel.job_id == job_id))
+            assert len(models.all()) == 1, job_id
+    dispose_engines()
