@@ -58,6 +58,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                     celery=app.state.celery,
                     interval_s=config.reap_interval_s,
                     requeue_queued_after_s=config.requeue_queued_after_s,
+                    max_attempts=config.max_attempts,
                 ),
                 name="ganforge-reaper",
             )

@@ -8,17 +8,15 @@ dataset's class count) is a ``computed_field`` here, from columns the response i
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any, Generic, Literal, TypeVar, get_args
+from typing import Annotated, Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, computed_field
 
-from store.models import JOB_STATUSES
+from store.models import EventLevel, JobStatus
 
 T = TypeVar("T")
 MAX_LABEL = 2**31 - 1
 
-JobStatus = Literal["queued", "running", "succeeded", "failed", "cancelled", "interrupted"]
-assert set(get_args(JobStatus)) == set(JOB_STATUSES)
 
 
 class Page(BaseModel, Generic[T]):
@@ -161,7 +159,7 @@ class JobOut(FromRow):
 class EventOut(FromRow):
     seq: int = Field(description="1, 2, 3... per job: the cursor of this list")
     step: int | None
-    level: Literal["info", "warning", "error"]
+    level: EventLevel
     code: str
     message: str
     created_at: datetime

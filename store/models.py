@@ -56,7 +56,16 @@ ACTIVE_STATUSES: Final = tuple(
 )
 # Final: nothing changes a finished job's status again.
 FINISHED_STATUSES: Final = tuple(s for s in JobStatus if s not in ACTIVE_STATUSES)
-EVENT_LEVELS: Final = ("info", "warning", "error")
+class EventLevel(StrEnum):
+    """How much a job event matters (the engine's ``gan_engine.events.Level``, which the store
+    does not import; a test keeps the two equal)."""
+
+    INFO = "info"
+    WARNING = "warning"
+    ERROR = "error"
+
+
+EVENT_LEVELS: Final = tuple(EventLevel)
 
 
 def _in(column: str, values: tuple[str, ...]) -> str:

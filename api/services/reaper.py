@@ -13,7 +13,6 @@ from sqlalchemy.orm import Session, sessionmaker
 from store.db import session_scope
 from store.jobs import reap
 from store.queue import enqueue_train
-from store.settings import get_settings
 
 log = logging.getLogger("api.reaper")
 
@@ -23,12 +22,10 @@ def reap_once(
     sessions: sessionmaker[Session],
     celery: Celery,
     requeue_queued_after_s: float,
-    max_attempts: int | None = None,
+    max_attempts: int,
 ) -> list[str]:
     """One pass: mark expired leases, then enqueue what needs it (after the commit). Returns the
-    ids it enqueued. ``max_attempts``: default ``MAX_ATTEMPTS`` from the environment."""
-    if max_attempts is None:
-        max_attempts = get_settings().max_attempts
+    ids it enqueued."""
     with session_scope(sessions) as session:
         job_ids = reap(
             session,
@@ -53,7 +50,7 @@ async def reaper_loop(
     celery: Celery,
     interval_s: float,
     requeue_queued_after_s: float,
-    max_attempts: int | None = None,
+    max_attempts: int,
 ) -> None:
     """``reap_once`` every ``interval_s`` until cancelled; an error is logged, never fatal."""
     while True:

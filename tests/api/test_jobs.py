@@ -567,6 +567,7 @@ def test_reaper_requeues_lost_jobs(
         sessions=sessions,
         celery=app.state.celery,
         requeue_queued_after_s=settings.requeue_queued_after_s,
+        max_attempts=settings.max_attempts,
     )
     assert {lost_message, lost_worker} <= set(enqueued)
     assert len(queued_messages(settings)) >= before + 2

@@ -680,3 +680,12 @@ def test_max_active_holds_under_concurrent_submissions(
     assert sorted(results).count("429") == 5
     with session_scope(db) as session:
         assert store.jobs.count_active_jobs(session, tenant_id=tenant) == 3
+
+
+def test_the_store_and_the_engine_share_one_event_vocabulary() -> None:
+    from typing import get_args
+
+    from gan_engine.events import Level
+    from store.models import EventLevel
+
+    assert tuple(EventLevel) == get_args(Level)
