@@ -17,12 +17,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import lru_cache
 
 import torch
 from torch import nn
 
 from gan_engine.nets import build_discriminator, build_generator
-from gan_engine.spec import Spec
+from gan_engine.spec import ModelSpec, Spec
 
 FLOAT_BYTES = 4
 OPTIMIZER_COPIES = 4  # the weights, their gradients and Adam's two moments
@@ -49,24 +50,46 @@ class MemoryEstimate:
 def estimate_training_memory(
     spec: Spec, *, sample_shape: tuple[int, ...], num_classes: int, num_samples: int
 ) -> MemoryEstimate:
-    """The estimate for ``spec`` on ``num_samples`` samples of ``sample_shape`` (C, H, W or 2)."""
-    model, batch = spec.model, spec.training.batch_size
+    """The estimate for ``spec`` on ``num_samples`` samples of ``sample_shape`` (C, H, W or 2).
+
+    Remembered for the last few hundred distinct runs: a service sees the same few recipes over
+    and over, and building the networks, even on the meta device, takes milliseconds."""
+    penalised = bool(spec.loss.gradient_penalty or spec.loss.r1)
+    return _estimate(
+        spec.model.model_dump_json(),
+        spec.training.batch_size,
+        spec.training.ema_decay > 0,
+        penalised,
+        tuple(sample_shape),
+        num_classes,
+        num_samples,
+    )
+
+
+@lru_cache(maxsize=512)
+def _estimate(
+    model_json: str,
+    batch: int,
+    ema: bool,
+    penalised: bool,
+    sample_shape: tuple[int, ...],
+    num_classes: int,
+    num_samples: int,
+) -> MemoryEstimate:
+    model = ModelSpec.model_validate_json(model_json)
     classes = num_classes if model.conditioning != "none" else 0
     with torch.device("meta"):
         generator = build_generator(model, sample_shape=sample_shape, num_classes=classes)
         discriminator = build_discriminator(model, sample_shape=sample_shape, num_classes=classes)
         labels = torch.zeros(batch, dtype=torch.int64) if classes else None
-        z = torch.empty(batch, model.latent_dim)
-        g_kept = _kept_elements(generator, z, labels)
-        fake = torch.empty(batch, *sample_shape)
-        d_kept = _kept_elements(discriminator, fake, labels)
-    penalised = bool(spec.loss.gradient_penalty or spec.loss.r1)
+        g_kept = _kept_elements(generator, torch.empty(batch, model.latent_dim), labels)
+        d_kept = _kept_elements(discriminator, torch.empty(batch, *sample_shape), labels)
     d_step = 2 * d_kept * (2 if penalised else 1)
     g_step = g_kept + d_kept
     g_params, d_params = _parameters(generator), _parameters(discriminator)
-    ema = g_params if spec.training.ema_decay > 0 else 0
     return MemoryEstimate(
-        parameter_bytes=FLOAT_BYTES * (OPTIMIZER_COPIES * (g_params + d_params) + ema),
+        parameter_bytes=FLOAT_BYTES
+        * (OPTIMIZER_COPIES * (g_params + d_params) + (g_params if ema else 0)),
         activation_bytes=FLOAT_BYTES * 2 * max(d_step, g_step),
         data_bytes=num_samples * math.prod(sample_shape) * (1 if len(sample_shape) == 3 else 4),
         batch_size=batch,

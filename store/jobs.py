@@ -30,6 +30,7 @@ from store.models import (
     EVENT_LEVELS,
     FINISHED_STATUSES,
     Checkpoint,
+    EventLevel,
     Job,
     JobEvent,
     JobStatus,
@@ -254,21 +255,32 @@ def create_job(
         cancel_requested=False,
         idempotency_key=idempotency_key,
         latest_metrics={},
-        event_seq=0,
+        event_seq=1,  # its first event, "created → queued", is written below with seq 1
         created_at=now,
         enqueued_at=now,
         updated_at=now,
     )
     statement = statement.on_conflict_do_nothing(index_elements=["tenant_id", "idempotency_key"])
-    # RETURNING, not rowcount: psycopg reports -1 for this INSERT.
-    if session.execute(statement.returning(Job.id)).scalar_one_or_none() is None:
-        # a concurrent request with the same key won
+    # RETURNING the row (not rowcount: psycopg reports -1 for this INSERT) saves reading it back.
+    job = session.scalars(
+        statement.returning(Job), execution_options={"populate_existing": True}
+    ).one_or_none()
+    if job is None:  # a concurrent request with the same key won
         assert idempotency_key is not None
         existing = _by_idempotency_key(session, tenant_id, idempotency_key)
         assert existing is not None
         return _same_spec_or_conflict(existing, spec_data, idempotency_key), False
-    record_event(session, job_id=job_id, code=STATUS, message=f"created → {JobStatus.QUEUED}")
-    return get_job(session, job_id=job_id), True
+    session.execute(
+        insert(JobEvent).values(
+            job_id=job_id,
+            seq=1,
+            level=EventLevel.INFO,
+            code=STATUS,
+            message=f"created → {JobStatus.QUEUED}",
+            created_at=now,
+        )
+    )
+    return job, True
 
 
 def _by_idempotency_key(session: Session, tenant_id: str, key: str) -> Job | None:
