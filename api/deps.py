@@ -1,7 +1,9 @@
 """Request dependencies: ``SessionDep``, ``SettingsDep``, ``StorageDep``, ``TenantDep``...
 
 Everything a request needs lives on ``app.state`` (built by ``create_app``), so several apps with
-different settings can live in one process (tests do).
+different settings can live in one process (tests do). The getters are ``async def`` though they
+await nothing: FastAPI runs a plain ``def`` dependency in its thread pool, a hop that cost a status
+poll more than its database read.
 """
 
 from __future__ import annotations
@@ -14,13 +16,13 @@ from typing import Annotated
 from celery import Celery
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.orm import Session, sessionmaker
 
 from api.config import ApiSettings
 from api.errors import ApiError
 from api.keys import VerifiedKeys
 from api.services.generation import ForwardBatcher, ModelCache
+from api.services.jobs import JobPoller
 from api.telemetry import ApiMetrics
 from store.storage import ObjectStorage
 
@@ -33,12 +35,12 @@ class Caller:
     key_id: str
 
 
-def get_settings(request: Request) -> ApiSettings:
+async def get_settings(request: Request) -> ApiSettings:
     settings: ApiSettings = request.app.state.settings
     return settings
 
 
-def get_sessionmaker(request: Request) -> sessionmaker[Session]:
+async def get_sessionmaker(request: Request) -> sessionmaker[Session]:
     factory: sessionmaker[Session] = request.app.state.sessionmaker
     return factory
 
@@ -49,32 +51,32 @@ def get_session(factory: SessionmakerDep) -> Iterator[Session]:
         yield session
 
 
-def get_async_engine(request: Request) -> AsyncEngine:
-    engine: AsyncEngine = request.app.state.async_engine
-    return engine
+async def get_poller(request: Request) -> JobPoller:
+    poller: JobPoller = request.app.state.poller
+    return poller
 
 
-def get_storage(request: Request) -> ObjectStorage:
+async def get_storage(request: Request) -> ObjectStorage:
     storage: ObjectStorage = request.app.state.storage
     return storage
 
 
-def get_celery(request: Request) -> Celery:
+async def get_celery(request: Request) -> Celery:
     celery: Celery = request.app.state.celery
     return celery
 
 
-def get_model_cache(request: Request) -> ModelCache:
+async def get_model_cache(request: Request) -> ModelCache:
     cache: ModelCache = request.app.state.model_cache
     return cache
 
 
-def get_batcher(request: Request) -> ForwardBatcher:
+async def get_batcher(request: Request) -> ForwardBatcher:
     batcher: ForwardBatcher = request.app.state.batcher
     return batcher
 
 
-def get_metrics(request: Request) -> ApiMetrics:
+async def get_metrics(request: Request) -> ApiMetrics:
     metrics: ApiMetrics = request.app.state.metrics
     return metrics
 
@@ -82,7 +84,7 @@ def get_metrics(request: Request) -> ApiMetrics:
 SettingsDep = Annotated[ApiSettings, Depends(get_settings)]
 SessionmakerDep = Annotated[sessionmaker[Session], Depends(get_sessionmaker)]
 SessionDep = Annotated[Session, Depends(get_session, scope="function")]
-AsyncEngineDep = Annotated[AsyncEngine, Depends(get_async_engine)]
+PollerDep = Annotated[JobPoller, Depends(get_poller)]
 StorageDep = Annotated[ObjectStorage, Depends(get_storage)]
 CeleryDep = Annotated[Celery, Depends(get_celery)]
 ModelCacheDep = Annotated[ModelCache, Depends(get_model_cache)]

@@ -13,11 +13,13 @@ from collections.abc import Mapping, Sequence
 from http import HTTPStatus
 from typing import Any
 
+import psycopg
 from boto3.exceptions import Boto3Error
 from botocore.exceptions import BotoCoreError, ClientError
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from psycopg_pool import PoolTimeout
 from sqlalchemy.exc import DataError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -242,6 +244,8 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(StorageKeyNotFound, _not_found_in_storage)
     for storage_failure in (BotoCoreError, ClientError, Boto3Error):
         app.add_exception_handler(storage_failure, _unavailable("object storage"))
-    app.add_exception_handler(OperationalError, _unavailable("the database"))
-    app.add_exception_handler(DataError, _out_of_range)
+    for database_down in (OperationalError, psycopg.OperationalError, PoolTimeout):
+        app.add_exception_handler(database_down, _unavailable("the database"))
+    for refused_value in (DataError, psycopg.DataError):
+        app.add_exception_handler(refused_value, _out_of_range)
     app.add_exception_handler(Exception, _unexpected)

@@ -71,6 +71,8 @@ class StrictJSONRoute(APIRoute):
         handler = super().get_route_handler()
 
         async def strict_handler(request: Request) -> Response:
+            if request.method in ("GET", "HEAD", "DELETE"):  # no body to read
+                return await handler(request)
             return await handler(StrictJSONRequest(request.scope, request.receive))
 
         return strict_handler

@@ -8,16 +8,16 @@ never remembered, so a new key works at once. The cache is only touched from the
 from __future__ import annotations
 
 from cachetools import TTLCache
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from store.auth import VerifiedKey, hash_key, verify_api_key_async, well_formed
+from store.reads import AsyncReads
 
 MAX_CACHED_KEYS = 10_000
 
 
 class VerifiedKeys:
-    def __init__(self, engine: AsyncEngine, *, ttl_s: float) -> None:
-        self.engine = engine
+    def __init__(self, reads: AsyncReads, *, ttl_s: float) -> None:
+        self.reads = reads
         self._cache: TTLCache[str, VerifiedKey] | None = (
             TTLCache(maxsize=MAX_CACHED_KEYS, ttl=ttl_s) if ttl_s > 0 else None
         )
@@ -28,8 +28,7 @@ class VerifiedKeys:
         digest = hash_key(key)
         if self._cache is not None and (known := self._cache.get(digest)) is not None:
             return known
-        async with self.engine.connect() as connection:
-            verified = await verify_api_key_async(connection, key=key)
+        verified = await verify_api_key_async(self.reads, key=key)
         if verified is not None and self._cache is not None:
             self._cache[digest] = verified
         return verified

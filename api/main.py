@@ -22,12 +22,14 @@ from api.keys import VerifiedKeys
 from api.limits import BodyLimit, HeaderLimits
 from api.routes import datasets, health, jobs, models
 from api.services.generation import ForwardBatcher, ModelCache
+from api.services.jobs import JobPoller
 from api.services.reaper import reaper_loop
 from api.telemetry import ApiMetrics, MetricsMiddleware
 from gan_engine.spec import Spec
-from store.db import get_sessionmaker, make_async_engine
+from store.db import get_sessionmaker
 from store.migrate import head_revision
 from store.queue import make_celery
+from store.reads import async_reads
 from store.settings import Settings
 from store.storage import storage_from_url
 
@@ -69,7 +71,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 reaper.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await reaper
-            await app.state.async_engine.dispose()
+            await app.state.reads.close()
 
     app = FastAPI(
         title="ganforge",
@@ -80,8 +82,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     sessions = get_sessionmaker(config.database_url)
     app.state.settings = config
     app.state.sessionmaker = sessions
-    app.state.async_engine = make_async_engine(config.database_url)
-    app.state.keys = VerifiedKeys(app.state.async_engine, ttl_s=config.api_key_cache_s)
+    app.state.reads = async_reads(config.database_url)
+    app.state.keys = VerifiedKeys(app.state.reads, ttl_s=config.api_key_cache_s)
+    app.state.poller = JobPoller(app.state.reads, poll_s=config.long_poll_interval_s)
     app.state.storage = storage_from_url(config.storage_url, config)
     app.state.celery = make_celery(config)
     app.state.model_cache = ModelCache(config.model_cache_size, config.generation_precision)

@@ -18,7 +18,6 @@ T = TypeVar("T")
 MAX_LABEL = 2**31 - 1
 
 
-
 class Page(BaseModel, Generic[T]):
     """One page of a list; pass the last item's cursor as ``after`` for the next one."""
 

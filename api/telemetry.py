@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterator
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily, Metric
@@ -79,6 +80,8 @@ class MetricsMiddleware:
     def __init__(self, app: ASGIApp, metrics: ApiMetrics) -> None:
         self.app = app
         self.metrics = metrics
+        # bounded: route templates x methods x statuses
+        self._labelled: dict[tuple[str, str, int], tuple[Any, Any]] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -98,7 +101,19 @@ class MetricsMiddleware:
         finally:
             route = scope.get("route")
             template = getattr(route, "path", None) or UNMATCHED
-            metrics = self.metrics
-            method = scope.get("method", "")
-            metrics.requests.labels(method, template, str(status)).inc()
-            metrics.latency.labels(method, template).observe(time.perf_counter() - started)
+            count, latency = self._children(scope.get("method", ""), template, status)
+            count.inc()
+            latency.observe(time.perf_counter() - started)
+
+    def _children(self, method: str, template: str, status: int) -> tuple[Any, Any]:
+        """The labelled counter and histogram of a (method, route, status), looked up once:
+        ``labels()`` takes a lock and builds a key on every call."""
+        key = (method, template, status)
+        found = self._labelled.get(key)
+        if found is None:
+            found = (
+                self.metrics.requests.labels(method, template, str(status)),
+                self.metrics.latency.labels(method, template),
+            )
+            self._labelled[key] = found
+        return found

@@ -244,6 +244,7 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=16, help="polls and submissions")
     parser.add_argument("--rounds", type=int, default=2, help="alternated runs of each side")
     parser.add_argument("--generations", type=int, default=60, help="sequential requests")
+    parser.add_argument("--parts", nargs="+", default=list(PARTS), choices=PARTS)
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         sys.exit("wrk is not installed: apt-get install wrk")
@@ -269,8 +270,7 @@ def main() -> None:
         "REFERENCE_DATABASE_URL": f"postgresql://{PG['user']}@{PG['host']}:{PG['port']}/{db_name}",
     }
     broker = redis.Redis.from_url(BROKER_URL)
-    c, d = args.connections, args.duration
-    load = f"wrk -t2, {d:g} s a run, best of {args.rounds} alternated runs a side"
+    load = f"wrk -t2, {args.duration:g} s a run, best of {args.rounds} alternated runs a side"
     print(f"machine: {os.cpu_count()} CPUs; PostgreSQL {db_name}; broker {BROKER_URL}; {load}")
     try:
         broker.flushdb()
@@ -285,76 +285,103 @@ def main() -> None:
         auth = {"Authorization": f"Bearer {key}"}
         poll = f"/v1/jobs/{job_id}"
 
-        # 1. status polls
-        runs: dict[str, list[dict[str, float]]] = {"ours": [], "reference": [], "constant": []}
-        with (
-            ours(env, log) as api,
-            server("benchmarks.reference_app:app", env, log) as reference,
-            server("benchmarks.reference_app:constant", env, log) as constant,
-        ):
-            for url in (api, reference, constant):  # warm-up
-                wrk(url + poll, headers=auth, connections=c, duration=2)
-            for _ in range(args.rounds):
-                for name, url in (("ours", api), ("reference", reference), ("constant", constant)):
-                    runs[name].append(wrk(url + poll, headers=auth, connections=c, duration=d))
-        line(f"status polls, ours (c={c})", best(runs["ours"]))
-        line(f"status polls, reference: two async reads (c={c})", best(runs["reference"]))
-        line(f"status polls, reference: constant (c={c})", best(runs["constant"]))
-        status_ratio = best(runs["ours"])["rps"] / best(runs["reference"])["rps"]
-        print(f"ratio status ours/reference: {status_ratio:.2f}")
-        with ours(env, log, workers=2) as api:
-            wrk(api + poll, headers=auth, connections=c, duration=2)
-            two = best([wrk(api + poll, headers=auth, connections=c, duration=d)
-                        for _ in range(args.rounds)])  # fmt: skip
-        line(f"status polls, ours with --workers 2 (c={c})", two)
-
-        # 2. submissions
-        with psycopg.connect(**PG, dbname=db_name, autocommit=True) as db:
-            before = db.execute("SELECT count(*) FROM jobs").fetchone()[0]  # type: ignore[index]
-        queued_before = broker.llen("train")
-        with ours(env, log) as api:
-            wrk(api + "/v1/jobs", headers=auth, connections=c, duration=2, body=RING8)
-            submitted = wrk(api + "/v1/jobs", headers=auth, connections=c, duration=d, body=RING8)
-        with psycopg.connect(**PG, dbname=db_name, autocommit=True) as db:
-            after = db.execute("SELECT count(*) FROM jobs").fetchone()[0]  # type: ignore[index]
-        queued = broker.llen("train") - queued_before  # type: ignore[operator]
-        rows = after - before
-        line(f"submissions (c={c})", submitted,
-             f"; {rows} new queued rows, {queued} broker messages")  # fmt: skip
-        print(f"every accepted job queued: {'yes' if rows == queued else 'NO'}")
-
-        # 3. generation latency, and 4. micro-batching
-        with ours(env, log) as api:
-            http_ms(api, auth, model_id, "npy", 5)  # warm-up: the model loads
-            forward, http = [], {"png_grid": [], "npy": []}
-            for _ in range(args.rounds):
-                forward += forward_alone_ms(env["STORAGE_URL"], model_id, args.generations)
-                for fmt in http:
-                    http[fmt] += http_ms(api, auth, model_id, fmt, args.generations)
-            small = {"n": 8, "seed": 1, "format": "npy"}
-            url = f"{api}/v1/models/{model_id}/samples"
-            wrk(url, headers=auth, connections=32, duration=2, body=small)
-            batched = [wrk(url, headers=auth, connections=32, duration=d, body=small)]
-        with ours(env | {"GENERATE_BATCH_WAIT_MS": "0"}, log) as api:
-            url = f"{api}/v1/models/{model_id}/samples"
-            wrk(url, headers=auth, connections=32, duration=2, body=small)
-            unbatched = [wrk(url, headers=auth, connections=32, duration=d, body=small)]
-        forward_p50 = statistics.median(forward)
-        print(f"forward pass alone, 64 images 32x32: p50 {forward_p50:.1f} ms")
-        for fmt, times in http.items():
-            print(f"HTTP 64 images {fmt} (sequential): p50 {statistics.median(times):.1f} ms, "
-                  f"p99 {sorted(times)[int(0.99 * (len(times) - 1))]:.1f} ms")  # fmt: skip
-        ratio = statistics.median(http["png_grid"]) / forward_p50
-        print(f"ratio generation http/forward: {ratio:.2f}")
-        for name, r in (("coalesced", best(batched)), ("one pass each", best(unbatched))):
-            line(f"8-image requests at c=32, {name}", r, f"; {8 * r['rps']:.0f} images/s")
-        print(f"ratio batched/unbatched images/s at c=32: "
-              f"{best(batched)['rps'] / best(unbatched)['rps']:.2f}")  # fmt: skip
+        if "polls" in args.parts:
+            measure_polls(env, log, auth, poll, args)
+        if "submissions" in args.parts:
+            measure_submissions(env, log, auth, db_name, broker, args)
+        if "generation" in args.parts:
+            measure_generation(env, log, auth, model_id, args)
     finally:
         broker.flushdb()
         dispose_engines()
         pg_admin(f'DROP DATABASE IF EXISTS "{db_name}" WITH (FORCE)')
         shutil.rmtree(data_dir, ignore_errors=True)
+
+
+PARTS = ("polls", "submissions", "generation")
+
+
+def measure_polls(
+    env: dict[str, str], log: Path, auth: dict[str, str], poll: str, args: argparse.Namespace
+) -> None:
+    c, d = args.connections, args.duration
+    runs: dict[str, list[dict[str, float]]] = {"ours": [], "reference": [], "constant": []}
+    with (
+        ours(env, log) as api,
+        server("benchmarks.reference_app:app", env, log) as reference,
+        server("benchmarks.reference_app:constant", env, log) as constant,
+    ):
+        for url in (api, reference, constant):  # warm-up
+            wrk(url + poll, headers=auth, connections=c, duration=2)
+        for _ in range(args.rounds):
+            for name, url in (("ours", api), ("reference", reference), ("constant", constant)):
+                runs[name].append(wrk(url + poll, headers=auth, connections=c, duration=d))
+    line(f"status polls, ours (c={c})", best(runs["ours"]))
+    line(f"status polls, reference: two async reads (c={c})", best(runs["reference"]))
+    line(f"status polls, reference: constant (c={c})", best(runs["constant"]))
+    status_ratio = best(runs["ours"])["rps"] / best(runs["reference"])["rps"]
+    print(f"ratio status ours/reference: {status_ratio:.2f}")
+    with ours(env, log, workers=2) as api:
+        wrk(api + poll, headers=auth, connections=c, duration=2)
+        two = best([wrk(api + poll, headers=auth, connections=c, duration=d)
+                    for _ in range(args.rounds)])  # fmt: skip
+    line(f"status polls, ours with --workers 2 (c={c})", two)
+
+
+def measure_submissions(
+    env: dict[str, str],
+    log: Path,
+    auth: dict[str, str],
+    db_name: str,
+    broker: redis.Redis,
+    args: argparse.Namespace,
+) -> None:
+    c, d = args.connections, args.duration
+    with psycopg.connect(**PG, dbname=db_name, autocommit=True) as db:
+        before = db.execute("SELECT count(*) FROM jobs").fetchone()[0]  # type: ignore[index]
+    queued_before = broker.llen("train")
+    with ours(env, log) as api:
+        wrk(api + "/v1/jobs", headers=auth, connections=c, duration=2, body=RING8)
+        submitted = wrk(api + "/v1/jobs", headers=auth, connections=c, duration=d, body=RING8)
+    with psycopg.connect(**PG, dbname=db_name, autocommit=True) as db:
+        after = db.execute("SELECT count(*) FROM jobs").fetchone()[0]  # type: ignore[index]
+    queued = broker.llen("train") - queued_before  # type: ignore[operator]
+    rows = after - before
+    line(f"submissions (c={c})", submitted,
+         f"; {rows} new queued rows, {queued} broker messages")  # fmt: skip
+    print(f"every accepted job queued: {'yes' if rows == queued else 'NO'}")
+
+
+def measure_generation(
+    env: dict[str, str], log: Path, auth: dict[str, str], model_id: str, args: argparse.Namespace
+) -> None:
+    d = args.duration
+    with ours(env, log) as api:
+        http_ms(api, auth, model_id, "npy", 5)  # warm-up: the model loads
+        forward, http = [], {"png_grid": [], "npy": []}
+        for _ in range(args.rounds):
+            forward += forward_alone_ms(env["STORAGE_URL"], model_id, args.generations)
+            for fmt in http:
+                http[fmt] += http_ms(api, auth, model_id, fmt, args.generations)
+        small = {"n": 8, "seed": 1, "format": "npy"}
+        url = f"{api}/v1/models/{model_id}/samples"
+        wrk(url, headers=auth, connections=32, duration=2, body=small)
+        batched = [wrk(url, headers=auth, connections=32, duration=d, body=small)]
+    with ours(env | {"GENERATE_BATCH_WAIT_MS": "0"}, log) as api:
+        url = f"{api}/v1/models/{model_id}/samples"
+        wrk(url, headers=auth, connections=32, duration=2, body=small)
+        unbatched = [wrk(url, headers=auth, connections=32, duration=d, body=small)]
+    forward_p50 = statistics.median(forward)
+    print(f"forward pass alone, 64 images 32x32: p50 {forward_p50:.1f} ms")
+    for fmt, times in http.items():
+        print(f"HTTP 64 images {fmt} (sequential): p50 {statistics.median(times):.1f} ms, "
+              f"p99 {sorted(times)[int(0.99 * (len(times) - 1))]:.1f} ms")  # fmt: skip
+    ratio = statistics.median(http["png_grid"]) / forward_p50
+    print(f"ratio generation http/forward: {ratio:.2f}")
+    for name, r in (("coalesced", best(batched)), ("one pass each", best(unbatched))):
+        line(f"8-image requests at c=32, {name}", r, f"; {8 * r['rps']:.0f} images/s")
+    print(f"ratio batched/unbatched images/s at c=32: "
+          f"{best(batched)['rps'] / best(unbatched)['rps']:.2f}")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -7,13 +7,13 @@ import hmac
 import secrets
 from dataclasses import dataclass
 
-from sqlalchemy import select, update
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.orm import Session
 
 from store.db import rowcount
 from store.errors import NotFound
 from store.models import ApiKey, Tenant, utcnow
+from store.reads import AsyncReads
 
 KEY_PREFIX = "gf_"
 MAX_KEY_CHARS = 200
@@ -93,21 +93,20 @@ class VerifiedKey:
     tenant_id: str
 
 
-async def verify_api_key_async(connection: AsyncConnection, *, key: str) -> VerifiedKey | None:
-    """``verify_api_key`` on an asyncio connection, reading only the two columns it needs."""
+ACTIVE_KEY_BY_HASH = select(ApiKey.id, ApiKey.tenant_id, ApiKey.key_hash).where(
+    ApiKey.key_hash == bindparam("digest"), ApiKey.revoked_at.is_(None)
+)
+
+
+async def verify_api_key_async(reads: AsyncReads, *, key: str) -> VerifiedKey | None:
+    """``verify_api_key`` on the asyncio reads, reading only the columns it needs."""
     if not well_formed(key):
         return None
     digest = hash_key(key)
-    row = (
-        await connection.execute(
-            select(ApiKey.id, ApiKey.tenant_id, ApiKey.key_hash).where(
-                ApiKey.key_hash == digest, ApiKey.revoked_at.is_(None)
-            )
-        )
-    ).one_or_none()
-    if row is None or not hmac.compare_digest(row.key_hash, digest):
+    row = await reads.one(ACTIVE_KEY_BY_HASH, digest=digest)
+    if row is None or not hmac.compare_digest(row["key_hash"], digest):
         return None
-    return VerifiedKey(key_id=row.id, tenant_id=row.tenant_id)
+    return VerifiedKey(key_id=row["id"], tenant_id=row["tenant_id"])
 
 
 def revoke_api_key(session: Session, *, key_id: str, tenant_id: str | None = None) -> bool:

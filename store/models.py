@@ -56,6 +56,8 @@ ACTIVE_STATUSES: Final = tuple(
 )
 # Final: nothing changes a finished job's status again.
 FINISHED_STATUSES: Final = tuple(s for s in JobStatus if s not in ACTIVE_STATUSES)
+
+
 class EventLevel(StrEnum):
     """How much a job event matters (the engine's ``gan_engine.events.Level``, which the store
     does not import; a test keeps the two equal)."""

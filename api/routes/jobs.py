@@ -9,8 +9,8 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
 from api.deps import (
-    AsyncEngineDep,
     CeleryDep,
+    PollerDep,
     SessionDep,
     SessionmakerDep,
     SettingsDep,
@@ -131,8 +131,7 @@ def list_jobs(
 async def get_job(
     job_id: JobId,
     caller: TenantDep,
-    engine: AsyncEngineDep,
-    settings: SettingsDep,
+    poller: PollerDep,
     wait: Annotated[
         float,
         Query(
@@ -150,13 +149,8 @@ async def get_job(
     """Every answer carries an `ETag`; sending it back as `If-None-Match` gets a 304 while the
     job is unchanged. With `wait`, the call returns when the job has changed (a finished job at
     once), so a client need not poll in a loop."""
-    view = await service.wait_for_job(
-        engine,
-        tenant_id=caller.tenant_id,
-        job_id=job_id,
-        wait_s=wait,
-        poll_s=settings.long_poll_interval_s,
-        if_none_match=if_none_match,
+    view = await poller.view(
+        tenant_id=caller.tenant_id, job_id=job_id, wait_s=wait, if_none_match=if_none_match
     )
     headers = {"ETag": view.etag, "Cache-Control": "private, no-cache"}
     if if_none_match is not None and view.etag in if_none_match.split(", "):
