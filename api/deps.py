@@ -16,6 +16,7 @@ from typing import Annotated
 from celery import Celery
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.orm import Session, sessionmaker
 
 from api.config import ApiSettings
@@ -49,6 +50,11 @@ def get_session(factory: SessionmakerDep) -> Iterator[Session]:
     """A session for the request; services commit what they write, the rest is rolled back."""
     with factory() as session:
         yield session
+
+
+async def get_async_engine(request: Request) -> AsyncEngine:
+    engine: AsyncEngine = request.app.state.async_engine
+    return engine
 
 
 async def get_poller(request: Request) -> JobPoller:
@@ -85,6 +91,7 @@ SettingsDep = Annotated[ApiSettings, Depends(get_settings)]
 SessionmakerDep = Annotated[sessionmaker[Session], Depends(get_sessionmaker)]
 SessionDep = Annotated[Session, Depends(get_session, scope="function")]
 PollerDep = Annotated[JobPoller, Depends(get_poller)]
+AsyncEngineDep = Annotated[AsyncEngine, Depends(get_async_engine)]
 StorageDep = Annotated[ObjectStorage, Depends(get_storage)]
 CeleryDep = Annotated[Celery, Depends(get_celery)]
 ModelCacheDep = Annotated[ModelCache, Depends(get_model_cache)]

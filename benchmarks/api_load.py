@@ -123,25 +123,43 @@ def wrk(
     connections: int,
     duration: float,
     body: dict[str, Any] | None = None,
+    keys: list[str] | None = None,
 ) -> dict[str, float]:
-    """req/s, p50 and p99 (ms) and the count of answers that were not 2xx/3xx."""
+    """req/s, p50 and p99 (ms) and the count of answers that were not 2xx/3xx. ``keys``: API
+    keys the requests take in turn (several tenants)."""
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
         lines = [f'wrk.headers["{k}"] = {json.dumps(v)}' for k, v in headers.items()]
         if body is not None:
             lines += ['wrk.method = "POST"', f"wrk.body = {json.dumps(json.dumps(body))}",
                       'wrk.headers["Content-Type"] = "application/json"']  # fmt: skip
+        if keys:
+            lines += [
+                "keys = {" + ", ".join(json.dumps(f"Bearer {k}") for k in keys) + "}",
+                "n = 0",
+                "request = function()",
+                "  n = n + 1",
+                '  wrk.headers["Authorization"] = keys[n % #keys + 1]',
+                "  return wrk.format()",
+                "end",
+            ]
         script.write("\n".join(lines) + "\n")
     try:
         out = subprocess.run(
-            ["wrk", "-t2", f"-c{connections}", f"-d{duration:g}s", "--latency", "-s",
-             script.name, url],
+            ["wrk", f"-t{min(2, connections)}", f"-c{connections}", f"-d{duration:g}s",
+             "--latency", "-s", script.name, url],
             check=True, capture_output=True, text=True, timeout=duration + 60,
         ).stdout  # fmt: skip
     finally:
         os.unlink(script.name)
 
+    if "Latency Distribution" not in out:
+        raise RuntimeError(f"wrk printed no latencies:\n{out}")
+
     def latency(percent: str) -> float:
-        value, unit = re.search(rf"^\s+{percent}%\s+([\d.]+)(us|ms|s)$", out, re.M).groups()  # type: ignore[union-attr]
+        found = re.search(rf"^\s+{percent}%\s+([\d.]+)(us|ms|s)\s*$", out, re.M)
+        if found is None:
+            raise RuntimeError(f"no {percent}% latency in wrk's output:\n{out}")
+        value, unit = found.groups()
         return float(value) * _UNITS[unit]
 
     bad = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
@@ -244,6 +262,7 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=16, help="polls and submissions")
     parser.add_argument("--rounds", type=int, default=2, help="alternated runs of each side")
     parser.add_argument("--generations", type=int, default=60, help="sequential requests")
+    parser.add_argument("--tenants", type=int, default=10, help="submissions from several")
     parser.add_argument("--parts", nargs="+", default=list(PARTS), choices=PARTS)
     args = parser.parse_args()
     if shutil.which("wrk") is None:
@@ -280,6 +299,9 @@ def main() -> None:
         with session_scope(get_sessionmaker(database_url)) as session:
             tenant, _, key = create_tenant_with_key(session, name="bench")
             tenant_id = tenant.id
+            tenant_keys = [
+                create_tenant_with_key(session, name=f"bench{k}")[2] for k in range(args.tenants)
+            ]
         model_id, job_id = publish(database_url, env["STORAGE_URL"], tenant_id)
         dispose_engines()
         auth = {"Authorization": f"Bearer {key}"}
@@ -288,7 +310,7 @@ def main() -> None:
         if "polls" in args.parts:
             measure_polls(env, log, auth, poll, args)
         if "submissions" in args.parts:
-            measure_submissions(env, log, auth, db_name, broker, args)
+            measure_submissions(env, log, auth, tenant_keys, db_name, broker, args)
         if "generation" in args.parts:
             measure_generation(env, log, auth, model_id, args)
     finally:
@@ -332,24 +354,33 @@ def measure_submissions(
     env: dict[str, str],
     log: Path,
     auth: dict[str, str],
+    tenant_keys: list[str],
     db_name: str,
     broker: redis.Redis,
     args: argparse.Namespace,
 ) -> None:
+    """One tenant (its submissions take turns on its row lock: the concurrent-job limit), then
+    several tenants taking turns."""
     c, d = args.connections, args.duration
-    with psycopg.connect(**PG, dbname=db_name, autocommit=True) as db:
-        before = db.execute("SELECT count(*) FROM jobs").fetchone()[0]  # type: ignore[index]
-    queued_before = broker.llen("train")
-    with ours(env, log) as api:
-        wrk(api + "/v1/jobs", headers=auth, connections=c, duration=2, body=RING8)
-        submitted = wrk(api + "/v1/jobs", headers=auth, connections=c, duration=d, body=RING8)
-    with psycopg.connect(**PG, dbname=db_name, autocommit=True) as db:
-        after = db.execute("SELECT count(*) FROM jobs").fetchone()[0]  # type: ignore[index]
-    queued = broker.llen("train") - queued_before  # type: ignore[operator]
-    rows = after - before
-    line(f"submissions (c={c})", submitted,
-         f"; {rows} new queued rows, {queued} broker messages")  # fmt: skip
-    print(f"every accepted job queued: {'yes' if rows == queued else 'NO'}")
+    cases = [(1, "1 tenant", None), (1, f"{len(tenant_keys)} tenants", tenant_keys),
+             (2, f"{len(tenant_keys)} tenants", tenant_keys)]  # fmt: skip
+    for workers, who, keys in cases:
+        with psycopg.connect(**PG, dbname=db_name, autocommit=True) as db:
+            before = db.execute("SELECT count(*) FROM jobs").fetchone()[0]  # type: ignore[index]
+        queued_before = broker.llen("train")
+        with ours(env, log, workers=workers) as api:
+            wrk(api + "/v1/jobs", headers=auth, connections=c, duration=2, body=RING8, keys=keys)
+            submitted = wrk(
+                api + "/v1/jobs", headers=auth, connections=c, duration=d, body=RING8, keys=keys
+            )
+        with psycopg.connect(**PG, dbname=db_name, autocommit=True) as db:
+            after = db.execute("SELECT count(*) FROM jobs").fetchone()[0]  # type: ignore[index]
+        queued = broker.llen("train") - queued_before  # type: ignore[operator]
+        rows = after - before
+        processes = f", --workers {workers}" if workers > 1 else ""
+        line(f"submissions, {who}{processes} (c={c})", submitted,
+             f"; {rows} new queued rows, {queued} broker messages")  # fmt: skip
+        print(f"every accepted job queued: {'yes' if rows == queued else 'NO'}")
 
 
 def measure_generation(

@@ -62,9 +62,9 @@ def make_async_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
     aiosqlite on SQLite (with the same pragmas as ``make_engine``)."""
     url = normalize_url(url)
     if not is_sqlite(url):
-        return create_async_engine(
-            url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True
-        )
+        # no pre-ping (a round trip a request): a connection found dead after a database restart
+        # fails its one request with a 503, and SQLAlchemy then renews the whole pool
+        return create_async_engine(url, pool_size=pool_size, max_overflow=pool_size)
     database = make_url(url).database
     kwargs: dict[str, Any] = {"connect_args": {"timeout": 30}}
     if not database or database == ":memory:":

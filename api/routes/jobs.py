@@ -9,6 +9,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
 from api.deps import (
+    AsyncEngineDep,
     CeleryDep,
     PollerDep,
     SessionDep,
@@ -72,11 +73,11 @@ SPEC_BODY: dict[str, Any] = {
         429: error("too many queued or running jobs in this account"),
     },
 )
-def submit_job(
-    session: SessionDep,
+async def submit_job(
     caller: TenantDep,
     settings: SettingsDep,
     celery: CeleryDep,
+    engine: AsyncEngineDep,
     body: Annotated[Any, Body(include_in_schema=False)] = None,
     idempotency_key: Annotated[
         str | None,
@@ -94,8 +95,8 @@ def submit_job(
         raise ApiError(
             422, "Idempotency-Key must be visible ASCII characters", param="Idempotency-Key"
         )
-    job, created = service.submit_job(
-        session,
+    job, created = await service.submit_job(
+        engine,
         celery=celery,
         settings=settings,
         tenant_id=caller.tenant_id,
