@@ -22,11 +22,9 @@ class ApiSettings(Settings):
         description="sampling: auto = bf16 autocast for conv generators on CPUs with bf16 units "
         "(AMX, AVX-512 bf16), off = float32 (the same bytes on every machine)",
     )
-    generate_batch_wait_ms: float = Field(
-        3.0,
-        ge=0,
-        le=100,
-        description="sampling requests for one model coalesce within this; 0: off",
+    generate_coalesce: bool = Field(
+        True,
+        description="sampling requests for one model that arrive while a pass runs share the next",
     )
     generate_max_batch: int = Field(
         256, ge=1, le=8192, description="samples in one coalesced forward pass, at most"

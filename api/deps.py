@@ -25,6 +25,7 @@ from api.keys import VerifiedKeys
 from api.services.generation import ForwardBatcher, ModelCache
 from api.services.jobs import JobPoller
 from api.telemetry import ApiMetrics
+from store.reads import AsyncReads
 from store.storage import ObjectStorage
 
 
@@ -50,6 +51,11 @@ def get_session(factory: SessionmakerDep) -> Iterator[Session]:
     """A session for the request; services commit what they write, the rest is rolled back."""
     with factory() as session:
         yield session
+
+
+async def get_reads(request: Request) -> AsyncReads:
+    reads: AsyncReads = request.app.state.reads
+    return reads
 
 
 async def get_async_engine(request: Request) -> AsyncEngine:
@@ -92,6 +98,7 @@ SessionmakerDep = Annotated[sessionmaker[Session], Depends(get_sessionmaker)]
 SessionDep = Annotated[Session, Depends(get_session, scope="function")]
 PollerDep = Annotated[JobPoller, Depends(get_poller)]
 AsyncEngineDep = Annotated[AsyncEngine, Depends(get_async_engine)]
+ReadsDep = Annotated[AsyncReads, Depends(get_reads)]
 StorageDep = Annotated[ObjectStorage, Depends(get_storage)]
 CeleryDep = Annotated[Celery, Depends(get_celery)]
 ModelCacheDep = Annotated[ModelCache, Depends(get_model_cache)]

@@ -78,6 +78,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                     await reaper
             await app.state.reads.close()
             await app.state.async_engine.dispose()
+            app.state.batcher.close()
 
     app = FastAPI(
         title="ganforge",
@@ -96,7 +97,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.celery = make_celery(config)
     app.state.model_cache = ModelCache(config.model_cache_size, config.generation_precision)
     app.state.batcher = ForwardBatcher(
-        max_batch=config.generate_max_batch, max_wait_s=config.generate_batch_wait_ms / 1000
+        max_batch=config.generate_max_batch, coalesce=config.generate_coalesce
     )
     app.state.metrics = ApiMetrics(sessions)
     app.state.head_revision = head_revision()

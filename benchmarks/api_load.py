@@ -398,7 +398,7 @@ def measure_generation(
         url = f"{api}/v1/models/{model_id}/samples"
         wrk(url, headers=auth, connections=32, duration=2, body=small)
         batched = [wrk(url, headers=auth, connections=32, duration=d, body=small)]
-    with ours(env | {"GENERATE_BATCH_WAIT_MS": "0"}, log) as api:
+    with ours(env | {"GENERATE_COALESCE": "false"}, log) as api:
         url = f"{api}/v1/models/{model_id}/samples"
         wrk(url, headers=auth, connections=32, duration=2, body=small)
         unbatched = [wrk(url, headers=auth, connections=32, duration=d, body=small)]

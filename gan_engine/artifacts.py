@@ -243,7 +243,7 @@ class GeneratorArtifact:
     def forward(self, z: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
         """The generator's float32 output for ``z`` (several requests may share one call: each
         sample depends on its own z and label only)."""
-        with torch.no_grad(), self._autocast():
+        with torch.inference_mode(), self._autocast():
             return self.generator(z, labels).float()
 
     def samples(self, output: torch.Tensor, labels: torch.Tensor | None) -> Samples:

@@ -5,12 +5,12 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Response
-from starlette.concurrency import run_in_threadpool
 
 from api.deps import (
     BatcherDep,
     MetricsDep,
     ModelCacheDep,
+    ReadsDep,
     SessionDep,
     SettingsDep,
     StorageDep,
@@ -60,7 +60,7 @@ def get_model(model_id: ModelId, session: SessionDep, caller: TenantDep) -> Any:
 async def generate_samples(
     model_id: ModelId,
     body: SampleRequest,
-    session: SessionDep,
+    reads: ReadsDep,
     caller: TenantDep,
     settings: SettingsDep,
     storage: StorageDep,
@@ -70,9 +70,7 @@ async def generate_samples(
 ) -> Response:
     """`{"class_names": ["Sneaker"], "n": 16, "seed": 3}` gives 16 sneakers; the same seed and
     labels always give the same bytes. At most 1024 samples a request (MAX_GENERATE_SAMPLES)."""
-    await run_in_threadpool(
-        service.get_model, session, tenant_id=caller.tenant_id, model_id=model_id
-    )
+    await service.check_model_owned(reads, tenant_id=caller.tenant_id, model_id=model_id)
     encoded = await service.generate(
         model_id=model_id,
         request=body,

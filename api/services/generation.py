@@ -4,11 +4,11 @@
 keyed by model id); it is thread-safe, and loading happens outside its lock, so a slow download
 never blocks requests for other models.
 
-``ForwardBatcher`` coalesces the requests that arrive for one generator within ``max_wait_s`` into
-one forward pass of at most ``max_batch`` samples: many small requests cost about one. Each sample
-depends on its own z and label only (the generator is in eval mode), and every request starts at a
-multiple of ``ALIGN`` samples in the shared batch, where the CPU kernels compute it exactly as
-they would alone: the same request gives the same bytes whether or not it shared a pass (tested).
+``ForwardBatcher`` lets concurrent requests for one generator share forward passes (continuous
+batching): many small requests cost about one pass. Each sample depends on its own z and label
+only (the generator is in eval mode), and every request starts at a multiple of ``ALIGN`` samples
+in the shared batch, where the CPU kernels compute it exactly as they would alone: the same
+request gives the same bytes whether or not it shared a pass (tested).
 """
 
 from __future__ import annotations
@@ -21,9 +21,11 @@ import re
 import threading
 import zipfile
 from collections import OrderedDict
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
-import anyio
 import numpy as np
 import torch
 
@@ -34,6 +36,7 @@ from store.errors import Damaged
 from store.storage import ObjectStorage, model_config_key, model_weights_key
 
 log = logging.getLogger("api.generation")
+T = TypeVar("T")
 ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)  # a fixed timestamp: same samples, same zip bytes
 
 
@@ -69,6 +72,14 @@ class ModelCache:
                 self._items.popitem(last=False)
         return artifact
 
+    def peek(self, model_id: str) -> GeneratorArtifact | None:
+        """The loaded artifact, or None (no loading: ``get`` does that, in a thread)."""
+        with self._lock:
+            artifact = self._items.get(model_id)
+            if artifact is not None:
+                self._items.move_to_end(model_id)
+            return artifact
+
     def __contains__(self, model_id: str) -> bool:
         with self._lock:
             return model_id in self._items
@@ -85,60 +96,90 @@ class _Pending:
 
 
 @dataclass
-class _Queue:
-    requests: list[_Pending] = field(default_factory=list)
-    samples: int = 0  # aligned
-    timer: asyncio.TimerHandle | None = None
+class _Lane:
+    """The requests waiting for one generator, and whether a pass of it is running."""
+
+    artifact: GeneratorArtifact
+    pending: list[_Pending] = field(default_factory=list)
+    busy: bool = False
 
 
 class ForwardBatcher:
-    """One forward pass for the requests of one generator that arrive within ``max_wait_s``.
+    """Forward passes shared by the concurrent requests of one generator.
 
-    ``max_wait_s`` 0 runs every request on its own. A request larger than ``max_batch`` runs
-    alone. The passes run in worker threads; the event loop only gathers and splits."""
+    A request that finds its generator idle runs at once; requests that arrive while a pass runs
+    share the next one (at most ``max_batch`` samples; the rest take the pass after). Nobody waits
+    for company, so a lone request pays nothing, and under load the passes grow by themselves.
+    ``coalesce`` False runs every request on its own; a request of ``max_batch`` samples or more
+    always does. Passes run on one thread of their own (see ``_on_torch_thread``); the event loop
+    only gathers and splits."""
 
-    def __init__(self, *, max_batch: int, max_wait_s: float) -> None:
-        self.max_batch, self.max_wait_s = max_batch, max_wait_s
-        self._queues: dict[int, tuple[GeneratorArtifact, _Queue]] = {}
+    def __init__(self, *, max_batch: int, coalesce: bool = True) -> None:
+        self.max_batch, self.coalesce = max_batch, coalesce
+        self._torch: ThreadPoolExecutor | None = None
+        self._lanes: dict[int, _Lane] = {}
         self._running: set[asyncio.Task[None]] = set()  # held, so no pass is collected mid-way
         self.passes = 0  # forward passes run, for tests and metrics
 
     async def forward(
         self, artifact: GeneratorArtifact, z: torch.Tensor, labels: torch.Tensor | None
     ) -> torch.Tensor:
-        size = _aligned(len(z))
-        if self.max_wait_s <= 0 or size >= self.max_batch:
+        if not self.coalesce or _aligned(len(z)) >= self.max_batch:
             self.passes += 1
-            return await anyio.to_thread.run_sync(artifact.forward, z, labels)
-        key = id(artifact)
-        _, queue = self._queues.setdefault(key, (artifact, _Queue()))
-        if queue.samples + size > self.max_batch:
-            self._flush(key)
-            _, queue = self._queues.setdefault(key, (artifact, _Queue()))
+            return await self._on_torch_thread(artifact, z, labels)
+        lane = self._lanes.setdefault(id(artifact), _Lane(artifact))
         done: asyncio.Future[torch.Tensor] = asyncio.get_running_loop().create_future()
-        queue.requests.append(_Pending(z, labels, done))
-        queue.samples += size
-        if queue.samples >= self.max_batch:
-            self._flush(key)
-        elif queue.timer is None:
-            queue.timer = asyncio.get_running_loop().call_later(self.max_wait_s, self._flush, key)
+        lane.pending.append(_Pending(z, labels, done))
+        if not lane.busy:
+            lane.busy = True
+            task = asyncio.get_running_loop().create_task(self._drain(lane))
+            self._running.add(task)
+            task.add_done_callback(self._running.discard)
         return await done
 
-    def _flush(self, key: int) -> None:
-        artifact, queue = self._queues.pop(key, (None, None))
-        if artifact is None or queue is None:
-            return
-        if queue.timer is not None:
-            queue.timer.cancel()
-        self.passes += 1
-        task = asyncio.get_running_loop().create_task(self._run(artifact, queue.requests))
-        self._running.add(task)
-        task.add_done_callback(self._running.discard)
+    async def _drain(self, lane: _Lane) -> None:
+        """Pass after pass until nobody waits for this generator."""
+        try:
+            while lane.pending:
+                batch, size = [], 0
+                while lane.pending and (
+                    not batch or size + _aligned(len(lane.pending[0].z)) <= self.max_batch
+                ):
+                    request = lane.pending.pop(0)
+                    batch.append(request)
+                    size += _aligned(len(request.z))
+                self.passes += 1
+                await self._run(lane.artifact, batch)
+        finally:
+            lane.busy = False
+            if not lane.pending:
+                self._lanes.pop(id(lane.artifact), None)
+
+    async def _on_torch_thread(
+        self, artifact: GeneratorArtifact, z: torch.Tensor, labels: torch.Tensor | None
+    ) -> torch.Tensor:
+        return await self.on_torch(artifact.forward, z, labels)
+
+    async def on_torch(self, work: Callable[..., T], *args: Any) -> T:
+        """Run ``work`` on the one thread that runs all of this process's torch work, off the
+        event loop: torch's CPU kernels keep a team of OpenMP threads per calling thread, and
+        teams in several threads (a thread pool's, the loop's) stole each other's cores."""
+        if self._torch is None:
+            self._torch = ThreadPoolExecutor(max_workers=1, thread_name_prefix="torch")
+        return await asyncio.get_running_loop().run_in_executor(self._torch, work, *args)
+
+    def close(self) -> None:
+        if self._torch is not None:
+            self._torch.shutdown(wait=False, cancel_futures=True)
+            self._torch = None
 
     async def _run(self, artifact: GeneratorArtifact, requests: list[_Pending]) -> None:
-        z, labels, starts = _aligned_batch(requests)
+        if len(requests) == 1:  # alone: no padding
+            z, labels, starts = requests[0].z, requests[0].labels, [0]
+        else:
+            z, labels, starts = _aligned_batch(requests)
         try:
-            output = await anyio.to_thread.run_sync(artifact.forward, z, labels)
+            output = await self._on_torch_thread(artifact, z, labels)
         except Exception as error:  # every waiting request gets the failure
             for request in requests:
                 if not request.done.done():

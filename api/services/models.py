@@ -9,6 +9,7 @@ import zipfile
 
 import anyio
 import torch
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from api.schemas import SampleRequest
@@ -21,9 +22,10 @@ from api.services.generation import (
 )
 from api.services.tenancy import get_owned, list_owned
 from api.telemetry import ApiMetrics
-from gan_engine.artifacts import CONFIG_FILE, WEIGHTS_FILE
-from store.errors import InvalidRequest
+from gan_engine.artifacts import CONFIG_FILE, WEIGHTS_FILE, GeneratorArtifact
+from store.errors import InvalidRequest, NotFound
 from store.models import TrainedModel
+from store.reads import AsyncReads
 from store.storage import ObjectStorage, model_config_key, model_weights_key
 
 SPEC_FILE = "spec.json"
@@ -31,6 +33,17 @@ SPEC_FILE = "spec.json"
 
 def get_model(session: Session, *, tenant_id: str, model_id: str) -> TrainedModel:
     return get_owned(session, TrainedModel, object_id=model_id, tenant_id=tenant_id)
+
+
+MODEL_OF_TENANT = select(TrainedModel.id).where(
+    TrainedModel.id == bindparam("model_id"), TrainedModel.tenant_id == bindparam("tenant_id")
+)
+
+
+async def check_model_owned(reads: AsyncReads, *, tenant_id: str, model_id: str) -> None:
+    """``NotFound`` unless the tenant has this model: one indexed read on the asyncio reads."""
+    if await reads.one(MODEL_OF_TENANT, model_id=model_id, tenant_id=tenant_id) is None:
+        raise NotFound(f"model {model_id} not found")
 
 
 def list_models(
@@ -49,10 +62,11 @@ async def generate(
     metrics: ApiMetrics,
     max_samples: int,
 ) -> Encoded:
-    """Samples of a model the caller owns: loading, the forward pass (shared with concurrent
-    requests for the same model) and encoding run in worker threads."""
+    """Samples of a model the caller owns. Loading and encoding run in worker threads; the
+    latents, the forward pass (shared with concurrent requests for the same model) and the
+    conversion to images on the batcher's torch thread."""
     started = time.perf_counter()
-    artifact = await anyio.to_thread.run_sync(cache.get, model_id, storage)
+    artifact = cache.peek(model_id) or await anyio.to_thread.run_sync(cache.get, model_id, storage)
     count, labels = artifact.resolve_labels(
         labels=request.labels,
         class_names=request.class_names,
@@ -66,12 +80,18 @@ async def generate(
             param="per_class" if request.per_class is not None else "n",
         )
     label_tensor = None if labels is None else torch.tensor(labels, dtype=torch.int64)
-    z = artifact.latents(count, seed=request.seed, truncation=request.truncation)
+    z = await batcher.on_torch(latents_of, artifact, count, request.seed, request.truncation)
     output = await batcher.forward(artifact, z, label_tensor)
-    samples = artifact.samples(output, label_tensor)
+    samples = await batcher.on_torch(artifact.samples, output, label_tensor)
     encoded = await anyio.to_thread.run_sync(encode_samples, artifact, samples, request.format)
     metrics.generation.labels(request.format).observe(time.perf_counter() - started)
     return encoded
+
+
+def latents_of(
+    artifact: GeneratorArtifact, count: int, seed: int, truncation: float | None
+) -> torch.Tensor:
+    return artifact.latents(count, seed=seed, truncation=truncation)
 
 
 def export_zip(*, model: TrainedModel, storage: ObjectStorage) -> bytes:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from typing import Any
 
 import pytest
@@ -32,7 +33,7 @@ def test_coalesced_forward_passes_give_each_request_what_it_would_get_alone(
     requests = [
         (artifact.latents(n, seed=seed), torch.arange(n) % 10) for seed, n in enumerate(sizes)
     ]
-    batcher = ForwardBatcher(max_batch=512, max_wait_s=0.05)
+    batcher = ForwardBatcher(max_batch=512)
 
     async def all_at_once() -> list[torch.Tensor]:
         return await asyncio.gather(*(batcher.forward(artifact, z, y) for z, y in requests))
@@ -43,10 +44,34 @@ def test_coalesced_forward_passes_give_each_request_what_it_would_get_alone(
         assert torch.equal(got, artifact.forward(z, labels))
 
 
+def test_a_lone_request_runs_at_once_and_arrivals_during_a_pass_share_the_next(
+    artifact: GeneratorArtifact, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    batcher = ForwardBatcher(max_batch=512)
+    forward, sizes = artifact.forward, []
+
+    def slow_forward(z: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
+        sizes.append(len(z))
+        time.sleep(0.2)  # a long pass, so that the others arrive during it
+        return forward(z, labels)
+
+    monkeypatch.setattr(artifact, "forward", slow_forward)
+    z, labels = artifact.latents(4, seed=0), torch.arange(4)
+
+    async def run() -> None:
+        first = asyncio.ensure_future(batcher.forward(artifact, z, labels))
+        await asyncio.sleep(0.05)  # the first pass has started, alone
+        assert sizes == [4]
+        await asyncio.gather(first, *(batcher.forward(artifact, z, labels) for _ in range(3)))
+
+    asyncio.run(run())
+    assert batcher.passes == 2 and sizes == [4, 3 * 16]  # the three late ones, aligned, together
+
+
 def test_a_full_batch_is_run_at_once_and_a_huge_request_alone(
     artifact: GeneratorArtifact,
 ) -> None:
-    batcher = ForwardBatcher(max_batch=32, max_wait_s=10.0)  # the timer would never fire in time
+    batcher = ForwardBatcher(max_batch=32)
     z = artifact.latents(16, seed=1)
 
     async def run() -> list[torch.Tensor]:
@@ -70,7 +95,6 @@ def test_concurrent_http_requests_share_passes_and_get_their_own_bytes(
         client.post(f"/v1/models/{model_id}/samples", headers=account.headers, json=b).content
         for b in bodies
     ]
-    app.state.batcher.max_wait_s = 0.2  # wide enough that all eight land in one window
     passes_before = app.state.batcher.passes
     results: dict[int, bytes] = {}
     barrier = threading.Barrier(len(bodies))
