@@ -1,7 +1,7 @@
 """Load benchmark of the HTTP API on PostgreSQL + Redis on this machine (loopback only), driven by
 ``wrk`` (Debian: ``apt-get install wrk``), with the references run in the same session.
 
-    .venv/bin/python benchmarks/api_load.py [--duration 10] [--connections 16] [--rounds 2]
+    .venv/bin/python -m benchmarks.api_load [--duration 10] [--connections 16] [--rounds 2]
 
 It creates a database ``ganforge_bench_<pid>`` (user postgres on 127.0.0.1:5432, trust auth), a temp
 DATA_DIR with local storage and Redis db 7 as the broker, starts each server with uvicorn (one
@@ -23,7 +23,6 @@ import json
 import os
 import re
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -38,7 +37,8 @@ import httpx
 import psycopg
 import redis
 
-PG = {"host": "127.0.0.1", "port": 5432, "user": "postgres"}
+from benchmarks.local_services import PG, free_port, pg_admin
+
 BROKER_URL = "redis://127.0.0.1:6379/7"
 REPO_ROOT = Path(__file__).resolve().parents[1]
 MONITOR = {"log_every": 1, "sample_every": 10**6, "eval_every": 10**6,
@@ -56,17 +56,6 @@ DCGAN32 = {  # the network's size matters here, not its quality
     "training": {"steps": 2, "batch_size": 16, "seed": 7, "device": "cpu"},
     "monitor": MONITOR,
 }  # fmt: skip
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def pg_admin(sql: str) -> None:
-    with psycopg.connect(**PG, dbname="postgres", autocommit=True, connect_timeout=5) as admin:
-        admin.execute(sql)  # type: ignore[arg-type]
 
 
 # --- servers -----------------------------------------------------------------------------------

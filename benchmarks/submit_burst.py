@@ -1,7 +1,7 @@
 """Submit latency under a burst: 1,000 ``POST /v1/jobs`` from 10 tenants against real API
 processes on PostgreSQL and Redis (loopback only).
 
-    .venv/bin/python benchmarks/submit_burst.py [--submits 1000] [--tenants 10] [--concurrency 16]
+    .venv/bin/python -m benchmarks.submit_burst [--submits 1000] [--tenants 10] [--concurrency 16]
 
 Half the tenants go through an API whose ``MAX_CONCURRENT_JOBS_PER_TENANT`` leaves room for all
 their jobs (each accepted job is validated, inserted, committed and enqueued), half through one
@@ -20,7 +20,6 @@ import base64
 import json
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
@@ -30,38 +29,16 @@ from typing import Any
 
 import httpx
 import numpy as np
-import psycopg
 import redis
 
-PG = {"host": "127.0.0.1", "port": 5432, "user": "postgres"}
+from benchmarks.local_services import PG, free_port, pg_admin, stop
+
 DEFAULT_LIMIT = 4
 SPEC: dict[str, Any] = {
     "dataset": {"builtin": "ring8"},
     "model": {"architecture": "mlp", "width": 16, "latent_dim": 4, "mlp_layers": 2},
     "training": {"steps": 10, "batch_size": 16, "device": "cpu"},
 }
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def pg_admin(sql: str) -> None:
-    with psycopg.connect(**PG, dbname="postgres", autocommit=True, connect_timeout=5) as admin:
-        admin.execute(sql)  # type: ignore[arg-type]
-
-
-def stop(process: subprocess.Popen[bytes] | None, timeout: float = 15) -> None:
-    if process is None or process.poll() is not None:
-        return
-    process.terminate()
-    try:
-        process.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
 
 
 def wait_ready(url: str, process: subprocess.Popen[bytes], log: Path) -> None:

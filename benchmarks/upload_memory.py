@@ -1,6 +1,6 @@
 """Peak memory of the API process while it takes N concurrent maximal uploads (loopback only).
 
-    .venv/bin/python benchmarks/upload_memory.py [--concurrency 4] [--kind npz|zip]
+    .venv/bin/python -m benchmarks.upload_memory [--concurrency 4] [--kind npz|zip]
         [--max-uncompressed-mib 64] [--max-decoding-mib 256]
 
 Starts the API as ``ganforge api`` does (uvicorn, one process) on a SQLite database, the
@@ -20,7 +20,6 @@ import asyncio
 import io
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 import threading
@@ -33,15 +32,11 @@ import httpx
 import numpy as np
 from PIL import Image
 
+from benchmarks.local_services import free_port
+
 MIB = 1 << 20
 SIDE = 256
 NPY_OVERHEAD = 4096  # room for the .npy headers and zip entries within the limit
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def status_kib(pid: int, field: str) -> int:

@@ -9,12 +9,9 @@ import pwd
 import shutil
 import signal
 import subprocess
-import sys
 import tempfile
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import psycopg
 import pytest
@@ -22,22 +19,13 @@ import redis
 
 from store.db import dispose_engines
 from store.migrate import upgrade
+from tests.fixtures.processes import WorkerProcess, poll
 from tests.fixtures.services import MotoServer, free_port
+
+__all__ = ["WorkerProcess", "poll"]
 
 PG_BIN = sorted(Path("/usr/lib/postgresql").glob("*/bin"))
 REPO_ROOT = Path(__file__).resolve().parents[2]
-
-
-def wait_for(condition: Callable[[], Any], *, timeout: float, what: str) -> Any:
-    """``condition()``'s first truthy value, polled every 50 ms; fails after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout:g} s waiting for {what}", pytrace=False)
-        time.sleep(0.05)  # polling interval, not a wait for readiness
 
 
 class PrivatePostgres:
@@ -135,7 +123,7 @@ class PrivateRedis:
                 return False
 
         try:
-            wait_for(answers, timeout=30, what="redis-server to answer")
+            poll(answers, timeout=30, what="redis-server to answer")
         finally:
             client.close()
 
@@ -171,34 +159,6 @@ def private_s3(tmp_path: Path) -> Iterator[MotoServer]:
         yield server
     finally:
         server.stop()
-
-
-class WorkerProcess:
-    """``celery -A worker.app worker`` (the production arguments) as a child process."""
-
-    def __init__(self, env: dict[str, str], log: Path) -> None:
-        from worker import CELERY_WORKER_ARGS
-
-        self.log = log
-        with open(log, "ab") as out:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "celery", "-A", "worker.app", *CELERY_WORKER_ARGS,
-                 "--loglevel", "INFO", "--hostname", f"faults-{log.stem}@%h"],
-                cwd=REPO_ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
-            )  # fmt: skip
-
-    def tail(self) -> str:
-        return self.log.read_text(errors="replace")[-6000:]
-
-    def stop(self, sig: signal.Signals = signal.SIGTERM, timeout: float = 60) -> int:
-        if self.process.poll() is None:
-            self.process.send_signal(sig)
-        try:
-            return self.process.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-            pytest.fail(f"the worker ignored {sig.name}:\n{self.tail()}", pytrace=False)
 
 
 def worker_env(**values: str) -> dict[str, str]:

@@ -17,7 +17,7 @@ from store.models import Job, JobEvent, TrainedModel
 from store.queue import TRAIN_QUEUE, enqueue_train, make_celery
 from store.settings import Settings
 from store.storage import storage_from_url
-from tests.faults.conftest import PrivateRedis, WorkerProcess, wait_for, worker_env
+from tests.faults.conftest import PrivateRedis, WorkerProcess, poll, worker_env
 from tests.fixtures.services import fresh_pg_database
 from tests.worker.conftest import Service, new_tenant, tiny_spec
 
@@ -60,7 +60,7 @@ def test_a_broker_restart_loses_queued_messages_and_every_job_still_runs_once(
     try:
         busy = service.submit(tiny_spec(steps=1500, monitor={"checkpoint_every": 500}))
         enqueue_train(busy, app=celery)
-        wait_for(
+        poll(
             lambda: service.job(busy).status == "running",
             timeout=90,
             what=f"the worker to take the first job; log:\n{worker.tail()}",
@@ -94,7 +94,7 @@ def test_a_broker_restart_loses_queued_messages_and_every_job_still_runs_once(
                 this_pass.update(ids)
                 return set(queued) <= this_pass
 
-            wait_for(covered, timeout=30, what="the reaper to re-enqueue the queued jobs")
+            poll(covered, timeout=30, what="the reaper to re-enqueue the queued jobs")
         assert busy not in sent and all(sent.count(job_id) >= 2 for job_id in queued)
 
         def all_done() -> bool:
@@ -103,7 +103,7 @@ def test_a_broker_restart_loses_queued_messages_and_every_job_still_runs_once(
                 pytest.fail(f"a job ended badly: {statuses}\n{worker.tail()}", pytrace=False)
             return statuses == {"succeeded"}
 
-        wait_for(all_done, timeout=240, what=f"every job to succeed; log:\n{worker.tail()}")
+        poll(all_done, timeout=240, what=f"every job to succeed; log:\n{worker.tail()}")
     finally:
         worker.stop()
         dispose_engines()

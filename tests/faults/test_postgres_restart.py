@@ -19,7 +19,7 @@ from store.db import dispose_engines, get_sessionmaker, session_scope
 from store.jobs import create_job
 from store.models import JobEvent, Metric
 from store.settings import Settings
-from tests.faults.conftest import PrivatePostgres, wait_for
+from tests.faults.conftest import PrivatePostgres, poll
 from tests.worker.conftest import tiny_spec
 from worker.runner import run_job
 
@@ -65,7 +65,7 @@ def test_a_postgres_restart_mid_job_loses_no_point_and_the_api_recovers(
     try:
         with TestClient(app) as client, ThreadPoolExecutor(max_workers=1) as pool:
             running = pool.submit(run_job, job_id, settings=settings)
-            wait_for(lambda: points() >= 20, timeout=60, what="the first metric points")
+            poll(lambda: points() >= 20, timeout=60, what="the first metric points")
 
             private_pg.stop()
             stopped = time.monotonic()
@@ -74,7 +74,7 @@ def test_a_postgres_restart_mid_job_loses_no_point_and_the_api_recovers(
             assert down.json()["error"]["code"] == "unavailable"
             assert down.headers["Retry-After"] == "5"
             # The worker trains on, holding what it cannot write.
-            wait_for(
+            poll(
                 lambda: "database unreachable; holding" in caplog.text,
                 timeout=30,
                 what="the worker to hold its writes",
@@ -86,7 +86,7 @@ def test_a_postgres_restart_mid_job_loses_no_point_and_the_api_recovers(
             assert not running.done(), "the job ended before the database came back"
 
             private_pg.start()
-            wait_for(
+            poll(
                 lambda: client.get(f"/v1/jobs/{job_id}", headers=headers).status_code == 200,
                 timeout=30,
                 what="the API to answer again",

@@ -17,7 +17,7 @@ from store.migrate import upgrade
 from store.models import Checkpoint
 from store.settings import Settings
 from store.storage import S3Storage, storage_from_url
-from tests.faults.conftest import wait_for
+from tests.faults.conftest import poll
 from tests.fixtures.services import S3_CREDENTIALS, MotoServer, new_bucket_name
 from tests.worker.conftest import Service, new_tenant, tiny_spec
 from worker.runner import run_job
@@ -63,7 +63,7 @@ def test_storage_lost_at_a_checkpoint_fails_the_job_in_bounded_time(
     try:
         with ThreadPoolExecutor(max_workers=1) as pool:
             running = pool.submit(run_job, job_id, settings=settings)
-            wait_for(checkpointed, timeout=60, what="the first checkpoint")
+            poll(checkpointed, timeout=60, what="the first checkpoint")
             private_s3.stop()
             if outage == "silent":  # the port accepts connections and never answers
                 silent = socket.socket()

@@ -16,7 +16,7 @@ from store.models import JobEvent, Metric
 from store.queue import enqueue_train, make_celery
 from store.settings import Settings
 from store.storage import storage_from_url
-from tests.faults.conftest import PrivateRedis, WorkerProcess, wait_for, worker_env
+from tests.faults.conftest import PrivateRedis, WorkerProcess, poll, worker_env
 from tests.fixtures.services import fresh_pg_database
 from tests.worker.conftest import Service, new_tenant, tiny_spec
 
@@ -49,7 +49,7 @@ def test_a_stopping_embedded_worker_does_not_claim_the_job_it_handed_back(
     first = WorkerProcess(env, tmp_path / "worker1.log")
     try:
         enqueue_train(job_id, app=make_celery(settings))
-        wait_for(
+        poll(
             lambda: service.rows(Metric, job_id),
             timeout=90,
             what=f"the first metrics; log:\n{first.tail()}",
@@ -70,7 +70,7 @@ def test_a_stopping_embedded_worker_does_not_claim_the_job_it_handed_back(
 
         second = WorkerProcess(env, tmp_path / "worker2.log")  # the next `ganforge up`
         try:
-            wait_for(
+            poll(
                 lambda: service.job(job_id).status == "succeeded",
                 timeout=120,
                 what=f"the resumed job to succeed; log:\n{second.tail()}",
@@ -149,12 +149,12 @@ def test_a_job_that_keeps_losing_its_worker_fails_after_max_attempts(
                 return job.attempt == attempt and job.step > 0
 
             try:
-                wait_for(
+                poll(
                     training, timeout=120, what=f"attempt {attempt} to train; log:\n{worker.tail()}"
                 )
             finally:
                 worker.stop(signal.SIGKILL)  # the worker dies with the job
-            after = wait_for(reaper_pass, timeout=30, what="the lease to expire and be reaped")
+            after = poll(reaper_pass, timeout=30, what="the lease to expire and be reaped")
             assert after == ("interrupted" if attempt < 3 else "failed"), after
     finally:
         dispose_engines()

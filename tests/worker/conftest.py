@@ -4,8 +4,7 @@ for ``run_job`` in-process, and the real services (PostgreSQL, Redis, moto S3) e
 from __future__ import annotations
 
 import shutil
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,7 +21,10 @@ from store.migrate import upgrade
 from store.models import Job
 from store.settings import Settings
 from store.storage import ObjectStorage, storage_from_url
+from tests.fixtures.processes import poll
 from tests.fixtures.services import pg_sessionmaker, pg_url, s3_endpoint  # noqa: F401
+
+__all__ = ["poll"]
 
 
 def tiny_spec(steps: int = 30, **sections: dict[str, Any]) -> Spec:
@@ -40,18 +42,6 @@ def tiny_spec(steps: int = 30, **sections: dict[str, Any]) -> Spec:
     for name, values in sections.items():
         spec[name] = {**spec.get(name, {}), **values}
     return parse_spec(spec)
-
-
-def poll(condition: Callable[[], Any], *, timeout: float, what: str, interval: float = 0.05) -> Any:
-    """``condition()``'s first truthy value, checked every ``interval``; fails after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout:g} s waiting for {what}", pytrace=False)
-        time.sleep(interval)  # polling interval, not a wait for readiness
 
 
 @dataclass

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -23,9 +21,9 @@ from store.models import Checkpoint, JobEvent, Metric, Sample, TrainedModel, utc
 from store.queue import enqueue_train, make_celery
 from store.settings import Settings
 from store.storage import S3Storage, model_weights_key, storage_from_url
+from tests.fixtures.processes import WorkerProcess
 from tests.fixtures.services import S3_CREDENTIALS, new_bucket_name
 from tests.worker.conftest import Service, new_tenant, poll, tiny_spec
-from worker import CELERY_WORKER_ARGS
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 REDIS_URL = os.environ.get("GANFORGE_TEST_REDIS_URL", "redis://127.0.0.1:6379/5")
@@ -47,32 +45,6 @@ def redis_url() -> str:
     finally:
         client.close()
     return REDIS_URL
-
-
-class WorkerProcess:
-    """``celery -A worker.app worker`` as a child process, its output in a log file."""
-
-    def __init__(self, env: dict[str, str], log: Path) -> None:
-        self.log = log
-        with open(log, "wb") as out:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "celery", "-A", "worker.app", *CELERY_WORKER_ARGS,
-                 "--loglevel", "INFO", "--hostname", f"test-{log.stem}@%h"],
-                cwd=REPO_ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
-            )  # fmt: skip
-
-    def tail(self) -> str:
-        return self.log.read_text(errors="replace")[-4000:]
-
-    def stop(self, sig: signal.Signals = signal.SIGTERM, timeout: float = 30) -> int:
-        if self.process.poll() is None:
-            self.process.send_signal(sig)
-        try:
-            return self.process.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-            pytest.fail(f"the worker ignored {sig.name}:\n{self.tail()}", pytrace=False)
 
 
 class Stack:
