@@ -15,6 +15,7 @@ mean ± std over the seeds.
 from __future__ import annotations
 
 import argparse
+import math
 import statistics
 import time
 from pathlib import Path
@@ -127,7 +128,8 @@ def main() -> None:
     print(f"| FID real-vs-real baseline | {mean_std(column('fid_real_baseline'))} |")
     print(f"| training wall clock (s) | {mean_std(column('train_seconds'))} |")
     print(f"| first eval step with generated ≥ real accuracy | {column('step_reached')} |")
-    print(f"| ... seconds into training | {[round(s) for s in column('seconds_reached')]} |")
+    reached = [None if math.isnan(s) else round(s) for s in column("seconds_reached")]
+    print(f"| ... seconds into training | {reached} |")
 
 
 if __name__ == "__main__":
