@@ -10,9 +10,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Generic, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, computed_field
+from pydantic import BaseModel, ConfigDict, Field, computed_field, field_validator
+from pydantic_core.core_schema import ValidationInfo
 
-from store.models import EventLevel, JobStatus
+from store.models import ACTIVE_STATUSES, CLAIMABLE_STATUSES, EventLevel, JobPhase, JobStatus
 
 T = TypeVar("T")
 MAX_LABEL = 2**31 - 1
@@ -95,7 +96,10 @@ class Progress(BaseModel):
     total: int
     fraction: float
     images_per_s: float | None
-    eta_s: float | None = Field(description="seconds left at the current speed (running jobs)")
+    eta_s: float | None = Field(
+        description="seconds its worker expected left at the job's updated_at, the remaining "
+        "evaluations and the export included (running jobs)"
+    )
 
 
 class MetricPoint(BaseModel):
@@ -111,6 +115,9 @@ class JobErrorOut(BaseModel):
 class JobOut(FromRow):
     id: str
     status: JobStatus
+    phase: JobPhase | None = Field(
+        description="queued, training, evaluating or exporting; null once the job is finished"
+    )
     spec: dict[str, Any] = Field(
         description="the resolved spec: every default filled in, every auto decided"
     )
@@ -128,24 +135,41 @@ class JobOut(FromRow):
     step: int = Field(exclude=True)
     total_steps: int = Field(exclude=True)
     images_per_s: float | None = Field(exclude=True)
+    eta_s: float | None = Field(exclude=True)
     error_code: str | None = Field(exclude=True)
     error_message: str | None = Field(exclude=True)
+
+    @field_validator("phase", mode="after")
+    @classmethod
+    def _phase_of_status(cls, phase: JobPhase | None, info: ValidationInfo) -> JobPhase | None:
+        status = info.data.get("status")
+        if status in CLAIMABLE_STATUSES:
+            return JobPhase.QUEUED
+        if status not in ACTIVE_STATUSES:
+            return None
+        return phase or JobPhase.TRAINING
 
     @computed_field  # type: ignore[prop-decorator]
     @property
     def progress(self) -> Progress:
-        total, rate = self.total_steps, self.images_per_s
-        eta = None
-        batch = int(self.spec.get("training", {}).get("batch_size") or 0)
-        if self.status == "running" and rate and batch > 0:
-            eta = max(0, total - self.step) / (rate / batch)  # images/s over images a step
+        total = self.total_steps
         return Progress(
             step=self.step,
             total=total,
             fraction=min(1.0, self.step / total) if total else 0.0,
-            images_per_s=rate,
-            eta_s=eta,
+            images_per_s=self.images_per_s,
+            eta_s=self._eta_s(),
         )
+
+    def _eta_s(self) -> float | None:
+        if self.status != JobStatus.RUNNING:
+            return None
+        if self.eta_s is not None:
+            return self.eta_s
+        batch = int(self.spec.get("training", {}).get("batch_size") or 0)
+        if not self.images_per_s or batch <= 0:
+            return None
+        return max(0, self.total_steps - self.step) / (self.images_per_s / batch)
 
     @computed_field  # type: ignore[prop-decorator]
     @property

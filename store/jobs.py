@@ -587,8 +587,11 @@ def heartbeat(
     lease_s: float,
     step: int | None = None,
     images_per_s: float | None = None,
+    phase: str | None = None,
+    eta_s: float | None = None,
 ) -> Heartbeat:
-    """Renew the lease of a job we run and record progress. See ``Heartbeat`` for the answer."""
+    """Renew the lease of a job we run and record its progress (what is given: the step, speed,
+    phase and the seconds expected left). See ``Heartbeat`` for the answer."""
     now = utcnow()
     values: dict[str, Any] = {
         "lease_expires_at": now + timedelta(seconds=lease_s),
@@ -598,6 +601,10 @@ def heartbeat(
         values["step"] = step
     if images_per_s is not None:
         values["images_per_s"] = finite_or_none(images_per_s)
+    if phase is not None:
+        values["phase"] = phase
+    if eta_s is not None:
+        values["eta_s"] = finite_or_none(eta_s)
     cancel = session.execute(
         update(Job)
         .where(Job.id == job_id, Job.worker_id == worker_id, Job.status == JobStatus.RUNNING)

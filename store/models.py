@@ -58,6 +58,17 @@ ACTIVE_STATUSES: Final = tuple(
 FINISHED_STATUSES: Final = tuple(s for s in JobStatus if s not in ACTIVE_STATUSES)
 
 
+class JobPhase(StrEnum):
+    """What a job is doing: waiting for a worker, then (running) training, evaluating (the
+    evaluator classifier's training and quality metrics) or exporting the generator. A finished
+    job has no phase."""
+
+    QUEUED = "queued"
+    TRAINING = "training"
+    EVALUATING = "evaluating"
+    EXPORTING = "exporting"
+
+
 class EventLevel(StrEnum):
     """How much a job event matters (the engine's ``gan_engine.events.Level``, which the store
     does not import; a test keeps the two equal)."""
@@ -179,6 +190,12 @@ class Job(Base):
     step: Mapped[int] = mapped_column(Integer, default=0)
     total_steps: Mapped[int] = mapped_column(Integer)
     images_per_s: Mapped[float | None] = mapped_column(Float)
+    phase: Mapped[str | None] = mapped_column(
+        String(16), doc="a running job's JobPhase, as its worker last wrote it"
+    )
+    eta_s: Mapped[float | None] = mapped_column(
+        Float, doc="seconds its worker expected left, evaluation included, at updated_at"
+    )
     error_code: Mapped[str | None] = mapped_column(String(64))
     error_message: Mapped[str | None] = mapped_column(Text)
     attempt: Mapped[int] = mapped_column(Integer, default=0, doc="claims so far")
@@ -207,17 +224,6 @@ class Job(Base):
     @property
     def fraction(self) -> float:
         return min(1.0, self.step / self.total_steps) if self.total_steps else 0.0
-
-    @property
-    def eta_s(self) -> float | None:
-        """Seconds left at the current speed (``images_per_s`` / batch size steps a second)."""
-        if self.status != JobStatus.RUNNING or not self.images_per_s:
-            return None
-        batch = int(self.spec.get("training", {}).get("batch_size") or 0)
-        if batch <= 0:
-            return None
-        steps_per_s = self.images_per_s / batch
-        return max(0, self.total_steps - self.step) / steps_per_s
 
 
 class JobEvent(Base):
