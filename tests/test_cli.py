@@ -3,12 +3,9 @@ subprocess (API + worker) that trains a job through the embedded file-based queu
 
 from __future__ import annotations
 
-import os
 import re
 import signal
-import socket
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,15 +21,17 @@ from store.db import dispose_engines, get_sessionmaker, session_scope
 from store.migrate import current_revision, head_revision
 from store.models import Tenant
 from store.settings import get_settings
-
-REPO_ROOT = Path(__file__).resolve().parents[1]
-SERVICE_ENV = ("DATABASE_URL", "BROKER_URL", "STORAGE_URL", "S3_ENDPOINT_URL", "S3_ACCESS_KEY_ID",
-               "S3_SECRET_ACCESS_KEY", "S3_REGION", "DATA_DIR")  # fmt: skip
-KEY_PATTERN = re.compile(r"API key: (gf_[A-Za-z0-9_-]+)")
+from tests.fixtures.embedded import KEY_PATTERN, SERVICE_ENV, Up, embedded_env, ganforge_command
+from tests.fixtures.services import free_port
 
 
 @pytest.fixture
-def embedded_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+def up_env(data_dir: Path) -> dict[str, str]:
+    return embedded_env(data_dir)
+
+
+@pytest.fixture
+def embedded_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     """This process's settings pointed at an empty DATA_DIR (SQLite, storage folder)."""
     for name in SERVICE_ENV:
         monkeypatch.delenv(name, raising=False)
@@ -44,9 +43,9 @@ def embedded_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Pa
     dispose_engines()
 
 
-def test_migrate_then_keys_create(embedded_env: Path) -> None:
+def test_migrate_then_keys_create(embedded_settings: Path) -> None:
     runner = CliRunner()
-    url = f"sqlite:///{embedded_env / 'ganforge.db'}"
+    url = f"sqlite:///{embedded_settings / 'ganforge.db'}"
 
     migrated = runner.invoke(app, ["migrate"])
     assert migrated.exit_code == 0, migrated.output
@@ -66,7 +65,7 @@ def test_migrate_then_keys_create(embedded_env: Path) -> None:
         assert session.scalar(select(func.count()).where(Tenant.name == "acme")) == 1
 
 
-def test_keys_create_asks_for_migrations_first(embedded_env: Path) -> None:
+def test_keys_create_asks_for_migrations_first(embedded_settings: Path) -> None:
     result = CliRunner().invoke(app, ["keys", "create", "--tenant", "acme"])
 
     assert result.exit_code == 1
@@ -76,75 +75,11 @@ def test_keys_create_asks_for_migrations_first(embedded_env: Path) -> None:
 # --- ganforge up ---------------------------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _ganforge() -> list[str]:
-    script = Path(sys.executable).parent / "ganforge"
-    return [str(script)] if script.exists() else [sys.executable, "-m", "api.cli"]
-
-
-class Up:
-    """``ganforge up`` in a subprocess, its output in a file."""
-
-    def __init__(self, data_dir: Path, port: int, env: dict[str, str], log: Path) -> None:
-        self.url, self.log = f"http://127.0.0.1:{port}", log
-        with open(log, "ab") as out:
-            self.process = subprocess.Popen(
-                [*_ganforge(), "up", "--port", str(port), "--data-dir", str(data_dir)],
-                cwd=data_dir.parent, env=env, stdout=out, stderr=subprocess.STDOUT,
-            )  # fmt: skip
-
-    def output(self) -> str:
-        return self.log.read_text(errors="replace")
-
-    def wait_until(self, condition: object, what: str, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while not condition():  # type: ignore[operator]
-            if self.process.poll() is not None:
-                pytest.fail(f"ganforge up exited ({self.process.returncode}):\n{self.output()}")
-            if time.monotonic() > deadline:
-                pytest.fail(f"timed out waiting for {what}:\n{self.output()[-4000:]}")
-            time.sleep(0.1)  # polling interval
-
-    def healthy(self) -> bool:
-        try:
-            return httpx.get(f"{self.url}/healthz", timeout=2).status_code == 200
-        except httpx.TransportError:
-            return False
-
-    def key(self) -> str:
-        self.wait_until(lambda: KEY_PATTERN.search(self.output()), "the printed key", 30)
-        found = KEY_PATTERN.findall(self.output())
-        return str(found[-1])
-
-    def stop(self) -> int:
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            return self.process.wait(timeout=90)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-            pytest.fail(f"ganforge up did not stop on SIGTERM:\n{self.output()[-4000:]}")
-
-
-@pytest.fixture
-def up_env(data_dir: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in SERVICE_ENV}
-    env["GANFORGE_DATA_DIR"] = str(data_dir)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
-    env["OMP_NUM_THREADS"] = "1"
-    return env
-
-
 def test_up_serves_the_api_trains_a_job_and_stops_cleanly(
     tmp_path: Path, up_env: dict[str, str]
 ) -> None:
     data_dir, log = tmp_path / "data", tmp_path / "up.log"
-    service = Up(data_dir, _free_port(), up_env, log)
+    service = Up(data_dir, free_port(), up_env, log)
     try:
         service.wait_until(service.healthy, "/healthz", timeout=120)
         ready = httpx.get(f"{service.url}/readyz", timeout=10)
@@ -186,7 +121,7 @@ def test_up_serves_the_api_trains_a_job_and_stops_cleanly(
     assert "stopped." in service.output()
     assert (data_dir / "broker" / "control").is_dir()  # kombu's exchange table, kept under DATA_DIR
 
-    again = Up(data_dir, _free_port(), up_env, log)
+    again = Up(data_dir, free_port(), up_env, log)
     try:
         again.wait_until(again.healthy, "/healthz after a restart", timeout=120)
         again.wait_until(lambda: len(KEY_PATTERN.findall(again.output())) == 2, "the key", 30)
@@ -198,12 +133,12 @@ def test_up_serves_the_api_trains_a_job_and_stops_cleanly(
 def test_api_workers_runs_that_many_processes(tmp_path: Path, up_env: dict[str, str]) -> None:
     """``ganforge api --workers 2``: two API processes answer on one port."""
     env = up_env | {"DATA_DIR": str(tmp_path), "REAPER_ENABLED": "false"}
-    subprocess.run([*_ganforge(), "migrate"], cwd=tmp_path, env=env, check=True, timeout=120)
-    port = _free_port()
+    subprocess.run([*ganforge_command(), "migrate"], cwd=tmp_path, env=env, check=True, timeout=120)
+    port = free_port()
     log = tmp_path / "api.log"
     with open(log, "wb") as out:
         process = subprocess.Popen(
-            [*_ganforge(), "api", "--port", str(port), "--workers", "2"],
+            [*ganforge_command(), "api", "--port", str(port), "--workers", "2"],
             cwd=tmp_path, env=env, stdout=out, stderr=subprocess.STDOUT,
         )  # fmt: skip
     try:
