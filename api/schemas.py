@@ -158,18 +158,8 @@ class JobOut(FromRow):
             total=total,
             fraction=min(1.0, self.step / total) if total else 0.0,
             images_per_s=self.images_per_s,
-            eta_s=self._eta_s(),
+            eta_s=self.eta_s if self.status == JobStatus.RUNNING else None,
         )
-
-    def _eta_s(self) -> float | None:
-        if self.status != JobStatus.RUNNING:
-            return None
-        if self.eta_s is not None:
-            return self.eta_s
-        batch = int(self.spec.get("training", {}).get("batch_size") or 0)
-        if not self.images_per_s or batch <= 0:
-            return None
-        return max(0, self.total_steps - self.step) / (self.images_per_s / batch)
 
     @computed_field  # type: ignore[prop-decorator]
     @property

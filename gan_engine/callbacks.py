@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from gan_engine.events import Event
+from gan_engine.events import Event, Phase
 
 
 class Callback:
@@ -16,6 +16,9 @@ class Callback:
 
     def on_step(self, step: int, metrics: dict[str, float]) -> None:
         """Every ``monitor.log_every`` steps and at the last step."""
+
+    def on_phase(self, phase: Phase, step: int) -> None:
+        """The run began training, evaluating or exporting (``step``: the steps done so far)."""
 
     def on_event(self, event: Event) -> None:
         """Warnings and diagnostics, as they happen."""

@@ -3,21 +3,24 @@
 from __future__ import annotations
 
 import sys
+from datetime import timedelta
 from pathlib import Path
 from typing import Annotated
 
 import numpy as np
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, Task, TextColumn
+from rich.text import Text
 
 from gan_engine.artifacts import GeneratorArtifact, write_artifact
 from gan_engine.callbacks import Callback
 from gan_engine.checkpoint import CheckpointError, load_checkpoint, newest_checkpoint
 from gan_engine.data import DatasetError
 from gan_engine.evaluation import FolderEvaluatorCache
-from gan_engine.events import Event
+from gan_engine.events import Event, Phase
 from gan_engine.precision import Precision
+from gan_engine.progress import RunProgress
 from gan_engine.run import build_trainer, export_files, load_training_data
 from gan_engine.run_folder import RunFolder
 from gan_engine.spec import SpecError, load_spec
@@ -32,10 +35,28 @@ def _fail(message: str) -> typer.Exit:
     return typer.Exit(code=2)
 
 
+class EtaColumn(ProgressColumn):
+    """The run's seconds left as ``RunProgress`` counts them, evaluations included."""
+
+    def __init__(self, run: RunProgress) -> None:
+        super().__init__()
+        self.run = run
+
+    def render(self, task: Task) -> Text:
+        eta = self.run.eta_s()
+        shown = "-:--:--" if eta is None else str(timedelta(seconds=round(eta)))
+        return Text(f"ETA {shown}", style="progress.remaining")
+
+
 class ProgressBar(Callback):
+    """The run's phase, steps, ETA, losses and speed on one line; warnings printed above it."""
+
     def __init__(self, progress: Progress, total: int, start: int) -> None:
         self.progress = progress
-        self.task = progress.add_task("training", total=total, completed=start, status="")
+        self.task = progress.add_task(Phase.TRAINING, total=total, completed=start, status="")
+
+    def on_phase(self, phase: Phase, step: int) -> None:
+        self.progress.update(self.task, description=str(phase), completed=step)
 
     def on_step(self, step: int, metrics: dict[str, float]) -> None:
         losses = f"d {metrics['d_loss']:.3f}  g {metrics['g_loss']:.3f}"
@@ -74,20 +95,20 @@ def train(
         spec, dataset = load_training_data(spec, data_dir=data_dir)
         folder = RunFolder(out)
         (out / "spec.json").write_text(spec.model_dump_json(indent=2))
+        trainer = build_trainer(
+            spec, dataset, callbacks=[folder], evaluator_cache=FolderEvaluatorCache(cache_dir)
+        )
+        if newest is not None:
+            trainer.load_state_dict(load_checkpoint(newest))
+            folder.forget_after(trainer.step)
         with Progress(
-            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-            TimeRemainingColumn(), TextColumn("{task.fields[status]}"), console=err,
+            TextColumn("{task.description:<10}"), BarColumn(), MofNCompleteColumn(),
+            EtaColumn(trainer.progress), TextColumn("{task.fields[status]}"), console=err,
         ) as progress:  # fmt: skip
-            trainer = build_trainer(
-                spec, dataset, callbacks=[folder],
-                evaluator_cache=FolderEvaluatorCache(cache_dir),
-            )  # fmt: skip
-            if newest is not None:
-                trainer.load_state_dict(load_checkpoint(newest))
-                folder.forget_after(trainer.step)
             trainer.callbacks.append(ProgressBar(progress, spec.training.steps, trainer.step))
             result = trainer.fit()
-        write_artifact(out, export_files(trainer, result))
+            trainer.enter_phase(Phase.EXPORTING)
+            write_artifact(out, export_files(trainer, result))
     except (SpecError, DatasetError, CheckpointError, TrainingDiverged) as error:
         raise _fail(str(error)) from None
     summary = "  ".join(f"{k} {v:.4g}" for k, v in result.summary.items())

@@ -20,11 +20,13 @@ from gan_engine.checkpoint import CHECKPOINT_FORMAT, CheckpointError
 from gan_engine.data import Dataset, to_model_range
 from gan_engine.data.builtins import fit_data
 from gan_engine.data.fit import fits_by_padding
-from gan_engine.events import Event
+from gan_engine.evaluation import HEADLINE_METRICS
+from gan_engine.events import Event, Phase
 from gan_engine.images import grid, png_bytes, scatter_png, to_uint8
 from gan_engine.losses import LOSSES
 from gan_engine.nets import build_discriminator, build_generator
 from gan_engine.precision import autocast, memory_format, uses_bf16
+from gan_engine.progress import RunProgress
 from gan_engine.spec import OptimizerSpec, Spec, SpecError
 
 
@@ -97,7 +99,14 @@ class Trainer:
                 "labels: use conditioning 'none' or add labels",
                 param="model.conditioning",
             )
-        self.spec, self.dataset, self.callbacks = spec, dataset, list(callbacks)
+        self.progress = RunProgress(
+            total_steps=spec.training.steps,
+            eval_every=spec.monitor.eval_every,
+            eval_samples=spec.monitor.eval_samples,
+            images_per_step=spec.training.batch_size,
+        )
+        self.spec, self.dataset = spec, dataset
+        self.callbacks: list[Callback] = [self.progress, *callbacks]
         self.evaluator, self.diagnostics = evaluator, diagnostics
         self.device = device or pick_device(spec.training.device)
         self.num_classes = dataset.num_classes if conditioning != "none" else 0
@@ -142,7 +151,9 @@ class Trainer:
         """Train until ``training.steps``; continue from ``self.step`` after load_state_dict."""
         training, monitor = self.spec.training, self.spec.monitor
         started = window_start = time.monotonic()
-        window_steps = 0
+        window_steps, window_paused = 0, 0.0  # images/s counts training, not evaluations
+        self.progress.start(self.step, evaluates=self.evaluator is not None)
+        self.enter_phase(Phase.TRAINING)
         if self.step == 0 and self.dataset.fitted_from is not None:
             self._emit_event("info", "data_fitted", self._fitting_note())
         while self.step < training.steps:
@@ -157,11 +168,13 @@ class Trainer:
             window_steps += 1
             self._raise_if_diverged(d_stats["d_loss"], g_stats["g_loss"])
             if measure:
-                elapsed = time.monotonic() - window_start
+                elapsed = time.monotonic() - window_start - window_paused
                 images = window_steps * training.batch_size * self.spec.optimizer.n_critic
                 self._emit_step({**d_stats, **g_stats}, images / max(elapsed, 1e-9))
-                window_start, window_steps = time.monotonic(), 0
+                window_start, window_steps, window_paused = time.monotonic(), 0, 0.0
+            paused_at = time.monotonic()
             self._periodic_callbacks()
+            window_paused += time.monotonic() - paused_at
             out_of_time = time.monotonic() - started > training.max_runtime_s
             if out_of_time:
                 self._emit_event(
@@ -281,6 +294,27 @@ class Trainer:
         images = to_uint8(self.generate(self._grid_z, self._grid_labels()))
         return png_bytes(grid(images, columns=self._grid_columns()))
 
+    def enter_phase(self, phase: Phase) -> None:
+        """Tell the callbacks the run now does ``phase`` (the caller says ``EXPORTING``)."""
+        for callback in self.callbacks:
+            callback.on_phase(phase, self.step)
+
+    def _announced_evaluation(self) -> dict[str, float]:
+        samples = self.spec.monitor.eval_samples
+        self._emit_event(
+            "info", "evaluation_started", f"evaluating {samples} samples at step {self.step}"
+        )
+        started = time.monotonic()
+        metrics = self.evaluate()
+        shown = ", ".join(f"{k} {v:.4g}" for k, v in metrics.items() if k in HEADLINE_METRICS)
+        self._emit_event(
+            "info",
+            "evaluation_finished",
+            f"evaluation at step {self.step} took {time.monotonic() - started:.1f} s"
+            + (f": {shown}" if shown else ""),
+        )
+        return metrics
+
     def evaluate(self) -> dict[str, float]:
         seed_rng = torch.Generator().manual_seed(self.spec.training.seed + 1)
 
@@ -292,7 +326,10 @@ class Trainer:
             ]
             return torch.cat(chunks).float()
 
-        return self.evaluator.evaluate(sample)
+        return self.evaluator.evaluate(sample, announce=self._announce)
+
+    def _announce(self, code: str, message: str) -> None:
+        self._emit_event("info", code, message)
 
     # --- state -----------------------------------------------------------------------------------
 
@@ -424,7 +461,8 @@ class Trainer:
             for callback in self.callbacks:
                 callback.on_sample(self.step, png)
         if self.evaluator is not None and (self.step % monitor.eval_every == 0 or last):
-            metrics = self.evaluate()
+            self.enter_phase(Phase.EVALUATING)
+            metrics = self._announced_evaluation()
             if last:
                 self.final_metrics = metrics
             for callback in self.callbacks:
@@ -432,6 +470,8 @@ class Trainer:
             if self.diagnostics is not None:
                 for event in self.diagnostics.observe_eval(self.step, metrics):
                     self._send_event(event)
+            if not last:
+                self.enter_phase(Phase.TRAINING)
         if self.step % monitor.checkpoint_every == 0 or last:
             state = self.state_dict()
             for callback in self.callbacks:

@@ -46,6 +46,7 @@ from store.models import (
     EventLevel,
     Job,
     JobEvent,
+    JobPhase,
     JobStatus,
     Metric,
     Sample,
@@ -572,6 +573,8 @@ def claim_job(
             "attempt": attempt,
             "worker_id": worker_id,
             "lease_expires_at": now + timedelta(seconds=lease_s),
+            "phase": JobPhase.TRAINING,
+            "eta_s": None,
         },
         detail=f" (attempt {attempt})",
         now=now,
@@ -644,6 +647,8 @@ def finish_job(
     values: dict[str, Any] = {
         "error_code": error_code,
         "error_message": error_message[:MAX_MESSAGE_CHARS] if error_message else None,
+        "phase": None,
+        "eta_s": None,
     }
     if model_id is not None:
         values["model_id"] = model_id

@@ -1,11 +1,13 @@
 """A running job's lease, and its one owner: ``Lease``.
 
 A background thread renews the lease every ``HEARTBEAT_S`` and reads the cancel flag; the run
-reports its progress with ``progress`` after logged steps, which also renews the lease (at most
-once every ``PROGRESS_S``), so progress and cancels show within about a second while steps are
-flowing. A renewal that fails because the database blinked is logged and tried again at the next
-beat: the lease outlives a few missed beats. Once the lease is lost (the reaper gave the job away,
-or it finished elsewhere) it stays lost, and the run must stop and write nothing more.
+reports its progress with ``progress`` after logged steps and at each new phase, which also
+renews the lease (at most once every ``PROGRESS_S``, but at once for a phase), so progress and
+cancels show within about a second while steps are flowing. Each renewal also writes the run's
+phase and seconds left (``run_progress``), so the ETA counts down through a long evaluation.
+A renewal that fails because the database blinked is logged and tried again at the next beat:
+the lease outlives a few missed beats. Once the lease is lost (the reaper gave the job away, or
+it finished elsewhere) it stays lost, and the run must stop and write nothing more.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from collections.abc import Callable
 
 from sqlalchemy.orm import Session, sessionmaker
 
+from gan_engine.progress import RunProgress
 from store.db import session_scope
 from store.jobs import heartbeat
 from worker.outcome import StopReason
@@ -44,6 +47,7 @@ class Lease:
         self.clock = clock
         self.step = 0
         self.images_per_s: float | None = None
+        self.run_progress: RunProgress | None = None  # the phase and ETA each renewal reports
         self.lost = False
         self.cancel_requested = False
         self._last_renewal = -math.inf
@@ -75,12 +79,15 @@ class Lease:
             self._thread.join(timeout=max(5.0, self.heartbeat_s))
             self._thread = None
 
-    def progress(self, step: int, images_per_s: float | None = None) -> None:
-        """Record the run's progress; renew now if the last renewal is ``PROGRESS_S`` old."""
+    def progress(
+        self, step: int, images_per_s: float | None = None, *, at_once: bool = False
+    ) -> None:
+        """Record the run's progress; renew now if the last renewal is ``PROGRESS_S`` old, or
+        ``at_once`` (a new phase)."""
         self.step = step
         if images_per_s is not None and math.isfinite(images_per_s):
             self.images_per_s = images_per_s
-        if self.clock() - self._last_renewal >= PROGRESS_S:
+        if at_once or self.clock() - self._last_renewal >= PROGRESS_S:
             self._try_renew()
 
     def renew(self) -> bool:
@@ -89,6 +96,7 @@ class Lease:
         with self._lock:
             if self.lost:
                 return False
+            run = self.run_progress
             with session_scope(self.sessions) as session:
                 answer = heartbeat(
                     session,
@@ -97,6 +105,8 @@ class Lease:
                     lease_s=self.lease_s,
                     step=self.step,
                     images_per_s=self.images_per_s,
+                    phase=None if run is None else run.phase,
+                    eta_s=None if run is None else run.eta_s(),
                 )
             self._last_renewal = self.clock()
             if not answer.owned:

@@ -37,6 +37,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from gan_engine.callbacks import Callback
 from gan_engine.checkpoint import CheckpointError, load_checkpoint
 from gan_engine.data import Dataset, DatasetError
+from gan_engine.events import Phase
 from gan_engine.run import build_trainer, export_files, load_training_data
 from gan_engine.spec import Spec, SpecError, parse_spec
 from gan_engine.trainer import Trainer, TrainingDiverged, TrainResult
@@ -114,6 +115,9 @@ class Stops(Callback):
 
     def on_step(self, step: int, metrics: dict[str, float]) -> None:
         self.lease.progress(step, metrics.get("images_per_s"))
+
+    def on_phase(self, phase: Phase, step: int) -> None:
+        self.lease.progress(step, at_once=True)
 
     def should_stop(self, step: int) -> bool:
         self.memory.check(step)
@@ -254,6 +258,7 @@ class _Run:
         except SpecError as error:
             raise JobFailed(INVALID_SPEC, str(error)) from None
         self.stops.memory.watch(trainer.device)
+        self.stops.lease.run_progress = trainer.progress
         self.resume(trainer)
         result = trainer.fit()
         return self.ending(spec, dataset, trainer, result)
@@ -320,6 +325,7 @@ class _Run:
         """Upload the generator, then mark the job succeeded and register the model in one
         commit, once every held write is made."""
         model_id = new_id("mdl")
+        trainer.enter_phase(Phase.EXPORTING)
         for name, data in export_files(trainer, result).items():
             content_type = CONTENT_TYPES.get(Path(name).suffix, "application/octet-stream")
             with _storage_failure(f"the trained generator ({model_prefix(model_id)}{name})"):

@@ -59,6 +59,14 @@ __all__ = [
     "mixture_metrics",
 ]
 
+Announce = Callable[[str, str], None]
+"""``announce(code, message)``: tell the run's owner what evaluation is doing (an info event)."""
+
+# what an evaluation's event quotes, of the metrics it computed
+HEADLINE_METRICS = (
+    "fid", "class_accuracy", "precision", "recall", "modes_captured", "high_quality_fraction"
+)  # fmt: skip
+
 Sampler = Callable[[int, Tensor | None], Tensor]
 """``sample(n, labels)``: n independent samples in model space; labels int64 (n,) or None."""
 
@@ -98,7 +106,7 @@ class RunEvaluator:
         self.notes = self._limitations()
         self._reference: _RealReference | None = None
 
-    def evaluate(self, sample: Sampler) -> dict[str, float]:
+    def evaluate(self, sample: Sampler, announce: Announce | None = None) -> dict[str, float]:
         labels = self._balanced_labels() if self.conditional and self.labelled else None
         if self.dataset.is_points:
             mixture = MIXTURES.get(self.dataset.name)
@@ -106,10 +114,12 @@ class RunEvaluator:
                 return {}  # see notes
             return mixture_metrics(sample(self.sample_count, labels), mixture)
         fake = sample(self.sample_count, labels).detach().float().nan_to_num(0.0, 1.0, -1.0)
-        return self._image_metrics(fake, labels)
+        return self._image_metrics(fake, labels, announce)
 
-    def _image_metrics(self, fake: Tensor, labels: Tensor | None) -> dict[str, float]:
-        ref = self._reference or self._prepare()
+    def _image_metrics(
+        self, fake: Tensor, labels: Tensor | None, announce: Announce | None
+    ) -> dict[str, float]:
+        ref = self._reference or self._prepare(announce)
         size = len(ref.features)
         fake_features = ref.evaluator.features(fake).cpu()
         results: dict[str, float] = {}
@@ -145,12 +155,13 @@ class RunEvaluator:
             )
         return results
 
-    def _prepare(self) -> _RealReference:
+    def _prepare(self, announce: Announce | None) -> _RealReference:
         dataset = self.dataset
         if self.labelled:
             evaluator = load_or_train_evaluator(
-                dataset, cache=self.cache, device=self.device, seed=EVALUATION_SEED
-            )
+                dataset, cache=self.cache, device=self.device, seed=EVALUATION_SEED,
+                announce=announce,
+            )  # fmt: skip
         else:
             evaluator = random_feature_evaluator(dataset, seed=EVALUATION_SEED, device=self.device)
         train_index, held_out_index = holdout_split(len(dataset), EVALUATION_SEED)

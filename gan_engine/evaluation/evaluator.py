@@ -14,6 +14,8 @@ import math
 import os
 import re
 import struct
+import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Protocol
@@ -24,6 +26,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from gan_engine.data import Dataset, to_model_range
+from gan_engine.events import EVALUATOR_TRAINING_FINISHED, EVALUATOR_TRAINING_STARTED
 
 CACHE_FORMAT = 1
 HOLDOUT_FRACTION = 0.1
@@ -188,10 +191,12 @@ def load_or_train_evaluator(
     epochs: int | None = None,
     seed: int = 0,
     fingerprint: str | None = None,
+    announce: Callable[[str, str], None] | None = None,
 ) -> Evaluator:
     """The cached evaluator for this dataset and config, else a freshly trained (and cached) one.
 
     ``epochs`` None picks ``default_epochs`` for the dataset's size. Touches no global RNG state.
+    ``announce(code, message)`` hears when a training starts and ends.
     """
     if dataset.labels is None or dataset.is_points:
         raise ValueError(
@@ -207,9 +212,21 @@ def load_or_train_evaluator(
         evaluator = _deserialise(cached, dataset, config, fingerprint, device)
         if evaluator is not None:
             return evaluator
+    say = announce or (lambda code, message: None)
+    say(
+        EVALUATOR_TRAINING_STARTED,
+        f"training the evaluator classifier on {len(train_index)} images of '{dataset.name}' "
+        f"({config.epochs} epochs); it is kept for every later run on this data",
+    )
+    started = time.monotonic()
     evaluator = train_evaluator(dataset, config, fingerprint=fingerprint, device=device)
     if cache is not None:
         cache.put(key, _serialise(evaluator, dataset))
+    say(
+        EVALUATOR_TRAINING_FINISHED,
+        f"evaluator classifier trained in {time.monotonic() - started:.1f} s: held-out "
+        f"accuracy {evaluator.accuracy:.3f}",
+    )
     return evaluator
 
 

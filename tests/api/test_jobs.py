@@ -281,13 +281,15 @@ def test_a_running_job_reports_progress_metrics_and_errors(
     run_as_worker(sessions, job_id)
     with session_scope(sessions) as session:
         store_jobs.heartbeat(
-            session, job_id=job_id, worker_id="w1", lease_s=60, step=2, images_per_s=32.0
-        )
+            session, job_id=job_id, worker_id="w1", lease_s=60, step=2, images_per_s=32.0,
+            phase="evaluating", eta_s=1.0,
+        )  # fmt: skip
         store_jobs.record_metrics(
             session, job_id=job_id, step=2, metrics={"d_loss": 1.5, "g_loss": float("nan")}
         )
     body = client.get(f"/v1/jobs/{job_id}", headers=account.headers).json()
     assert body["status"] == "running" and body["attempt"] == 1 and body["started_at"]
+    assert body["phase"] == "evaluating"
     assert body["progress"] == {
         "step": 2,
         "total": 4,
@@ -313,7 +315,7 @@ def test_a_running_job_reports_progress_metrics_and_errors(
         "code": "diverged",
         "message": "loss became NaN",
     }
-    assert body["progress"]["eta_s"] is None
+    assert body["progress"]["eta_s"] is None and body["phase"] is None
 
 
 @pytest.fixture

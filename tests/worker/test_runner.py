@@ -24,11 +24,12 @@ from gan_engine.memory import estimate_training_memory
 from gan_engine.run import load_training_data
 from store.db import session_scope
 from store.jobs import claim_job, request_cancel
+from store.jobs import heartbeat as store_heartbeat
 from store.models import Checkpoint, Job, JobEvent, Metric, Sample, TrainedModel, new_id
 from store.models import Dataset as DatasetRow
 from store.storage import LocalStorage, dataset_pack_key, model_config_key, model_weights_key
 from tests.worker.conftest import Service, new_tenant, poll, tiny_spec
-from worker import reporter, runner, tasks
+from worker import lease, reporter, runner, tasks
 from worker.evaluators import StorageEvaluatorCache
 from worker.runner import LEASE_LOST, NOT_CLAIMED, SHUTTING_DOWN, Outcome, run_job
 
@@ -90,7 +91,9 @@ def test_success_registers_a_model_and_reports_everything(embedded: Service) -> 
     assert embedded.storage.exists(model_weights_key(model.id))
 
 
-def test_image_job_on_an_uploaded_dataset_caches_its_evaluator(embedded: Service) -> None:
+def test_image_job_on_an_uploaded_dataset_caches_its_evaluator(
+    embedded: Service, monkeypatch: pytest.MonkeyPatch
+) -> None:
     rng = np.random.default_rng(0)
     images = rng.integers(0, 255, size=(200, 8, 8), dtype=np.uint8)
     labels = np.arange(200) % 2
@@ -114,9 +117,26 @@ def test_image_job_on_an_uploaded_dataset_caches_its_evaluator(embedded: Service
                  "metrics": ["class_accuracy"]},
     )  # fmt: skip
     job_id = embedded.submit(spec)
+    renewals: list[tuple[str | None, float | None]] = []
+
+    def heartbeat(session: Session, **progress: Any) -> Any:
+        renewals.append((progress["phase"], progress["eta_s"]))
+        return store_heartbeat(session, **progress)
+
+    monkeypatch.setattr(lease, "heartbeat", heartbeat)
 
     assert run(embedded, job_id).status == "succeeded"
 
+    codes = [e.code for e in events(embedded, job_id) if e.code not in ("status", "checkpoint")]
+    assert codes == [
+        "evaluation_started", "evaluator_training_started", "evaluator_training_finished",
+        "evaluation_finished",
+    ]  # fmt: skip
+    phases = [phase for phase, _ in renewals]
+    assert {"training", "evaluating", "exporting"} <= set(phases)
+    assert phases.index("evaluating") < phases.index("exporting")
+    assert renewals[-1] == ("exporting", 0.0)
+    assert embedded.job(job_id).phase is None  # a finished job has none
     [model] = embedded.rows(TrainedModel, job_id)
     assert model.class_names == ["even", "odd"] and model.image_shape == [8, 8, 1]
     assert "class_accuracy" in (model.summary_metrics or {})
