@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from datetime import timedelta
 from pathlib import Path
@@ -83,6 +84,9 @@ def train(
     cache_dir: Annotated[
         Path, typer.Option(help="where trained evaluator classifiers are cached")
     ] = Path.home() / ".cache" / "ganforge" / "evaluators",
+    tensorboard: Annotated[
+        bool, typer.Option(help="also write TensorBoard event files into --out/tensorboard")
+    ] = False,
 ) -> None:
     """Train a GAN from SPEC into the folder --out."""
     try:
@@ -101,10 +105,18 @@ def train(
         if newest is not None:
             trainer.load_state_dict(load_checkpoint(newest))
             folder.forget_after(trainer.step)
-        with Progress(
-            TextColumn("{task.description:<10}"), BarColumn(), MofNCompleteColumn(),
-            EtaColumn(trainer.progress), TextColumn("{task.fields[status]}"), console=err,
-        ) as progress:  # fmt: skip
+        with contextlib.ExitStack() as stack:
+            if tensorboard:
+                from gan_engine.tensorboard import TensorBoardLog  # imports TensorBoard's writer
+
+                resumed_at = trainer.step if newest is not None else None
+                board = TensorBoardLog(out / "tensorboard", resumed_at=resumed_at)
+                trainer.callbacks.append(stack.enter_context(contextlib.closing(board)))
+            columns = (
+                TextColumn("{task.description:<10}"), BarColumn(), MofNCompleteColumn(),
+                EtaColumn(trainer.progress), TextColumn("{task.fields[status]}"),
+            )  # fmt: skip
+            progress = stack.enter_context(Progress(*columns, console=err))
             trainer.callbacks.append(ProgressBar(progress, spec.training.steps, trainer.step))
             result = trainer.fit()
             trainer.enter_phase(Phase.EXPORTING)

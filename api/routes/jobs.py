@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Header, Query, Request, Response
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
+from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 
 from api.deps import (
@@ -46,6 +47,7 @@ from api.schemas import (
     error,
 )
 from api.services import jobs as service
+from api.services import run_exports as exports
 from api.services.stream import job_stream
 
 router = APIRouter(
@@ -208,6 +210,49 @@ def get_metrics(
         names=name,
         after_step=after_step,
         max_steps=limit,
+    )
+
+
+@router.get(
+    "/{job_id}/metrics.csv",
+    summary="A job's metrics as CSV",
+    response_class=StreamingResponse,
+    responses={200: {"content": {"text/csv": {}}, "description": "one row a logged step"}},
+)
+def get_metrics_csv(
+    job_id: JobId, session: SessionDep, caller: TenantDep, sessions: SessionmakerDep
+) -> StreamingResponse:
+    """`step,<metric>,...` (metrics in name order), then one row per logged step, ascending; an
+    empty cell: not logged at that step (evaluations come every `monitor.eval_every`), `nan`:
+    logged as NaN/inf. Streamed, for runs of any length."""
+    names = exports.metric_names(session, tenant_id=caller.tenant_id, job_id=job_id)
+    return StreamingResponse(
+        exports.metrics_csv(sessions, job_id, names),
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": f'attachment; filename="{job_id}-metrics.csv"'},
+    )
+
+
+@router.get(
+    "/{job_id}/tensorboard",
+    summary="A job's run as TensorBoard event files",
+    response_class=FileResponse,
+    responses={200: {"content": {"application/zip": {}}, "description": "a zip of one run"}},
+)
+def get_tensorboard(
+    job_id: JobId, caller: TenantDep, sessions: SessionmakerDep, storage: StorageDep
+) -> FileResponse:
+    """A zip holding `<job_id>/events.out.tfevents.*`: every metric as a scalar (grouped as
+    `losses/`, `discriminator/`, `gradients/`, `speed/`, `quality/`), up to
+    100 sample grids evenly spread over the run (the last one always), and the warnings and
+    errors as text. Unzip it and run `tensorboard --logdir .`; a running job exports what it
+    has so far."""
+    path = exports.tensorboard_zip(sessions, storage, tenant_id=caller.tenant_id, job_id=job_id)
+    return FileResponse(
+        path,
+        media_type="application/zip",
+        filename=f"{job_id}-tensorboard.zip",
+        background=BackgroundTask(path.unlink, missing_ok=True),
     )
 
 

@@ -72,6 +72,27 @@ def test_resume_continues_to_more_steps_without_duplicate_rows(tmp_path: Path) -
     assert json.loads((out / "config.json").read_text())["training_step"] == 10
 
 
+def test_tensorboard_files_follow_the_run_and_its_resumption(tmp_path: Path) -> None:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    out = tmp_path / "run"
+    first = invoke("train", write_spec(tmp_path / "a.yaml"), "--out", out, "--tensorboard",
+                   cache=tmp_path)  # fmt: skip
+    assert first.exit_code == 0, first.output
+    longer = write_spec(tmp_path / "b.yaml", training={"steps": 10})
+    result = invoke("train", longer, "--out", out, "--resume", "--tensorboard", cache=tmp_path)
+    assert result.exit_code == 0, result.output
+
+    board = EventAccumulator(str(out / "tensorboard"), size_guidance={"scalars": 0, "images": 0})
+    board.Reload()
+    assert [e.step for e in board.Scalars("losses/d_loss")] == [2, 4, 6, 8, 10]
+    assert [e.step for e in board.Scalars("quality/modes_captured")] == [6, 10]
+    assert {"discriminator/d_real", "gradients/g_grad_norm", "speed/images_per_s"} <= set(
+        board.Tags()["scalars"]
+    )
+    assert [i.step for i in board.Images("samples")] == [3, 6, 9, 10]
+
+
 def test_bad_spec_exits_nonzero_with_the_validation_message(tmp_path: Path) -> None:
     bad = write_spec(tmp_path / "bad.yaml", loss={"kind": "hinge", "weight_clip": 0.1})
     result = invoke("train", bad, "--out", tmp_path / "x", cache=tmp_path)
