@@ -200,9 +200,16 @@ class SampleOut(FromRow):
 
 
 class CheckpointOut(FromRow):
+    """A kept checkpoint: a job keeps its newest ``KEEP_CHECKPOINTS`` and its best one."""
+
     step: int
     metrics: dict[str, float | None] | None
     created_at: datetime
+    best: bool = Field(
+        False,
+        description="the checkpoint whose own evaluation scored best (lowest FID; reverse KL "
+        "on 2-D data), kept whatever its age",
+    )
 
 
 # --- models ------------------------------------------------------------------------------------

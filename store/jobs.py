@@ -831,6 +831,49 @@ def record_checkpoint(
     session.execute(statement)
 
 
+def best_checkpoint_step(session: Session, *, job_id: str, best_by: Sequence[str]) -> int | None:
+    """The step of the checkpoint whose own evaluation scored lowest on the first metric of
+    ``best_by`` the job evaluated at a checkpoint's step (the newest of equals); None if none."""
+    at_a_checkpoint = (Checkpoint.job_id == Metric.job_id) & (Checkpoint.step == Metric.step)
+    for name in best_by:
+        step = session.scalar(
+            select(Metric.step)
+            .join(Checkpoint, at_a_checkpoint)
+            .where(Metric.job_id == job_id, Metric.name == name, Metric.value.is_not(None))
+            .order_by(Metric.value, Metric.step.desc())
+            .limit(1)
+        )  # fmt: skip
+        if step is not None:
+            return int(step)
+    return None
+
+
+def prune_checkpoints(
+    session: Session, *, job_id: str, keep_newest: int, best_by: Sequence[str]
+) -> list[str]:
+    """Delete the rows of the job's checkpoints that are neither among the ``keep_newest`` newest
+    nor the best (``best_checkpoint_step``); returns their storage keys, whose objects the caller
+    deletes once this commits."""
+    if keep_newest < 1:
+        raise ValueError("keep_newest must be at least 1: a job resumes from its newest")
+    rows = session.execute(
+        select(Checkpoint.step, Checkpoint.storage_key)
+        .where(Checkpoint.job_id == job_id).order_by(Checkpoint.step.desc())
+    ).all()  # fmt: skip
+    kept = {step for step, _ in rows[:keep_newest]}
+    best = best_checkpoint_step(session, job_id=job_id, best_by=best_by)
+    if best is not None:
+        kept.add(best)
+    doomed = [(step, key) for step, key in rows if step not in kept]
+    if doomed:
+        session.execute(
+            delete(Checkpoint).where(
+                Checkpoint.job_id == job_id, Checkpoint.step.in_([step for step, _ in doomed])
+            )
+        )
+    return [key for _, key in doomed]
+
+
 # --- the reaper --------------------------------------------------------------------------------
 
 

@@ -49,6 +49,12 @@ class Settings(BaseSettings):
     )
     max_concurrent_jobs_per_tenant: int = Field(4, ge=1, description="queued + running")
     max_steps: int = Field(1_000_000, ge=1)
+    keep_checkpoints: int = Field(
+        3,
+        ge=1,
+        description="a job's newest checkpoints kept as it trains (plus its best evaluated one); "
+        "older ones are deleted",
+    )
     max_job_memory_bytes: int = Field(
         8 * 1024 * MB,
         gt=0,

@@ -31,15 +31,23 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from gan_engine.callbacks import Callback
 from gan_engine.checkpoint import checkpoint_bytes
+from gan_engine.evaluation import BEST_CHECKPOINT_METRICS
 from gan_engine.events import Event
 from store.db import session_scope
-from store.jobs import record_checkpoint, record_event, record_metrics, record_sample
+from store.jobs import (
+    prune_checkpoints,
+    record_checkpoint,
+    record_event,
+    record_metrics,
+    record_sample,
+)
 from store.storage import ObjectStorage, checkpoint_key, sample_key
 from worker.outcome import STORAGE_UNAVAILABLE, JobFailed
 
 log = logging.getLogger("ganforge.worker")
 
-Write = Callable[[Session], None]
+# a write may return what to do once it has committed (delete objects its rows no longer name)
+Write = Callable[[Session], Callable[[], None] | None]
 T = TypeVar("T")
 
 FIRST_BACKOFF_S = 0.1
@@ -102,7 +110,7 @@ class PendingWrites:
         while self._queue:
             try:
                 with session_scope(self.sessions) as session:
-                    self._queue[0](session)
+                    after_commit = self._queue[0](session)
             except Exception as error:
                 if not is_unreachable(error):
                     self._queue.popleft()  # a bug, not an outage: retrying would repeat it
@@ -116,13 +124,19 @@ class PendingWrites:
             if self._backoff:
                 log.info("database reachable again; writing what was held")
                 self._backoff = 0.0
+            if after_commit is not None:
+                after_commit()
         return True
 
     def call(self, write: Callable[[Session], T], *, timeout_s: float) -> T | None:
         """Run ``write`` after everything queued, retried like the others, and return what its
         committed try returned; None if the writes were dropped (the job is no longer ours)."""
         results: list[T] = []
-        self.submit(lambda session: results.append(write(session)), wait_s=timeout_s)
+
+        def keep_result(session: Session) -> None:
+            results.append(write(session))
+
+        self.submit(keep_result, wait_s=timeout_s)
         self.flush(timeout_s)
         return results[-1] if results else None  # the last try is the one that committed
 
@@ -157,7 +171,8 @@ class Reporter(Callback):
 
     ``writable``: False once the job is no longer ours (its lease was lost); nothing more is
     written then. ``wait_s``: how long a write may wait for an unreachable database when the
-    queue is full, and how long ``flush`` waits by default."""
+    queue is full, and how long ``flush`` waits by default. ``keep_checkpoints``: the newest
+    checkpoints kept as training goes, besides the best evaluated one."""
 
     def __init__(
         self,
@@ -167,10 +182,12 @@ class Reporter(Callback):
         storage: ObjectStorage,
         writable: Callable[[], bool] = lambda: True,
         wait_s: float = 60.0,
+        keep_checkpoints: int = 3,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.job_id, self.storage, self.writable, self.wait_s = job_id, storage, writable, wait_s
+        self.keep_checkpoints = keep_checkpoints
         self.writes = PendingWrites(sessions, writable=writable, clock=clock, sleep=sleep)
         self.latest_metrics: dict[str, float] = {}
         self.event_codes: set[str] = set()
@@ -205,11 +222,11 @@ class Reporter(Callback):
 
     def event(self, code: str, message: str, *, level: str = "info", step: int | None) -> None:
         job_id = self.job_id
-        self._write(
-            lambda session: record_event(
-                session, job_id=job_id, code=code, message=message, level=level, step=step
-            )
-        )
+
+        def write(session: Session) -> None:
+            record_event(session, job_id=job_id, code=code, message=message, level=level, step=step)
+
+        self._write(write)
 
     def on_sample(self, step: int, png: bytes) -> None:
         if not self.writable():
@@ -229,7 +246,7 @@ class Reporter(Callback):
         self.checkpoint_steps.append(step)
         job_id, metrics = self.job_id, dict(self.latest_metrics)
 
-        def write(session: Session) -> None:
+        def write(session: Session) -> Callable[[], None]:
             record_checkpoint(session, job_id=job_id, step=step, storage_key=key, metrics=metrics)
             record_event(
                 session,
@@ -238,8 +255,24 @@ class Reporter(Callback):
                 code="checkpoint",
                 message=f"checkpoint saved at step {step}",
             )
+            pruned = prune_checkpoints(
+                session,
+                job_id=job_id,
+                keep_newest=self.keep_checkpoints,
+                best_by=BEST_CHECKPOINT_METRICS,
+            )
+            return lambda: self._delete_objects(pruned)
 
         self._write(write)
+
+    def _delete_objects(self, keys: list[str]) -> None:
+        """Objects of rows already deleted; one storage refuses stays behind (logged), as an
+        orphan no row names."""
+        for key in keys:
+            try:
+                self.storage.delete(key)
+            except Exception:
+                log.warning("job %s: could not delete %s", self.job_id, key, exc_info=True)
 
     def _put(
         self, key: str, data: bytes, content_type: str = "application/octet-stream", *, what: str

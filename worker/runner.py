@@ -178,6 +178,7 @@ def run_job(
         storage=storage,
         writable=lambda: not lease.lost,
         wait_s=settings.lease_s,  # longer than that, the lease is gone anyway
+        keep_checkpoints=settings.keep_checkpoints,
     )
     run = _Run(
         job_id, tenant_id, settings, sessions, storage, reporter, Stops(lease, memory, shutdown)

@@ -16,10 +16,11 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.orm import Session
 
 from api.config import ApiSettings
-from api.schemas import JobOut, MetricSeries
+from api.schemas import CheckpointOut, JobOut, MetricSeries
 from api.services.datasets import BUILTINS_BY_NAME
 from api.services.pagination import ascending_page
 from api.services.tenancy import get_owned, list_owned
+from gan_engine.evaluation import BEST_CHECKPOINT_METRICS
 from gan_engine.memory import estimate_training_memory, format_bytes
 from gan_engine.spec import Spec, SpecError, parse_spec
 from store import jobs as store_jobs
@@ -322,7 +323,12 @@ def sample_png(
 
 def list_checkpoints(
     session: Session, *, tenant_id: str, job_id: str, after: int | None, limit: int
-) -> tuple[list[Checkpoint], bool]:
+) -> tuple[list[CheckpointOut], bool]:
     get_job(session, tenant_id=tenant_id, job_id=job_id)
     query = select(Checkpoint).where(Checkpoint.job_id == job_id)
-    return ascending_page(session, query, key=Checkpoint.step, after=after, limit=limit)
+    rows, more = ascending_page(session, query, key=Checkpoint.step, after=after, limit=limit)
+    best = store_jobs.best_checkpoint_step(session, job_id=job_id, best_by=BEST_CHECKPOINT_METRICS)
+    return [
+        CheckpointOut.model_validate(row).model_copy(update={"best": row.step == best})
+        for row in rows
+    ], more

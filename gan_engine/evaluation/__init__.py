@@ -67,6 +67,9 @@ HEADLINE_METRICS = (
     "fid", "class_accuracy", "precision", "recall", "modes_captured", "high_quality_fraction"
 )  # fmt: skip
 
+# what a run's best checkpoint is chosen by, lower being better: the first of these it reports
+BEST_CHECKPOINT_METRICS = ("fid", "reverse_kl")
+
 Sampler = Callable[[int, Tensor | None], Tensor]
 """``sample(n, labels)``: n independent samples in model space; labels int64 (n,) or None."""
 

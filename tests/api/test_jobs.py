@@ -411,9 +411,9 @@ def test_samples_and_checkpoints(client: TestClient, account: Account, reported:
     later = client.get(f"/v1/jobs/{reported}/samples?after=2", headers=account.headers).json()
     assert [s["step"] for s in later["data"]] == [4]
     checkpoints = client.get(f"/v1/jobs/{reported}/checkpoints", headers=account.headers).json()
-    assert [(c["step"], c["metrics"]) for c in checkpoints["data"]] == [
-        (2, {"fid": 18.0}),
-        (4, {"fid": 16.0}),
+    assert [(c["step"], c["metrics"], c["best"]) for c in checkpoints["data"]] == [
+        (2, {"fid": 18.0}, False),
+        (4, {"fid": 16.0}, True),  # the FID evaluated at its own step
     ]
     job = client.get(f"/v1/jobs/{reported}", headers=account.headers).json()
     assert job["status"] == "succeeded" and job["summary_metrics"] == {"fid": 12.5}

@@ -15,12 +15,14 @@ from store.auth import create_tenant
 from store.db import rowcount, session_scope
 from store.errors import Conflict, LimitExceeded, NotFound
 from store.jobs import (
+    best_checkpoint_step,
     claim_job,
     create_job,
     finish_job,
     get_job,
     heartbeat,
     latest_checkpoint,
+    prune_checkpoints,
     reap,
     record_checkpoint,
     record_event,
@@ -31,6 +33,7 @@ from store.jobs import (
 )
 from store.models import (
     FINISHED_STATUSES,
+    Checkpoint,
     Job,
     JobEvent,
     JobStatus,
@@ -690,3 +693,52 @@ def test_the_store_and_the_engine_share_one_event_vocabulary() -> None:
     from store.models import EventLevel
 
     assert tuple(EventLevel) == get_args(Level)
+
+
+# --- checkpoint retention ----------------------------------------------------------------------
+
+
+def _checkpoints(db: Factory, job_id: str, fids: dict[int, float]) -> None:
+    """Checkpoints at steps 10..60; an FID evaluated at the steps in ``fids``, and one at step 35
+    that no checkpoint holds."""
+    with session_scope(db) as session:
+        for step in range(10, 61, 10):
+            record_checkpoint(session, job_id=job_id, step=step, storage_key=f"c{step}")
+        for step, fid in {**fids, 35: 0.5}.items():
+            record_metrics(session, job_id=job_id, step=step, metrics={"fid": fid})
+
+
+def _kept(db: Factory, job_id: str) -> list[int]:
+    with session_scope(db) as session:
+        return list(
+            session.scalars(
+                select(Checkpoint.step).where(Checkpoint.job_id == job_id).order_by(Checkpoint.step)
+            )
+        )
+
+
+def test_pruning_keeps_the_newest_and_the_best_evaluated_checkpoint(db: Factory) -> None:
+    job_id = claimed_job(db, new_tenant(db))
+    _checkpoints(db, job_id, {20: 9.0, 30: 4.0, 50: 7.0})
+
+    with session_scope(db) as session:
+        deleted = prune_checkpoints(session, job_id=job_id, keep_newest=2, best_by=["fid"])
+
+    assert sorted(deleted) == ["c10", "c20", "c40"]
+    assert _kept(db, job_id) == [30, 50, 60]  # 30: lowest FID at a checkpoint's own step
+    with session_scope(db) as session:  # pruning again changes nothing
+        assert prune_checkpoints(session, job_id=job_id, keep_newest=2, best_by=["fid"]) == []
+
+
+def test_the_best_checkpoint_is_chosen_by_the_first_metric_the_job_has(db: Factory) -> None:
+    job_id = claimed_job(db, new_tenant(db))
+    _checkpoints(db, job_id, {})
+    with session_scope(db) as session:
+        record_metrics(session, job_id=job_id, step=20, metrics={"reverse_kl": 0.1})
+        record_metrics(session, job_id=job_id, step=40, metrics={"reverse_kl": float("nan")})
+        assert best_checkpoint_step(session, job_id=job_id, best_by=["fid", "reverse_kl"]) == 20
+        assert best_checkpoint_step(session, job_id=job_id, best_by=["precision"]) is None
+        deleted = prune_checkpoints(session, job_id=job_id, keep_newest=1, best_by=["fid"])
+    assert len(deleted) == 5 and _kept(db, job_id) == [60]  # no FID at any checkpoint
+    with session_scope(db) as session, pytest.raises(ValueError, match="at least 1"):
+        prune_checkpoints(session, job_id=job_id, keep_newest=0, best_by=["fid"])

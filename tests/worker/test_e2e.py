@@ -211,8 +211,11 @@ def test_a_killed_worker_s_job_is_reaped_and_resumed_by_another_worker(stack: St
         steps = [m.step for m in service.rows(Metric, job_id, Metric.step) if m.name == name]
         assert steps == list(range(5, 201, 5)), name
     assert {"d_loss", "g_loss"} <= names
-    checkpoint_steps = [c.step for c in service.rows(Checkpoint, job_id, Checkpoint.step)]
-    assert checkpoint_steps == list(range(20, 201, 20))
+    checkpoints = service.rows(Checkpoint, job_id, Checkpoint.step)
+    assert [c.step for c in checkpoints] == [160, 180, 200]  # KEEP_CHECKPOINTS newest
+    assert service.storage.list(f"jobs/{job_id}/checkpoints/") == [
+        c.storage_key for c in checkpoints
+    ]
     assert len(service.rows(TrainedModel, job_id)) == 1
 
 
