@@ -8,6 +8,7 @@ missing key.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import shutil
 import tempfile
@@ -20,6 +21,7 @@ from urllib.parse import unquote
 from store.settings import Settings, get_settings
 
 S3Client = Any  # boto3's client is generated at run time
+log = logging.getLogger("ganforge.storage")
 
 CHUNK = 1 << 20
 _TMP_PREFIX = ".tmp-"
@@ -429,3 +431,13 @@ def get_storage() -> ObjectStorage:
     if url not in _STORAGES:
         _STORAGES[url] = storage_from_url(url)
     return _STORAGES[url]
+
+
+def delete_objects(storage: ObjectStorage, prefix: str, *, what: str) -> int:
+    """Delete everything under ``prefix`` once the rows naming it are gone: a failure is logged,
+    not raised (the objects are then orphans no row names, only wasted space). The count."""
+    try:
+        return storage.delete_prefix(prefix)
+    except Exception:
+        log.warning("%s deleted, but not all of %s could be removed", what, prefix, exc_info=True)
+        return 0

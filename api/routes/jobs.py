@@ -173,6 +173,22 @@ def cancel_job(job_id: JobId, session: SessionDep, caller: TenantDep) -> Any:
     return service.cancel_job(session, tenant_id=caller.tenant_id, job_id=job_id)
 
 
+@router.delete(
+    "/{job_id}",
+    status_code=204,
+    summary="Delete a job",
+    responses={409: error("the job is queued or running, or the model it trained exists")},
+)
+def delete_job(
+    job_id: JobId, session: SessionDep, caller: TenantDep, storage: StorageDep
+) -> Response:
+    """A finished job with its events, metrics, sample grids and checkpoints, rows and stored
+    objects. Refused (409) while it is queued or running (cancel it first) and while the model
+    it trained exists (delete the model first)."""
+    service.delete_job(session, storage=storage, tenant_id=caller.tenant_id, job_id=job_id)
+    return Response(status_code=204)
+
+
 @router.get("/{job_id}/events", summary="A job's event log", response_model=Page[EventOut])
 def list_events(
     job_id: JobId,

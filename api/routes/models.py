@@ -40,6 +40,22 @@ def get_model(model_id: ModelId, session: SessionDep, caller: TenantDep) -> Any:
     return service.get_model(session, tenant_id=caller.tenant_id, model_id=model_id)
 
 
+@router.delete("/{model_id}", status_code=204, summary="Delete a model")
+def delete_model(
+    model_id: ModelId,
+    session: SessionDep,
+    caller: TenantDep,
+    storage: StorageDep,
+    cache: ModelCacheDep,
+) -> Response:
+    """Its row and its artifact (weights and config). The job that trained it stays, with its
+    metrics, samples and checkpoints, and can be continued or deleted."""
+    service.delete_model(
+        session, storage=storage, cache=cache, tenant_id=caller.tenant_id, model_id=model_id
+    )
+    return Response(status_code=204)
+
+
 @router.post(
     "/{model_id}/samples",
     summary="Generate samples",

@@ -84,6 +84,11 @@ class ModelCache:
         with self._lock:
             return model_id in self._items
 
+    def forget(self, model_id: str) -> None:
+        """Drop a deleted model (other API processes refuse it from its missing row)."""
+        with self._lock:
+            self._items.pop(model_id, None)
+
 
 ALIGN = 16  # samples: the batch blocking of the CPU kernels (AVX-512 holds 16 floats)
 

@@ -24,11 +24,20 @@ from gan_engine.evaluation import BEST_CHECKPOINT_METRICS
 from gan_engine.memory import estimate_training_memory, format_bytes
 from gan_engine.spec import Spec, SpecError, parse_spec
 from store import jobs as store_jobs
-from store.errors import InvalidRequest, NotFound
-from store.models import FINISHED_STATUSES, Checkpoint, Dataset, Job, JobEvent, Metric, Sample
+from store.errors import Conflict, InvalidRequest, NotFound
+from store.models import (
+    FINISHED_STATUSES,
+    Checkpoint,
+    Dataset,
+    Job,
+    JobEvent,
+    Metric,
+    Sample,
+    TrainedModel,
+)
 from store.queue import enqueue_train
 from store.reads import AsyncReads
-from store.storage import ObjectStorage
+from store.storage import ObjectStorage, delete_objects, job_prefix
 
 log = logging.getLogger("api.jobs")
 
@@ -257,6 +266,30 @@ def cancel_job(session: Session, *, tenant_id: str, job_id: str) -> Job:
     job = store_jobs.request_cancel(session, job_id=job_id, tenant_id=tenant_id)
     session.commit()
     return job
+
+
+def delete_job(session: Session, *, storage: ObjectStorage, tenant_id: str, job_id: str) -> None:
+    """Delete a finished job (its events, metrics, samples and checkpoints), then its objects.
+    Refused (``Conflict``) while it is queued or running, and while the model it trained
+    exists: that model is its record, so delete the model first."""
+    job = session.scalar(
+        select(Job).where(Job.id == job_id, Job.tenant_id == tenant_id).with_for_update()
+    )
+    if job is None:
+        raise NotFound(f"job {job_id} not found")
+    if job.status not in FINISHED_STATUSES:
+        raise Conflict(
+            f"job {job_id} is {job.status}; cancel it (POST /v1/jobs/{job_id}/cancel) and "
+            "delete it once it has stopped"
+        )
+    if job.model_id is not None and session.get(TrainedModel, job.model_id) is not None:
+        raise Conflict(
+            f"job {job_id} trained model {job.model_id}, which still exists; delete the model "
+            f"first (DELETE /v1/models/{job.model_id}) or keep the job"
+        )
+    session.delete(job)
+    session.commit()
+    delete_objects(storage, job_prefix(job_id), what=f"job {job_id}")
 
 
 def list_events(

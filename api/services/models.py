@@ -26,7 +26,13 @@ from gan_engine.artifacts import CONFIG_FILE, WEIGHTS_FILE, GeneratorArtifact
 from store.errors import InvalidRequest, NotFound
 from store.models import TrainedModel
 from store.reads import AsyncReads
-from store.storage import ObjectStorage, model_config_key, model_weights_key
+from store.storage import (
+    ObjectStorage,
+    delete_objects,
+    model_config_key,
+    model_prefix,
+    model_weights_key,
+)
 
 SPEC_FILE = "spec.json"
 
@@ -44,6 +50,19 @@ async def check_model_owned(reads: AsyncReads, *, tenant_id: str, model_id: str)
     """``NotFound`` unless the tenant has this model: one indexed read on the asyncio reads."""
     if await reads.one(MODEL_OF_TENANT, model_id=model_id, tenant_id=tenant_id) is None:
         raise NotFound(f"model {model_id} not found")
+
+
+def delete_model(
+    session: Session, *, storage: ObjectStorage, cache: ModelCache, tenant_id: str, model_id: str
+) -> None:
+    """Delete a model's row, then its artifact (a leftover object is logged, only wasted
+    space). The job that trained it stays, with its history."""
+    model = get_model(session, tenant_id=tenant_id, model_id=model_id)
+    prefix = model_prefix(model_id)
+    session.delete(model)
+    session.commit()
+    cache.forget(model_id)
+    delete_objects(storage, prefix, what=f"model {model_id}")
 
 
 def list_models(
