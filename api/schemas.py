@@ -127,6 +127,10 @@ class JobOut(FromRow):
     model_id: str | None
     attempt: int = Field(description="1 for the first run; resumptions after a lost worker add 1")
     cancel_requested: bool
+    pause_requested: bool = Field(description="its worker checkpoints and pauses at the next beat")
+    continued_from: str | None = Field(
+        description="the job whose newest checkpoint this one started from (POST .../continue)"
+    )
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
@@ -167,6 +171,14 @@ class JobOut(FromRow):
         if not (self.error_code or self.error_message):
             return None
         return JobErrorOut(code=self.error_code, message=self.error_message)
+
+
+class ContinueRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    steps: Annotated[int, Field(strict=True, ge=1, le=2**31 - 1)] = Field(
+        description="the continued run's total steps: more than the source's newest checkpoint"
+    )
 
 
 class EventOut(FromRow):

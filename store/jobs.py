@@ -85,9 +85,11 @@ class Heartbeat:
     owned: bool
     # True: finish the job as cancelled.
     cancel_requested: bool
+    # True: checkpoint and finish the job as paused.
+    pause_requested: bool = False
 
     def __bool__(self) -> bool:
-        return self.owned and not self.cancel_requested
+        return self.owned and not self.cancel_requested and not self.pause_requested
 
 
 # --- the transition table ----------------------------------------------------------------------
@@ -107,22 +109,29 @@ class Transition:
 
 _S = JobStatus
 _RUNNING: Final = (_S.RUNNING,)
+_PAUSED: Final = (_S.PAUSED,)
 _ANY_ACTIVE: Final = (*_RUNNING, *CLAIMABLE_STATUSES)
 
-# Every status change a job can make. The worker claims, succeeds, fails, stops as cancelled and
-# hands back; the API cancels a job that is not running; the reaper (or a claim that finds an
-# expired lease) loses a worker, and gives up once MAX_ATTEMPTS attempts lost theirs.
+# Every status change a job can make. The worker claims, succeeds, fails, stops as cancelled or
+# paused and hands back; the API cancels or pauses a job that is not running and resumes a
+# paused one; the reaper (or a claim that finds an expired lease) loses a worker, and gives up
+# once MAX_ATTEMPTS attempts lost theirs.
 # fmt: off
-#                                  from                to              stamp          event level
-CLAIM: Final =          Transition(CLAIMABLE_STATUSES, _S.RUNNING,     "started_at",  "info")
-SUCCEED: Final =        Transition(_RUNNING,           _S.SUCCEEDED,   "finished_at", "info")
-FAIL: Final =           Transition(_RUNNING,           _S.FAILED,      "finished_at", "error")
-STOP_CANCELLED: Final = Transition(_RUNNING,           _S.CANCELLED,   "finished_at", "info")
-HAND_BACK: Final =      Transition(_RUNNING,           _S.INTERRUPTED, "enqueued_at", "info")
-CANCEL: Final =         Transition(CLAIMABLE_STATUSES, _S.CANCELLED,   "finished_at", "info")
-LOSE: Final =           Transition(_RUNNING,           _S.INTERRUPTED, "enqueued_at", "warning")
-LOSE_CANCELLED: Final = Transition(_RUNNING,           _S.CANCELLED,   "finished_at", "warning")
-GIVE_UP: Final =        Transition(_ANY_ACTIVE,        _S.FAILED,      "finished_at", "error")
+#                                  from                   to              stamp          level
+CLAIM: Final =          Transition(CLAIMABLE_STATUSES,    _S.RUNNING,     "started_at",  "info")
+SUCCEED: Final =        Transition(_RUNNING,              _S.SUCCEEDED,   "finished_at", "info")
+FAIL: Final =           Transition(_RUNNING,              _S.FAILED,      "finished_at", "error")
+STOP_CANCELLED: Final = Transition(_RUNNING,              _S.CANCELLED,   "finished_at", "info")
+STOP_PAUSED: Final =    Transition(_RUNNING,              _S.PAUSED,      "updated_at",  "info")
+HAND_BACK: Final =      Transition(_RUNNING,              _S.INTERRUPTED, "enqueued_at", "info")
+CANCEL: Final =         Transition((*CLAIMABLE_STATUSES, *_PAUSED), _S.CANCELLED, "finished_at",
+                                   "info")
+PAUSE: Final =          Transition(CLAIMABLE_STATUSES,    _S.PAUSED,      "updated_at",  "info")
+RESUME: Final =         Transition(_PAUSED,               _S.QUEUED,      "enqueued_at", "info")
+LOSE: Final =           Transition(_RUNNING,              _S.INTERRUPTED, "enqueued_at", "warning")
+LOSE_CANCELLED: Final = Transition(_RUNNING,              _S.CANCELLED,   "finished_at", "warning")
+LOSE_PAUSED: Final =    Transition(_RUNNING,              _S.PAUSED,      "updated_at",  "warning")
+GIVE_UP: Final =        Transition(_ANY_ACTIVE,           _S.FAILED,      "finished_at", "error")
 # fmt: on
 
 # What ``finish_job`` does for each status a worker may leave its job in.
@@ -130,6 +139,7 @@ _FINISH: Final = {
     JobStatus.SUCCEEDED: SUCCEED,
     JobStatus.FAILED: FAIL,
     JobStatus.CANCELLED: STOP_CANCELLED,
+    JobStatus.PAUSED: STOP_PAUSED,
     JobStatus.INTERRUPTED: HAND_BACK,
 }
 
@@ -249,6 +259,7 @@ def create_job(
     spec: ResolvedSpec,
     idempotency_key: str | None = None,
     max_active: int | None = None,
+    continued_from: str | None = None,
 ) -> tuple[Job, bool]:
     """Record a queued job for a resolved spec. Returns ``(job, created)``.
 
@@ -258,7 +269,7 @@ def create_job(
     returned is built from the row's values, not attached to the session.
     """
     steps = _job_creation(session.get_bind().dialect.name, tenant_id, spec, idempotency_key,
-                          max_active)  # fmt: skip
+                          max_active, continued_from)  # fmt: skip
     answer = None
     try:
         while True:
@@ -293,6 +304,7 @@ def _job_creation(
     spec: ResolvedSpec,
     idempotency_key: str | None,
     max_active: int | None,
+    continued_from: str | None = None,
 ) -> JobCreation:
     """The statements that record a job, in order; each step is sent its result back. Written
     once, run by ``create_job`` on a Session and by ``create_job_async`` on an asyncio
@@ -322,6 +334,8 @@ def _job_creation(
         "attempt": 0,
         "workers_lost": 0,
         "cancel_requested": False,
+        "pause_requested": False,
+        "continued_from": continued_from,
         "idempotency_key": idempotency_key,
         "latest_metrics": {},
         "event_seq": 1,  # its first event, "created → queued", is written below with seq 1
@@ -361,8 +375,9 @@ def _job_creation(
 # What a new job's row is written with; the other columns start NULL.
 NEW_JOB_COLUMNS: Final = ("id", "tenant_id", "spec", "dataset_id", "status", "step",
                           "total_steps", "attempt", "workers_lost", "cancel_requested",
-                          "idempotency_key", "latest_metrics", "event_seq", "created_at",
-                          "enqueued_at", "updated_at")  # fmt: skip
+                          "pause_requested", "continued_from", "idempotency_key",
+                          "latest_metrics", "event_seq", "created_at", "enqueued_at",
+                          "updated_at")  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -429,8 +444,8 @@ def request_cancel(session: Session, *, job_id: str, tenant_id: str) -> Job:
         status = job.status
         if status in FINISHED_STATUSES:
             raise Conflict(
-                f"job {job_id} is already {status}; only queued, interrupted or running jobs "
-                "can be cancelled"
+                f"job {job_id} is already {status}; only queued, interrupted, running or paused "
+                "jobs can be cancelled"
             )
         if status == JobStatus.RUNNING:
             if job.cancel_requested:
@@ -457,6 +472,70 @@ def request_cancel(session: Session, *, job_id: str, tenant_id: str) -> Job:
     raise Conflict(f"job {job_id} kept changing state; try again")
 
 
+def request_pause(session: Session, *, job_id: str, tenant_id: str) -> Job:
+    """Pause a job. Queued or interrupted: paused now (it keeps its checkpoints). Running:
+    flagged; its worker checkpoints at its next heartbeat and leaves the job ``paused``, freeing
+    itself. Already paused, or pausing: a no-op. Finished: ``Conflict``."""
+    for _ in range(5):  # a compare-and-set per pass, as request_cancel
+        job = get_job(session, job_id=job_id, tenant_id=tenant_id)
+        status = job.status
+        if status in FINISHED_STATUSES:
+            raise Conflict(f"job {job_id} is already {status}; only unfinished jobs can pause")
+        if status == JobStatus.PAUSED or (status == JobStatus.RUNNING and job.pause_requested):
+            return job
+        if status == JobStatus.RUNNING:
+            running = (Job.id == job_id, Job.status == status)
+            if _set(session, *running, pause_requested=True, updated_at=utcnow()):
+                record_event(
+                    session, job_id=job_id, step=job.step, code="pause_requested",
+                    message="pause requested; the worker checkpoints and stops at its next "
+                    "heartbeat",
+                )  # fmt: skip
+                return get_job(session, job_id=job_id)
+        elif _transition(session, PAUSE, job_id=job_id, current=status, step=job.step):
+            return get_job(session, job_id=job_id)
+    raise Conflict(f"job {job_id} kept changing state; try again")
+
+
+def resume_job(
+    session: Session, *, job_id: str, tenant_id: str, max_active: int | None = None
+) -> tuple[Job, bool]:
+    """Resume a paused job: queued again (it resumes from its newest checkpoint), ``True`` when
+    the caller must enqueue it. A running job whose pause is still pending keeps running (the
+    request withdrawn). Queued or running: a no-op. Finished: ``Conflict``. ``max_active``: the
+    concurrent-job limit, which a resumed job counts against (``LimitExceeded``)."""
+    for _ in range(5):
+        job = get_job(session, job_id=job_id, tenant_id=tenant_id)
+        status = job.status
+        if status in FINISHED_STATUSES:
+            raise Conflict(f"job {job_id} is already {status}; only a paused job can resume")
+        if status == JobStatus.RUNNING and job.pause_requested:
+            running = (Job.id == job_id, Job.status == status, Job.pause_requested.is_(True))
+            if _set(session, *running, pause_requested=False, updated_at=utcnow()):
+                record_event(
+                    session, job_id=job_id, step=job.step, code="pause_withdrawn",
+                    message="resumed before the pause took effect; it keeps running",
+                )  # fmt: skip
+                return get_job(session, job_id=job_id), False
+            continue
+        if status != JobStatus.PAUSED:
+            return job, False
+        if max_active is not None:
+            tenant = select(Tenant.id).where(Tenant.id == tenant_id)
+            session.execute(tenant.with_for_update(key_share=True))  # as create_job
+            if count_active_jobs(session, tenant_id=tenant_id) >= max_active:
+                raise LimitExceeded(
+                    f"this account already has {max_active} queued or running jobs (the limit); "
+                    "resume this one when one of them has finished"
+                )
+        if _transition(
+            session, RESUME, job_id=job_id, current=status, step=job.step,
+            values={"pause_requested": False},
+        ):  # fmt: skip
+            return get_job(session, job_id=job_id), True
+    raise Conflict(f"job {job_id} kept changing state; try again")
+
+
 # --- the worker side ---------------------------------------------------------------------------
 
 
@@ -468,6 +547,7 @@ _LEASE_COLUMNS: Final = select(
     Job.worker_id,
     Job.lease_expires_at,
     Job.cancel_requested,
+    Job.pause_requested,
     Job.step,
 )
 _WORKER_LOST_ADVICE: Final = (
@@ -480,14 +560,17 @@ def _lose_worker(
     session: Session, job: Row[Any], *, now: datetime, max_attempts: int
 ) -> JobStatus | None:
     """The running ``job``'s lease expired at ``now``: its worker is presumed lost. The job is
-    ``cancelled`` if a cancel was requested, ``failed`` (``worker_lost``) if this was the
-    ``max_attempts``-th attempt to lose its worker, else ``interrupted`` (to re-enqueue). Returns
-    the new status; None if the row changed meanwhile."""
+    ``cancelled`` if a cancel was requested, ``paused`` if a pause was (it resumes from its newest
+    checkpoint), ``failed`` (``worker_lost``) if this was the ``max_attempts``-th attempt to lose
+    its worker, else ``interrupted`` (to re-enqueue). Returns the new status; None if the row
+    changed meanwhile."""
     lost = job.workers_lost + 1
     values: dict[str, Any] = {"workers_lost": lost}
     detail = f" (lease expired; worker {job.worker_id} lost)"
     if job.cancel_requested:
         move = LOSE_CANCELLED
+    elif job.pause_requested:
+        move = LOSE_PAUSED
     elif lost >= max_attempts:
         move = GIVE_UP
         message = (
@@ -608,17 +691,17 @@ def heartbeat(
         values["phase"] = phase
     if eta_s is not None:
         values["eta_s"] = finite_or_none(eta_s)
-    cancel = session.execute(
+    flags = session.execute(
         update(Job)
         .where(Job.id == job_id, Job.worker_id == worker_id, Job.status == JobStatus.RUNNING)
         .values(**values)
-        .returning(Job.cancel_requested)
+        .returning(Job.cancel_requested, Job.pause_requested)
         .execution_options(**NO_SYNC)
-    ).scalar_one_or_none()
-    if cancel is None:
-        flag = session.scalar(select(Job.cancel_requested).where(Job.id == job_id))
-        return Heartbeat(owned=False, cancel_requested=bool(flag))
-    return Heartbeat(owned=True, cancel_requested=bool(cancel))
+    ).one_or_none()
+    if flags is None:
+        cancel = session.scalar(select(Job.cancel_requested).where(Job.id == job_id))
+        return Heartbeat(owned=False, cancel_requested=bool(cancel))
+    return Heartbeat(owned=True, cancel_requested=bool(flags[0]), pause_requested=bool(flags[1]))
 
 
 def finish_job(

@@ -26,6 +26,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -36,8 +37,9 @@ class JobStatus(StrEnum):
     """A job's status (DESIGN.md §4). The members are strings: ``JobStatus.QUEUED == "queued"``.
 
     ``interrupted``: its worker was lost or shut down; the job is back in the queue and resumes
-    from its newest checkpoint. The groups below and the table's CHECK constraint derive from
-    this enum; nothing else in store/ or worker/ spells the names out."""
+    from its newest checkpoint. ``paused``: stopped at a checkpoint on request, holding no
+    worker, until it is resumed (queued again). The groups below and the table's CHECK
+    constraint derive from this enum; nothing else in store/ or worker/ spells the names out."""
 
     QUEUED = "queued"
     RUNNING = "running"
@@ -45,6 +47,7 @@ class JobStatus(StrEnum):
     FAILED = "failed"
     CANCELLED = "cancelled"
     INTERRUPTED = "interrupted"
+    PAUSED = "paused"
 
 
 JOB_STATUSES: Final = tuple(JobStatus)
@@ -55,7 +58,9 @@ ACTIVE_STATUSES: Final = tuple(
     s for s in JobStatus if s in CLAIMABLE_STATUSES or s is JobStatus.RUNNING
 )
 # Final: nothing changes a finished job's status again.
-FINISHED_STATUSES: Final = tuple(s for s in JobStatus if s not in ACTIVE_STATUSES)
+FINISHED_STATUSES: Final = (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED)
+# Not finished: they still need their dataset (a paused job resumes on it).
+UNFINISHED_STATUSES: Final = tuple(s for s in JobStatus if s not in FINISHED_STATUSES)
 
 
 class JobPhase(StrEnum):
@@ -208,6 +213,14 @@ class Job(Base):
     worker_id: Mapped[str | None] = mapped_column(String(200))
     lease_expires_at: Mapped[datetime | None]
     cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
+    pause_requested: Mapped[bool] = mapped_column(
+        Boolean, default=False, server_default=false(), doc="its worker pauses at the next beat"
+    )
+    continued_from: Mapped[str | None] = mapped_column(
+        String(40),
+        doc="the job whose newest checkpoint this one started from (no FK: kept "
+        "when that job is deleted)",
+    )
     idempotency_key: Mapped[str | None] = mapped_column(String(255))
     model_id: Mapped[str | None] = mapped_column(String(40), doc="set when the job succeeds")
     latest_metrics: Mapped[dict[str, Any]] = mapped_column(

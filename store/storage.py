@@ -433,6 +433,14 @@ def get_storage() -> ObjectStorage:
     return _STORAGES[url]
 
 
+def copy_object(storage: ObjectStorage, source: str, target: str) -> None:
+    """Copy one object through a temporary file (a checkpoint may be large)."""
+    with tempfile.TemporaryDirectory(prefix="ganforge-copy-") as folder:
+        path = Path(folder) / "object"
+        storage.get_file(source, path)
+        storage.put_file(target, path)
+
+
 def delete_objects(storage: ObjectStorage, prefix: str, *, what: str) -> int:
     """Delete everything under ``prefix`` once the rows naming it are gone: a failure is logged,
     not raised (the objects are then orphans no row names, only wasted space). The count."""

@@ -50,6 +50,7 @@ class Lease:
         self.run_progress: RunProgress | None = None  # the phase and ETA each renewal reports
         self.lost = False
         self.cancel_requested = False
+        self.pause_requested = False
         self._last_renewal = -math.inf
         self._failing = False  # the last renewal failed (logged once per outage)
         self._lock = threading.Lock()
@@ -63,6 +64,8 @@ class Lease:
             return StopReason.LEASE_LOST
         if self.cancel_requested:
             return StopReason.CANCELLED
+        if self.pause_requested:
+            return StopReason.PAUSED
         return None
 
     def start(self) -> None:
@@ -114,6 +117,8 @@ class Lease:
                 self.lost = True
             elif answer.cancel_requested:
                 self.cancel_requested = True
+            elif answer.pause_requested:
+                self.pause_requested = True
             return bool(answer)
 
     def _try_renew(self) -> None:

@@ -31,6 +31,7 @@ class StopReason(StrEnum):
 
     LEASE_LOST = "lease_lost"  # the job is no longer ours: write nothing more
     CANCELLED = "cancelled"  # a cancel was requested
+    PAUSED = "paused"  # a pause was requested: checkpoint, leave the job paused
     MEMORY_EXCEEDED = "memory_exceeded"  # the process grew past MAX_JOB_MEMORY_BYTES
     SHUTDOWN = "shutdown"  # the worker is shutting down: hand the job back
 

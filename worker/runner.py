@@ -305,9 +305,12 @@ class _Run:
             return Outcome(JobStatus.CANCELLED, step=step)
         if reason == StopReason.MEMORY_EXCEEDED:
             return Outcome.failed(MEMORY_EXCEEDED, self.stops.memory.message(), step)
-        if reason == StopReason.SHUTDOWN:
+        if reason in (StopReason.SHUTDOWN, StopReason.PAUSED):
             if step not in self.reporter.checkpoint_steps:  # no step is trained twice
                 self.reporter.on_checkpoint(step, trainer.state_dict())
+            if reason == StopReason.PAUSED:
+                note = f"paused at step {step}; POST /v1/jobs/{self.job_id}/resume goes on there"
+                return Outcome(JobStatus.PAUSED, message=note, step=step)
             note = f"worker shut down at step {step}; the job resumes there"
             return Outcome(JobStatus.INTERRUPTED, message=note, step=step)
         if result.stopped_early:  # the trainer's own limit: training.max_runtime_s

@@ -38,6 +38,7 @@ from api.params import (
 from api.schemas import (
     ERROR_RESPONSES,
     CheckpointOut,
+    ContinueRequest,
     EventOut,
     JobOut,
     JobStatus,
@@ -171,6 +172,74 @@ def cancel_job(job_id: JobId, session: SessionDep, caller: TenantDep) -> Any:
     """A queued job is cancelled at once; a running one is flagged and its worker stops at the
     next heartbeat (`cancel_requested` is true meanwhile)."""
     return service.cancel_job(session, tenant_id=caller.tenant_id, job_id=job_id)
+
+
+@router.post(
+    "/{job_id}/pause",
+    summary="Pause a job",
+    response_model=JobOut,
+    responses={409: error("the job is already finished")},
+)
+def pause_job(job_id: JobId, session: SessionDep, caller: TenantDep) -> Any:
+    """A queued job is paused at once; a running one is flagged (`pause_requested`) and its
+    worker saves a checkpoint at its next heartbeat and stops, leaving the job `paused` and
+    itself free. Pausing a paused job changes nothing."""
+    return service.pause_job(session, tenant_id=caller.tenant_id, job_id=job_id)
+
+
+@router.post(
+    "/{job_id}/resume",
+    summary="Resume a paused job",
+    response_model=JobOut,
+    responses={
+        409: error("the job is already finished"),
+        429: error("`limit_exceeded`: the account's queued and running jobs are at the limit"),
+    },
+)
+def resume_job(
+    job_id: JobId, session: SessionDep, caller: TenantDep, celery: CeleryDep, settings: SettingsDep
+) -> Any:
+    """A paused job is queued again and goes on from the checkpoint it paused at; a running
+    job whose pause has not yet taken effect keeps running. Resuming a queued or running job
+    changes nothing."""
+    return service.resume_job(
+        session, celery=celery, settings=settings, tenant_id=caller.tenant_id, job_id=job_id
+    )
+
+
+@router.post(
+    "/{job_id}/continue",
+    status_code=201,
+    summary="Continue a finished job to more steps",
+    response_model=JobOut,
+    responses={
+        409: error("the job is not finished, or saved no checkpoint"),
+        429: error("`limit_exceeded`: the account's queued and running jobs are at the limit"),
+    },
+)
+def continue_job(
+    job_id: JobId,
+    body: ContinueRequest,
+    session: SessionDep,
+    caller: TenantDep,
+    storage: StorageDep,
+    celery: CeleryDep,
+    settings: SettingsDep,
+) -> Any:
+    """A new job (`continued_from` names this one) with the same spec and `steps` in all,
+    starting from this job's newest checkpoint: its own events, metrics from that step on and a
+    new model at the end. This job and its model stay. On CPU, with a constant learning rate,
+    the continued run is bit-identical to one run to `steps`; a `linear_decay` schedule follows
+    the new total from the checkpoint on."""
+    return service.continue_job(
+        session,
+        storage=storage,
+        celery=celery,
+        settings=settings,
+        tenant_id=caller.tenant_id,
+        job_id=job_id,
+        steps=body.steps,
+    )
 
 
 @router.delete(

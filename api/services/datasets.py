@@ -19,7 +19,7 @@ from gan_engine.data.packs import write_pack
 from gan_engine.spec import BUILTIN_IMAGE_SIDES
 from store.db import session_scope
 from store.errors import Conflict, InvalidRequest, NotFound
-from store.models import ACTIVE_STATUSES, Dataset, Job, new_id, utcnow
+from store.models import UNFINISHED_STATUSES, Dataset, Job, new_id, utcnow
 from store.storage import ObjectStorage, dataset_pack_key
 
 log = logging.getLogger("api.datasets")
@@ -169,12 +169,14 @@ def delete_dataset(
     if row is None:
         raise NotFound(f"dataset {dataset_id} not found")
     active = session.scalars(
-        select(Job.id).where(Job.dataset_id == dataset_id, Job.status.in_(ACTIVE_STATUSES)).limit(3)
+        select(Job.id)
+        .where(Job.dataset_id == dataset_id, Job.status.in_(UNFINISHED_STATUSES))
+        .limit(3)
     ).all()
     if active:
         raise Conflict(
-            f"dataset {dataset_id} is used by active job(s) {', '.join(active)}; cancel them or "
-            "wait for them to finish"
+            f"dataset {dataset_id} is used by unfinished job(s) {', '.join(active)} (queued, "
+            "running or paused); cancel them or wait for them to finish"
         )
     key = row.storage_key
     session.delete(row)

@@ -26,18 +26,26 @@ from gan_engine.spec import Spec, SpecError, parse_spec
 from store import jobs as store_jobs
 from store.errors import Conflict, InvalidRequest, NotFound
 from store.models import (
+    ACTIVE_STATUSES,
     FINISHED_STATUSES,
     Checkpoint,
     Dataset,
     Job,
     JobEvent,
+    JobStatus,
     Metric,
     Sample,
     TrainedModel,
 )
 from store.queue import enqueue_train
 from store.reads import AsyncReads
-from store.storage import ObjectStorage, delete_objects, job_prefix
+from store.storage import (
+    ObjectStorage,
+    checkpoint_key,
+    copy_object,
+    delete_objects,
+    job_prefix,
+)
 
 log = logging.getLogger("api.jobs")
 
@@ -268,16 +276,108 @@ def cancel_job(session: Session, *, tenant_id: str, job_id: str) -> Job:
     return job
 
 
+def pause_job(session: Session, *, tenant_id: str, job_id: str) -> Job:
+    """A queued job pauses at once; a running one is flagged and its worker checkpoints."""
+    job = store_jobs.request_pause(session, job_id=job_id, tenant_id=tenant_id)
+    session.commit()
+    return job
+
+
+def resume_job(
+    session: Session, *, celery: Celery, settings: ApiSettings, tenant_id: str, job_id: str
+) -> Job:
+    """A paused job is queued again and enqueued after the commit (the reaper re-enqueues it if
+    the broker is away)."""
+    job, enqueue = store_jobs.resume_job(
+        session,
+        job_id=job_id,
+        tenant_id=tenant_id,
+        max_active=settings.max_concurrent_jobs_per_tenant,
+    )
+    session.commit()
+    if enqueue:
+        _enqueue(job.id, celery)
+    return job
+
+
+def continue_job(
+    session: Session,
+    *,
+    storage: ObjectStorage,
+    celery: Celery,
+    settings: ApiSettings,
+    tenant_id: str,
+    job_id: str,
+    steps: int,
+) -> Job:
+    """A new job with the source's spec trained to ``steps`` in all, starting from a copy of the
+    source's newest checkpoint (so deleting the source later does not break it). The source and
+    its model stay as they are."""
+    source = get_job(session, tenant_id=tenant_id, job_id=job_id)
+    if source.status not in FINISHED_STATUSES:
+        advice = "resume it instead" if source.status == JobStatus.PAUSED else "wait for it"
+        raise Conflict(
+            f"job {job_id} is {source.status}; only a finished job is continued ({advice})"
+        )
+    checkpoint = store_jobs.latest_checkpoint(session, job_id=job_id)
+    if checkpoint is None:
+        raise Conflict(f"job {job_id} saved no checkpoint, so there is nothing to continue from")
+    if steps <= checkpoint.step:
+        raise InvalidRequest(
+            f"steps is the new total and must be more than the {checkpoint.step} steps of job "
+            f"{job_id}'s newest checkpoint",
+            param="steps",
+        )
+    if steps > settings.max_steps:
+        raise InvalidRequest(f"steps must be at most {settings.max_steps}", param="steps")
+    data = dict(source.spec)
+    data["training"] = {**data.get("training", {}), "steps": steps}
+    try:
+        spec = parse_spec(data)
+    except SpecError as error:  # a spec stored under older rules
+        raise InvalidRequest(f"job {job_id}'s spec no longer validates: {error}") from None
+    dataset_id = spec.dataset.id
+    if dataset_id is not None and session.get(Dataset, dataset_id) is None:
+        raise Conflict(f"dataset {dataset_id}, which job {job_id} trained on, was deleted")
+    job, _ = store_jobs.create_job(
+        session,
+        tenant_id=tenant_id,
+        spec=spec,
+        max_active=settings.max_concurrent_jobs_per_tenant,
+        continued_from=job_id,
+    )
+    key = checkpoint_key(job.id, checkpoint.step)
+    copy_object(storage, checkpoint.storage_key, key)
+    store_jobs.record_checkpoint(
+        session, job_id=job.id, step=checkpoint.step, storage_key=key, metrics=checkpoint.metrics
+    )
+    store_jobs.record_event(
+        session, job_id=job.id, step=checkpoint.step, code="continued",
+        message=f"continues job {job_id} from its checkpoint at step {checkpoint.step} to step "
+        f"{steps}",
+    )  # fmt: skip
+    session.commit()
+    _enqueue(job.id, celery)
+    return get_job(session, tenant_id=tenant_id, job_id=job.id)
+
+
+def _enqueue(job_id: str, celery: Celery) -> None:
+    try:
+        enqueue_train(job_id, app=celery)
+    except Exception:  # the job stays queued; the reaper re-enqueues it
+        log.warning("could not enqueue job %s; the reaper will retry", job_id, exc_info=True)
+
+
 def delete_job(session: Session, *, storage: ObjectStorage, tenant_id: str, job_id: str) -> None:
-    """Delete a finished job (its events, metrics, samples and checkpoints), then its objects.
-    Refused (``Conflict``) while it is queued or running, and while the model it trained
+    """Delete a finished or paused job (its events, metrics, samples and checkpoints), then its
+    objects. Refused (``Conflict``) while it is queued or running, and while the model it trained
     exists: that model is its record, so delete the model first."""
     job = session.scalar(
         select(Job).where(Job.id == job_id, Job.tenant_id == tenant_id).with_for_update()
     )
     if job is None:
         raise NotFound(f"job {job_id} not found")
-    if job.status not in FINISHED_STATUSES:
+    if job.status in ACTIVE_STATUSES:
         raise Conflict(
             f"job {job_id} is {job.status}; cancel it (POST /v1/jobs/{job_id}/cancel) and "
             "delete it once it has stopped"

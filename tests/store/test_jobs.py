@@ -29,6 +29,8 @@ from store.jobs import (
     record_metrics,
     record_sample,
     request_cancel,
+    request_pause,
+    resume_job,
     succeed_job,
 )
 from store.models import (
@@ -468,6 +470,79 @@ def test_cancel_a_running_job(db: Factory) -> None:
     ]
 
 
+def test_pause_a_queued_job_then_resume_it(db: Factory) -> None:
+    tenant = new_tenant(db)
+    job_id = new_job(db, tenant)
+    with session_scope(db) as session:
+        assert request_pause(session, job_id=job_id, tenant_id=tenant).status == "paused"
+    with session_scope(db) as session:  # twice: nothing more; no worker takes it
+        assert request_pause(session, job_id=job_id, tenant_id=tenant).status == "paused"
+        assert claim_job(session, job_id=job_id, worker_id="w", lease_s=60) is None
+    with session_scope(db) as session:
+        resumed, enqueue = resume_job(session, job_id=job_id, tenant_id=tenant, max_active=4)
+        assert (resumed.status, enqueue) == ("queued", True)
+    with session_scope(db) as session:  # resuming a queued job changes nothing
+        assert resume_job(session, job_id=job_id, tenant_id=tenant)[1] is False
+        assert claim_job(session, job_id=job_id, worker_id="w", lease_s=60) is not None
+    messages = [e[3] for e in events(db, job_id) if e[2] == "status"]
+    assert messages == ["created → queued", "queued → paused", "paused → queued",
+                        "queued → running (attempt 1)"]  # fmt: skip
+
+
+def test_pause_a_running_job_its_worker_stops_it_paused(db: Factory) -> None:
+    tenant = new_tenant(db)
+    job_id = claimed_job(db, tenant)
+    with session_scope(db) as session:
+        flagged = request_pause(session, job_id=job_id, tenant_id=tenant)
+        assert (flagged.status, flagged.pause_requested) == ("running", True)
+        beat = heartbeat(session, job_id=job_id, worker_id="w1", lease_s=60, step=7)
+        assert beat.owned and beat.pause_requested and not beat.cancel_requested and not beat
+        assert finish_job(session, job_id=job_id, worker_id="w1", status="paused", step=7)
+    paused = job(db, job_id)
+    assert (paused.status, paused.lease_expires_at, paused.finished_at) == ("paused", None, None)
+    with session_scope(db) as session:
+        assert resume_job(session, job_id=job_id, tenant_id=tenant)[0].pause_requested is False
+
+
+def test_resuming_before_the_pause_takes_effect_withdraws_it(db: Factory) -> None:
+    tenant = new_tenant(db)
+    job_id = claimed_job(db, tenant)
+    with session_scope(db) as session:
+        request_pause(session, job_id=job_id, tenant_id=tenant)
+        resumed, enqueue = resume_job(session, job_id=job_id, tenant_id=tenant)
+        assert (resumed.status, resumed.pause_requested, enqueue) == ("running", False, False)
+        assert heartbeat(session, job_id=job_id, worker_id="w1", lease_s=60)
+    assert [e[2] for e in events(db, job_id)][-2:] == ["pause_requested", "pause_withdrawn"]
+
+
+def test_a_paused_job_counts_against_no_limit_until_resumed(db: Factory) -> None:
+    tenant = new_tenant(db)
+    paused = new_job(db, tenant)
+    with session_scope(db) as session:
+        request_pause(session, job_id=paused, tenant_id=tenant)
+    new_job(db, tenant, max_active=1)  # the paused one does not count
+    with pytest.raises(LimitExceeded), session_scope(db) as session:
+        resume_job(session, job_id=paused, tenant_id=tenant, max_active=1)
+    assert job(db, paused).status == "paused"
+
+
+def test_a_lost_worker_leaves_a_pausing_job_paused_and_a_paused_job_can_be_cancelled(
+    db: Factory,
+) -> None:
+    tenant = new_tenant(db)
+    job_id = claimed_job(db, tenant, lease_s=1)
+    with session_scope(db) as session:
+        request_pause(session, job_id=job_id, tenant_id=tenant)
+    with session_scope(db) as session:
+        assert reap(session, now=utcnow() + timedelta(seconds=5)) == []  # nothing to enqueue
+    assert job(db, job_id).status == "paused"
+    with session_scope(db) as session:
+        assert request_cancel(session, job_id=job_id, tenant_id=tenant).status == "cancelled"
+    for ask in (request_pause, resume_job):
+        with pytest.raises(Conflict, match="already cancelled"), session_scope(db) as session:
+            ask(session, job_id=job_id, tenant_id=tenant)
+
+
 def test_cancel_a_finished_or_foreign_job(db: Factory) -> None:
     tenant, other = new_tenant(db), new_tenant(db, "other")
     job_id = claimed_job(db, tenant)
@@ -546,9 +621,10 @@ def test_the_transition_table_reaches_every_status_and_leaves_no_finished_one() 
     table = [
         value for value in vars(store.jobs).values() if isinstance(value, store.jobs.Transition)
     ]
-    assert {t.target for t in table} == set(JobStatus) - {JobStatus.QUEUED}  # created queued
+    assert {t.target for t in table} == set(JobStatus)  # queued: created so, or resumed
     assert not {s for t in table for s in t.sources} & set(FINISHED_STATUSES)
-    assert {t.stamp for t in table} == {"started_at", "finished_at", "enqueued_at"}
+    assert {t.stamp for t in table} == {"started_at", "finished_at", "enqueued_at", "updated_at"}
+    assert {t.stamp for t in table if t.target == JobStatus.PAUSED} == {"updated_at"}
     assert all(t.level != "error" for t in table if t.target != JobStatus.FAILED)
     assert all(t.stamp == "finished_at" for t in table if t.target in FINISHED_STATUSES)
 

@@ -11,19 +11,22 @@ from typing import Any
 
 import numpy as np
 import pytest
+import safetensors.torch
 import torch
 from celery.exceptions import Reject
 from sqlalchemy import update
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
+from api.config import ApiSettings
+from api.services import jobs as api_jobs
 from gan_engine.checkpoint import load_checkpoint
 from gan_engine.data.packs import write_pack
 from gan_engine.losses import LOSSES, LossPair
 from gan_engine.memory import estimate_training_memory
 from gan_engine.run import load_training_data
 from store.db import session_scope
-from store.jobs import claim_job, request_cancel
+from store.jobs import claim_job, request_cancel, request_pause, resume_job
 from store.jobs import heartbeat as store_heartbeat
 from store.models import Checkpoint, Job, JobEvent, Metric, Sample, TrainedModel, new_id
 from store.models import Dataset as DatasetRow
@@ -344,6 +347,79 @@ def test_shutdown_hands_the_job_back_and_the_next_run_resumes_at_its_checkpoint(
         for job in (job_id, reference_id)
     }
     assert losses[job_id] == losses[reference_id]
+
+
+def test_pause_checkpoints_and_frees_the_worker_and_resume_goes_on_there(
+    embedded: Service, background: ThreadPoolExecutor
+) -> None:
+    spec = tiny_spec(steps=120, monitor={"checkpoint_every": 1000})
+    job_id, reference_id = embedded.submit(spec), embedded.submit(spec)
+    requeued: list[str] = []
+    result: Future[Outcome] = background.submit(run, embedded, job_id, requeue=requeued.append)
+    poll(lambda: first_metric_written(embedded, job_id), timeout=30, what="the first metrics")
+    with session_scope(embedded.sessions) as session:
+        request_pause(session, job_id=job_id, tenant_id=embedded.tenant_id)
+
+    assert result.result(timeout=30).status == "paused"
+    assert requeued == []  # a paused job waits for its owner, not for a worker
+    job = embedded.job(job_id)
+    [checkpoint] = embedded.rows(Checkpoint, job_id)
+    stopped_at = checkpoint.step
+    assert job.status == "paused" and job.step == stopped_at and 0 < stopped_at < 120
+    assert run(embedded, job_id).status == NOT_CLAIMED  # a stale message claims nothing
+    with session_scope(embedded.sessions) as session:
+        assert resume_job(session, job_id=job_id, tenant_id=embedded.tenant_id)[1]
+
+    assert run(embedded, job_id).status == "succeeded"
+
+    resumed = [e.message for e in events(embedded, job_id) if e.code == "resumed"]
+    assert resumed == [f"resumed from step {stopped_at}"]
+    assert run(embedded, reference_id).status == "succeeded"
+    losses = {
+        job: {(m.name, m.step): m.value for m in embedded.rows(Metric, job) if "loss" in m.name}
+        for job in (job_id, reference_id)
+    }
+    assert losses[job_id] == losses[reference_id]
+
+
+class SentTasks:
+    """A Celery client that records what it is asked to send."""
+
+    def __init__(self) -> None:
+        self.job_ids: list[str] = []
+
+    def send_task(self, name: str, *, args: list[str], queue: str) -> None:
+        self.job_ids.append(args[0])
+
+
+def test_a_continued_job_is_bit_identical_to_one_run_to_its_total(embedded: Service) -> None:
+    short, whole = tiny_spec(steps=40), tiny_spec(steps=70)
+    source_id, reference_id = embedded.submit(short), embedded.submit(whole)
+    assert run(embedded, source_id).status == "succeeded"
+    celery = SentTasks()
+    with session_scope(embedded.sessions) as session:
+        continued = api_jobs.continue_job(
+            session, storage=embedded.storage, celery=celery,  # type: ignore[arg-type]
+            settings=ApiSettings(data_dir=embedded.settings.data_dir), tenant_id=embedded.tenant_id,
+            job_id=source_id, steps=70,
+        )  # fmt: skip
+    assert celery.job_ids == [continued.id] and continued.continued_from == source_id
+
+    assert run(embedded, continued.id).status == "succeeded"
+    assert run(embedded, reference_id).status == "succeeded"
+
+    assert steps_of(embedded, continued.id) == list(range(45, 71, 5))  # from the checkpoint on
+    [source_model] = embedded.rows(TrainedModel, source_id)
+    [model] = embedded.rows(TrainedModel, continued.id)
+    [reference] = embedded.rows(TrainedModel, reference_id)
+    continued_weights, reference_weights, source_weights = (
+        safetensors.torch.load(embedded.storage.get_bytes(model_weights_key(m.id)))
+        for m in (model, reference, source_model)
+    )
+    assert continued_weights.keys() == reference_weights.keys()
+    assert all(torch.equal(continued_weights[k], reference_weights[k]) for k in reference_weights)
+    assert any(not torch.equal(continued_weights[k], source_weights[k]) for k in source_weights)
+    assert embedded.job(source_id).model_id == source_model.id  # the source keeps its model
 
 
 # --- shutting down, memory, storage, a database blink -------------------------------------------
