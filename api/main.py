@@ -22,6 +22,7 @@ from api.errors import install_error_handlers
 from api.keys import VerifiedKeys
 from api.limits import BodyLimit, HeaderLimits
 from api.routes import datasets, health, jobs, models
+from api.schemas import LabelsIn
 from api.services.generation import ForwardBatcher, ModelCache
 from api.services.jobs import JobPoller
 from api.services.reaper import reaper_loop
@@ -116,7 +117,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
 def _openapi_with_spec(app: FastAPI) -> None:
     """The job body is validated by ``gan_engine.spec.parse_spec`` (for its messages and
-    normalisation), so its schema, ``Spec``, is added to the components here."""
+    normalisation), so its schema, ``Spec``, is added to the components here, with the job's
+    own fields beside the spec's (``LabelsIn``: name, tags, metadata)."""
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
@@ -132,6 +134,7 @@ def _openapi_with_spec(app: FastAPI) -> None:
                 if name in components:
                     raise RuntimeError(f"OpenAPI schema name clash: {name}")
                 components[name] = definition
+            spec["properties"] |= LabelsIn.model_json_schema()["properties"]
             components["Spec"] = spec
             app.openapi_schema = schema
         return app.openapi_schema

@@ -13,6 +13,8 @@ from typing import Annotated
 from fastapi import Path, Query
 from pydantic import StringConstraints
 
+from store.labels import MAX_TAG_CHARS, MAX_TAGS, TAG_PATTERN
+
 MAX_INT32 = 2**31 - 1  # steps and event seqs are 32-bit integer columns
 MAX_WAIT_S = 60  # a long poll's longest wait (GET /v1/jobs/{id}?wait=)
 ID_PATTERN = r"^[a-z]{1,8}_[A-Za-z0-9_-]{1,64}$"
@@ -56,5 +58,13 @@ MetricNames = Annotated[
     Query(
         max_length=MAX_METRIC_NAMES,
         description="metric names (repeat the parameter); all when omitted",
+    ),
+]
+TagFilter = Annotated[
+    list[Annotated[str, StringConstraints(max_length=MAX_TAG_CHARS, pattern=TAG_PATTERN)]] | None,
+    Query(
+        alias="tag",
+        max_length=MAX_TAGS,
+        description="only objects carrying this tag (repeat the parameter: every one of them)",
     ),
 ]

@@ -10,9 +10,27 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Generic, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, computed_field, field_validator
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    computed_field,
+    field_validator,
+)
 from pydantic_core.core_schema import ValidationInfo
 
+from store.labels import (
+    MAX_METADATA_KEY_CHARS,
+    MAX_METADATA_KEYS,
+    MAX_METADATA_VALUE_CHARS,
+    MAX_NAME_CHARS,
+    MAX_TAG_CHARS,
+    MAX_TAGS,
+    TAG_PATTERN,
+    Labels,
+)
 from store.models import ACTIVE_STATUSES, CLAIMABLE_STATUSES, EventLevel, JobPhase, JobStatus
 
 T = TypeVar("T")
@@ -59,7 +77,71 @@ class FromRow(BaseModel):
     model_config = ConfigDict(from_attributes=True)
 
 
-class DatasetOut(FromRow):
+# --- names, tags and metadata (store.labels) ----------------------------------------------------
+
+Name = Annotated[
+    str, StringConstraints(min_length=1, max_length=MAX_NAME_CHARS, pattern=r"^[^\x00-\x1f\x7f]+$")
+]
+Tag = Annotated[str, StringConstraints(min_length=1, max_length=MAX_TAG_CHARS, pattern=TAG_PATTERN)]
+MetadataKey = Annotated[
+    str, StringConstraints(min_length=1, max_length=MAX_METADATA_KEY_CHARS, pattern=TAG_PATTERN)
+]
+MetadataValue = Annotated[str, StringConstraints(max_length=MAX_METADATA_VALUE_CHARS)]
+Tags = Annotated[list[Tag], Field(max_length=MAX_TAGS)]
+
+
+def _unique(tags: list[str]) -> list[str]:
+    return list(dict.fromkeys(tags))
+
+
+class LabelsIn(BaseModel):
+    """A name, tags (``?tag=`` filters lists by them) and a small string-to-string metadata
+    dict, given when an object is created."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: Name | None = None
+    tags: Tags = Field(default_factory=list)
+    metadata: dict[MetadataKey, MetadataValue] = Field(
+        default_factory=dict, max_length=MAX_METADATA_KEYS
+    )
+
+    _tags_once = field_validator("tags")(_unique)
+
+    def to_store(self) -> Labels:
+        return Labels(name=self.name, tags=tuple(self.tags), metadata=dict(self.metadata))
+
+
+class LabelsPatch(BaseModel):
+    """``PATCH``: the fields given change. ``name`` null clears it; ``tags`` replaces the list;
+    ``metadata`` merges key by key, a null value removing its key."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: Name | None = None
+    tags: Tags | None = None
+    metadata: dict[MetadataKey, MetadataValue | None] | None = Field(
+        None, max_length=MAX_METADATA_KEYS
+    )
+
+    _tags_once = field_validator("tags")(lambda tags: None if tags is None else _unique(tags))
+
+
+class LabelsOut(BaseModel):
+    tags: list[str]
+    metadata: dict[str, str] = Field(validation_alias=AliasChoices("metadata_", "metadata"))
+
+
+def orm_attribute(model: type[BaseModel], field: str) -> str:
+    """The ORM attribute a response field reads (its first validation alias, else its name)."""
+    alias = model.model_fields[field].validation_alias
+    if isinstance(alias, AliasChoices):
+        first = alias.choices[0]
+        return first if isinstance(first, str) else field
+    return alias if isinstance(alias, str) else field
+
+
+class DatasetOut(LabelsOut, FromRow):
     """An uploaded dataset: one validated pack in object storage."""
 
     id: str
@@ -112,8 +194,9 @@ class JobErrorOut(BaseModel):
     message: str | None
 
 
-class JobOut(FromRow):
+class JobOut(LabelsOut, FromRow):
     id: str
+    name: str | None
     status: JobStatus
     phase: JobPhase | None = Field(
         description="queued, training, evaluating or exporting; null once the job is finished"
@@ -227,9 +310,10 @@ class CheckpointOut(FromRow):
 # --- models ------------------------------------------------------------------------------------
 
 
-class ModelOut(FromRow):
+class ModelOut(LabelsOut, FromRow):
     id: str
     job_id: str
+    name: str | None = Field(description="its job's name when it was trained; PATCH changes it")
     class_names: list[str] | None = Field(description="null for unconditional generators")
     image_shape: list[int] = Field(description="[height, width, channels], or [2] for points")
     spec: dict[str, Any]

@@ -37,6 +37,7 @@ from sqlalchemy.orm import Session
 
 from store.db import rowcount
 from store.errors import Conflict, LimitExceeded, NotFound
+from store.labels import Labels
 from store.models import (
     ACTIVE_STATUSES,
     CLAIMABLE_STATUSES,
@@ -260,6 +261,7 @@ def create_job(
     idempotency_key: str | None = None,
     max_active: int | None = None,
     continued_from: str | None = None,
+    labels: Labels | None = None,
 ) -> tuple[Job, bool]:
     """Record a queued job for a resolved spec. Returns ``(job, created)``.
 
@@ -269,7 +271,7 @@ def create_job(
     returned is built from the row's values, not attached to the session.
     """
     steps = _job_creation(session.get_bind().dialect.name, tenant_id, spec, idempotency_key,
-                          max_active, continued_from)  # fmt: skip
+                          max_active, continued_from, labels)  # fmt: skip
     answer = None
     try:
         while True:
@@ -286,9 +288,12 @@ async def create_job_async(
     spec: ResolvedSpec,
     idempotency_key: str | None = None,
     max_active: int | None = None,
+    labels: Labels | None = None,
 ) -> tuple[Job, bool]:
     """``create_job`` on an asyncio connection (the API's submissions: no thread, no ORM)."""
-    steps = _job_creation(connection.dialect.name, tenant_id, spec, idempotency_key, max_active)
+    steps = _job_creation(
+        connection.dialect.name, tenant_id, spec, idempotency_key, max_active, None, labels
+    )
     answer = None
     try:
         while True:
@@ -305,6 +310,7 @@ def _job_creation(
     idempotency_key: str | None,
     max_active: int | None,
     continued_from: str | None = None,
+    labels: Labels | None = None,
 ) -> JobCreation:
     """The statements that record a job, in order; each step is sent its result back. Written
     once, run by ``create_job`` on a Session and by ``create_job_async`` on an asyncio
@@ -337,6 +343,9 @@ def _job_creation(
         "pause_requested": False,
         "continued_from": continued_from,
         "idempotency_key": idempotency_key,
+        "name": labels.name if labels else None,
+        "tags": list(labels.tags) if labels else [],
+        "metadata": dict(labels.metadata) if labels else {},
         "latest_metrics": {},
         "event_seq": 1,  # its first event, "created → queued", is written below with seq 1
         "created_at": now,
@@ -369,15 +378,15 @@ def _job_creation(
                 f"this account already has {max_active} queued or running jobs (the limit); "
                 "wait for one to finish or cancel one"
             )
-    return Job(**values), True
+    return _job_of_columns(values), True
 
 
 # What a new job's row is written with; the other columns start NULL.
 NEW_JOB_COLUMNS: Final = ("id", "tenant_id", "spec", "dataset_id", "status", "step",
                           "total_steps", "attempt", "workers_lost", "cancel_requested",
-                          "pause_requested", "continued_from", "idempotency_key",
-                          "latest_metrics", "event_seq", "created_at", "enqueued_at",
-                          "updated_at")  # fmt: skip
+                          "pause_requested", "continued_from", "idempotency_key", "name",
+                          "tags", "metadata", "latest_metrics", "event_seq", "created_at",
+                          "enqueued_at", "updated_at")  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -423,7 +432,15 @@ def _creation_statements(dialect: str) -> _CreationStatements:
 
 
 def _job_of(row: Row[Any]) -> Job:
-    return Job(**row._mapping)
+    return _job_of_columns(row._mapping)
+
+
+def _job_of_columns(values: Mapping[str, Any]) -> Job:
+    """A detached Job from column values (the ``metadata`` column is the ``metadata_``
+    attribute)."""
+    columns = dict(values)
+    columns["metadata_"] = columns.pop("metadata", {})
+    return Job(**columns)
 
 
 def _same_spec_or_conflict(job: Job, spec: Mapping[str, Any], key: str) -> Job:
@@ -808,6 +825,9 @@ def register_model(
         tenant_id=job.tenant_id,
         job_id=job_id,
         spec=job.spec,
+        name=job.name,
+        tags=list(job.tags),
+        metadata_=dict(job.metadata_),
         class_names=class_names,
         image_shape=list(image_shape),
         summary_metrics=summary,

@@ -133,6 +133,16 @@ class Base(DeclarativeBase):
     }
 
 
+class Labelled:
+    """A user's tags and metadata on an object (``store.labels``). The ORM attribute is
+    ``metadata_``: ``metadata`` is SQLAlchemy's own."""
+
+    tags: Mapped[list[str]] = mapped_column(JSONType, default=list, server_default="[]")
+    metadata_: Mapped[dict[str, str]] = mapped_column(
+        "metadata", JSONType, default=dict, server_default="{}"
+    )
+
+
 def _created() -> Mapped[datetime]:
     return mapped_column(UTCDateTime, default=utcnow, nullable=False)
 
@@ -159,7 +169,7 @@ class ApiKey(Base):
     revoked_at: Mapped[datetime | None]
 
 
-class Dataset(Base):
+class Dataset(Labelled, Base):
     __tablename__ = "datasets"
     __table_args__ = (Index("ix_datasets_tenant_created", "tenant_id", "created_at"),)
 
@@ -174,7 +184,7 @@ class Dataset(Base):
     created_at: Mapped[datetime] = _created()
 
 
-class Job(Base):
+class Job(Labelled, Base):
     __tablename__ = "jobs"
     __table_args__ = (
         UniqueConstraint("tenant_id", "idempotency_key", name="uq_jobs_tenant_idempotency_key"),
@@ -188,6 +198,7 @@ class Job(Base):
     id: Mapped[str] = mapped_column(String(40), primary_key=True, default=lambda: new_id("job"))
     tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
     spec: Mapped[dict[str, Any]] = mapped_column(doc="normalised training spec")
+    name: Mapped[str | None] = mapped_column(String(200))
     dataset_id: Mapped[str | None] = mapped_column(
         String(40), index=True, doc="the uploaded dataset the spec names (no FK: builtins)"
     )
@@ -290,7 +301,7 @@ class Checkpoint(Base):
     created_at: Mapped[datetime] = _created()
 
 
-class TrainedModel(Base):
+class TrainedModel(Labelled, Base):
     """A succeeded job's generator (table ``models``)."""
 
     __tablename__ = "models"
@@ -299,6 +310,7 @@ class TrainedModel(Base):
     id: Mapped[str] = mapped_column(String(40), primary_key=True, default=lambda: new_id("mdl"))
     tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
     job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), unique=True)
+    name: Mapped[str | None] = mapped_column(String(200), doc="its job's name at the start")
     spec: Mapped[dict[str, Any]]
     class_names: Mapped[list[str] | None] = mapped_column(JSONType)
     image_shape: Mapped[list[int]] = mapped_column(JSONType)

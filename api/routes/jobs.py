@@ -34,6 +34,7 @@ from api.params import (
     Limit,
     MetricNames,
     Step,
+    TagFilter,
 )
 from api.schemas import (
     ERROR_RESPONSES,
@@ -42,6 +43,7 @@ from api.schemas import (
     EventOut,
     JobOut,
     JobStatus,
+    LabelsPatch,
     MetricSeries,
     Page,
     SampleOut,
@@ -50,6 +52,8 @@ from api.schemas import (
 from api.services import jobs as service
 from api.services import run_exports as exports
 from api.services.stream import job_stream
+from api.services.tenancy import relabel_from
+from store.models import Job
 
 router = APIRouter(
     prefix="/v1/jobs", tags=["jobs"], responses=ERROR_RESPONSES, route_class=StrictJSONRoute
@@ -116,13 +120,15 @@ def list_jobs(
     session: SessionDep,
     caller: TenantDep,
     status: Annotated[JobStatus | None, Query(description="only jobs in this state")] = None,
+    tags: TagFilter = None,
     limit: Limit = DEFAULT_LIMIT,
     after: AfterId = None,
 ) -> Any:
     """Newest first."""
     rows, more = service.list_jobs(
-        session, tenant_id=caller.tenant_id, status=status, after=after, limit=limit
-    )
+        session, tenant_id=caller.tenant_id, status=status, tags=tags or (), after=after,
+        limit=limit,
+    )  # fmt: skip
     return {"data": rows, "has_more": more}
 
 
@@ -172,6 +178,13 @@ def cancel_job(job_id: JobId, session: SessionDep, caller: TenantDep) -> Any:
     """A queued job is cancelled at once; a running one is flagged and its worker stops at the
     next heartbeat (`cancel_requested` is true meanwhile)."""
     return service.cancel_job(session, tenant_id=caller.tenant_id, job_id=job_id)
+
+
+@router.patch("/{job_id}", summary="Rename, tag or annotate a job", response_model=JobOut)
+def patch_job(job_id: JobId, body: LabelsPatch, session: SessionDep, caller: TenantDep) -> Any:
+    """The fields given change: `name` (null clears it), `tags` (replaced), `metadata` (merged
+    key by key; a null value removes its key). The spec never changes."""
+    return relabel_from(body, session, Job, object_id=job_id, tenant_id=caller.tenant_id)
 
 
 @router.post(

@@ -17,9 +17,19 @@ from api.deps import (
     TenantDep,
 )
 from api.json_body import StrictJSONRoute
-from api.params import DEFAULT_LIMIT, AfterId, Limit, ModelId
-from api.schemas import ERROR_RESPONSES, ModelOut, Page, SampleRequest, SamplesJson, error
+from api.params import DEFAULT_LIMIT, AfterId, Limit, ModelId, TagFilter
+from api.schemas import (
+    ERROR_RESPONSES,
+    LabelsPatch,
+    ModelOut,
+    Page,
+    SampleRequest,
+    SamplesJson,
+    error,
+)
 from api.services import models as service
+from api.services.tenancy import relabel_from
+from store.models import TrainedModel
 
 router = APIRouter(
     prefix="/v1/models", tags=["models"], responses=ERROR_RESPONSES, route_class=StrictJSONRoute
@@ -28,16 +38,30 @@ router = APIRouter(
 
 @router.get("", summary="List models", response_model=Page[ModelOut])
 def list_models(
-    session: SessionDep, caller: TenantDep, limit: Limit = DEFAULT_LIMIT, after: AfterId = None
+    session: SessionDep,
+    caller: TenantDep,
+    tags: TagFilter = None,
+    limit: Limit = DEFAULT_LIMIT,
+    after: AfterId = None,
 ) -> Any:
     """The generators of this account's succeeded jobs, newest first."""
-    rows, more = service.list_models(session, tenant_id=caller.tenant_id, after=after, limit=limit)
+    rows, more = service.list_models(
+        session, tenant_id=caller.tenant_id, after=after, limit=limit, tags=tags or ()
+    )
     return {"data": rows, "has_more": more}
 
 
 @router.get("/{model_id}", summary="Get a model", response_model=ModelOut)
 def get_model(model_id: ModelId, session: SessionDep, caller: TenantDep) -> Any:
     return service.get_model(session, tenant_id=caller.tenant_id, model_id=model_id)
+
+
+@router.patch("/{model_id}", summary="Rename, tag or annotate a model", response_model=ModelOut)
+def patch_model(
+    model_id: ModelId, body: LabelsPatch, session: SessionDep, caller: TenantDep
+) -> Any:
+    """As `PATCH /v1/jobs/{id}`. A model starts with its job's name, tags and metadata."""
+    return relabel_from(body, session, TrainedModel, object_id=model_id, tenant_id=caller.tenant_id)
 
 
 @router.delete("/{model_id}", status_code=204, summary="Delete a model")

@@ -126,6 +126,8 @@ def create_dataset(
             image_shape=image_shape,
             class_names=class_names,
             size_bytes=pack.stat().st_size,
+            tags=[],
+            metadata_={},
             created_at=utcnow(),
         )
         try:

@@ -6,23 +6,25 @@ import functools
 import hashlib
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import anyio
 from celery import Celery
+from pydantic import ValidationError
 from sqlalchemy import bindparam, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.orm import Session
 
 from api.config import ApiSettings
-from api.schemas import CheckpointOut, JobOut, MetricSeries
+from api.schemas import CheckpointOut, JobOut, LabelsIn, MetricSeries, orm_attribute
 from api.services.datasets import BUILTINS_BY_NAME
 from api.services.pagination import ascending_page
 from api.services.tenancy import get_owned, list_owned
 from gan_engine.evaluation import BEST_CHECKPOINT_METRICS
 from gan_engine.memory import estimate_training_memory, format_bytes
-from gan_engine.spec import Spec, SpecError, parse_spec
+from gan_engine.spec import Spec, SpecError, parse_spec, problems_of
 from store import jobs as store_jobs
 from store.errors import Conflict, InvalidRequest, NotFound
 from store.models import (
@@ -53,6 +55,18 @@ MAX_IDEMPOTENCY_KEY_CHARS = 255
 
 
 # --- submission --------------------------------------------------------------------------------
+
+
+def split_job_fields(body: Any) -> tuple[Any, LabelsIn]:
+    """The job's own fields (``LabelsIn``) taken out of a submitted body, and the spec left."""
+    if not isinstance(body, dict):
+        return body, LabelsIn()
+    own = {name: body[name] for name in LabelsIn.model_fields if name in body}
+    try:
+        labels = LabelsIn.model_validate(own)
+    except ValidationError as error:
+        raise SpecError(problems=problems_of(error), total=error.error_count()) from None
+    return {k: v for k, v in body.items() if k not in own}, labels
 
 
 async def validate_spec(
@@ -168,6 +182,7 @@ async def submit_job(
             f"Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY_CHARS} characters",
             param="Idempotency-Key",
         )
+    body, labels = split_job_fields(body)
     async with engine.begin() as connection:
         spec = await validate_spec(connection, tenant_id=tenant_id, body=body, settings=settings)
         job, created = await store_jobs.create_job_async(
@@ -176,6 +191,7 @@ async def submit_job(
             spec=spec,
             idempotency_key=idempotency_key,
             max_active=settings.max_concurrent_jobs_per_tenant,
+            labels=labels.to_store(),
         )
     if created:
         try:
@@ -193,7 +209,7 @@ def get_job(session: Session, *, tenant_id: str, job_id: str) -> Job:
 
 
 # The columns a job's answer is built from (no lease, worker or idempotency bookkeeping).
-JOB_OUT_COLUMNS = tuple(getattr(Job, name) for name in JobOut.model_fields)
+JOB_OUT_COLUMNS = tuple(getattr(Job, orm_attribute(JobOut, name)) for name in JobOut.model_fields)
 JOB_BY_ID = select(*JOB_OUT_COLUMNS).where(
     Job.id == bindparam("job_id"), Job.tenant_id == bindparam("tenant_id")
 )
@@ -263,10 +279,18 @@ async def wait_for_job(
 
 
 def list_jobs(
-    session: Session, *, tenant_id: str, status: str | None, after: str | None, limit: int
+    session: Session,
+    *,
+    tenant_id: str,
+    status: str | None,
+    after: str | None,
+    limit: int,
+    tags: Sequence[str] = (),
 ) -> tuple[list[Job], bool]:
     where = [] if status is None else [Job.status == status]
-    return list_owned(session, Job, tenant_id=tenant_id, after=after, limit=limit, where=where)
+    return list_owned(
+        session, Job, tenant_id=tenant_id, after=after, limit=limit, where=where, tags=tags
+    )
 
 
 def cancel_job(session: Session, *, tenant_id: str, job_id: str) -> Job:

@@ -6,6 +6,7 @@ import io
 import json
 import time
 import zipfile
+from collections.abc import Sequence
 
 import anyio
 import torch
@@ -66,9 +67,11 @@ def delete_model(
 
 
 def list_models(
-    session: Session, *, tenant_id: str, after: str | None, limit: int
+    session: Session, *, tenant_id: str, after: str | None, limit: int, tags: Sequence[str] = ()
 ) -> tuple[list[TrainedModel], bool]:
-    return list_owned(session, TrainedModel, tenant_id=tenant_id, after=after, limit=limit)
+    return list_owned(
+        session, TrainedModel, tenant_id=tenant_id, after=after, limit=limit, tags=tags
+    )
 
 
 async def generate(
