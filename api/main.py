@@ -21,8 +21,8 @@ from api.config import ApiSettings, api_settings
 from api.errors import install_error_handlers
 from api.keys import VerifiedKeys
 from api.limits import BodyLimit, HeaderLimits
-from api.routes import datasets, health, jobs, models
-from api.schemas import LabelsIn
+from api.routes import datasets, health, jobs, models, usage
+from api.schemas import JobFieldsIn
 from api.services.generation import ForwardBatcher, ModelCache
 from api.services.jobs import JobPoller
 from api.services.reaper import reaper_loop
@@ -109,7 +109,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         BodyLimit, max_bytes=config.max_json_body_bytes, streamed=[datasets.UPLOAD_PATH]
     )
     app.add_middleware(HeaderLimits)
-    for module in (datasets, jobs, models, health):
+    for module in (datasets, jobs, models, usage, health):
         app.include_router(module.router)
     _openapi_with_spec(app)
     return app
@@ -118,7 +118,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 def _openapi_with_spec(app: FastAPI) -> None:
     """The job body is validated by ``gan_engine.spec.parse_spec`` (for its messages and
     normalisation), so its schema, ``Spec``, is added to the components here, with the job's
-    own fields beside the spec's (``LabelsIn``: name, tags, metadata)."""
+    own fields beside the spec's (``JobFieldsIn``: name, tags, metadata, webhook)."""
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
@@ -134,7 +134,10 @@ def _openapi_with_spec(app: FastAPI) -> None:
                 if name in components:
                     raise RuntimeError(f"OpenAPI schema name clash: {name}")
                 components[name] = definition
-            spec["properties"] |= LabelsIn.model_json_schema()["properties"]
+            fields = JobFieldsIn.model_json_schema(ref_template="#/components/schemas/{model}")
+            for name, definition in fields.pop("$defs", {}).items():
+                components.setdefault(name, definition)  # shared with responses: the same
+            spec["properties"] |= fields["properties"]
             components["Spec"] = spec
             app.openapi_schema = schema
         return app.openapi_schema

@@ -18,6 +18,7 @@ from pydantic import (
     StringConstraints,
     computed_field,
     field_validator,
+    model_validator,
 )
 from pydantic_core.core_schema import ValidationInfo
 
@@ -31,7 +32,16 @@ from store.labels import (
     TAG_PATTERN,
     Labels,
 )
-from store.models import ACTIVE_STATUSES, CLAIMABLE_STATUSES, EventLevel, JobPhase, JobStatus
+from store.models import (
+    ACTIVE_STATUSES,
+    CLAIMABLE_STATUSES,
+    DeliveryStatus,
+    EventLevel,
+    JobPhase,
+    JobStatus,
+    WebhookEvent,
+)
+from store.webhooks import MAX_SECRET_CHARS, url_problem
 
 T = TypeVar("T")
 MAX_LABEL = 2**31 - 1
@@ -110,6 +120,76 @@ class LabelsIn(BaseModel):
 
     def to_store(self) -> Labels:
         return Labels(name=self.name, tags=tuple(self.tags), metadata=dict(self.metadata))
+
+
+# --- webhooks (store.webhooks) ------------------------------------------------------------------
+
+
+class WebhookIn(BaseModel):
+    """Where a job's notifications go. Without a secret they are sent unsigned."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    url: str = Field(description="http(s); no credentials in it; public addresses unless allowed")
+    events: list[WebhookEvent] = Field(
+        default_factory=lambda: list(WebhookEvent),
+        min_length=1,
+        description="which to send: started, progress, warning, completed (default: all)",
+    )
+    secret: str | None = Field(
+        None,
+        min_length=16,
+        max_length=MAX_SECRET_CHARS,
+        description="signs each body (HMAC-SHA256, header Ganforge-Signature); never shown again",
+    )
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, url: str) -> str:
+        problem = url_problem(url)
+        if problem:
+            raise ValueError(f"a webhook URL must be {problem}")
+        return url
+
+    _events_once = field_validator("events")(_unique)
+
+
+class WebhookOut(BaseModel):
+    url: str
+    events: list[WebhookEvent]
+    signed: bool = Field(description="its deliveries carry Ganforge-Signature")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _without_secret(cls, stored: Any) -> Any:
+        if isinstance(stored, dict) and "signed" not in stored:
+            return {**stored, "signed": bool(stored.get("secret"))}
+        return stored
+
+
+class JobFieldsIn(LabelsIn):
+    """What a submission may carry beside the training spec: labels and a webhook."""
+
+    webhook: WebhookIn | None = None
+
+
+class WebhookAttemptOut(BaseModel):
+    at: datetime
+    duration_ms: float
+    status_code: int | None = Field(description="the receiver's answer; null when none came")
+    error: str | None
+
+
+class WebhookDeliveryOut(FromRow):
+    id: str = Field(description="the body's id too: receivers can drop a delivery seen twice")
+    event: WebhookEvent
+    url: str
+    status: DeliveryStatus
+    attempts: list[WebhookAttemptOut]
+    next_attempt_at: datetime | None
+    created_at: datetime
+    delivered_at: datetime | None
+    payload: dict[str, Any] = Field(description="the JSON body sent")
 
 
 class LabelsPatch(BaseModel):
@@ -214,6 +294,7 @@ class JobOut(LabelsOut, FromRow):
     continued_from: str | None = Field(
         description="the job whose newest checkpoint this one started from (POST .../continue)"
     )
+    webhook: WebhookOut | None = Field(description="where its notifications go (no secret)")
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
@@ -374,3 +455,23 @@ class SamplesJson(BaseModel):
 class Ready(BaseModel):
     status: Literal["ready"]
     checks: dict[str, str]
+
+
+# --- usage ---------------------------------------------------------------------------------------
+
+
+class StorageBytes(BaseModel):
+    datasets: int = Field(description="uploaded datasets, as stored packs")
+    samples: int = Field(description="jobs' sample grids")
+    checkpoints: int = Field(description="jobs' kept checkpoints")
+    models: int = Field(description="trained generators' artifacts")
+    total: int
+
+
+class UsageOut(BaseModel):
+    storage_bytes: StorageBytes
+    storage_quota_bytes: int | None = Field(
+        description="past it, uploads, submissions and continuations answer 429 quota_exceeded; "
+        "null: no quota"
+    )
+    job_seconds: float = Field(description="seconds this account's jobs have held a worker")

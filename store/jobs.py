@@ -35,6 +35,7 @@ from sqlalchemy import (
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.orm import Session
 
+from store import webhooks
 from store.db import rowcount
 from store.errors import Conflict, LimitExceeded, NotFound
 from store.labels import Labels
@@ -54,6 +55,7 @@ from store.models import (
     Tenant,
     TrainedModel,
     UTCDateTime,
+    WebhookEvent,
     finite_or_none,
     new_id,
     utcnow,
@@ -167,14 +169,33 @@ def _transition(
     sets: dict[str, Any] = {"status": move.target, "updated_at": now}
     first_time = move.stamp == "started_at"
     sets[move.stamp] = func.coalesce(Job.started_at, _at(now)) if first_time else now
-    if move.target != JobStatus.RUNNING:
+    if move.target == JobStatus.RUNNING:
+        sets["running_since"] = now
+    else:
         sets["lease_expires_at"] = None
+    if current == JobStatus.RUNNING:
+        since = session.scalar(select(Job.running_since).where(Job.id == job_id))
+        held_s = max(0.0, (now - since).total_seconds()) if since is not None else 0.0
+        sets.update(running_since=None, run_seconds=Job.run_seconds + held_s)
     sets.update(values or {})
     if not _set(session, Job.id == job_id, Job.status == current, *where, **sets):
         return False
     message = f"{current} → {move.target}{detail}"[:MAX_MESSAGE_CHARS]
-    record_event(session, job_id=job_id, step=step, level=move.level, code=STATUS, message=message)
+    status_event = record_event(
+        session, job_id=job_id, step=step, level=move.level, code=STATUS, message=message
+    )
+    told = _STATUS_WEBHOOKS.get(move.target)
+    if told is not None:
+        config = webhooks.webhook_of(session, job_id)
+        webhooks.notify(session, job_id=job_id, event=told, config=config, job_event=status_event)
     return True
+
+
+# The webhook event a status change tells (WebhookEvent.WARNING comes from events' levels).
+_STATUS_WEBHOOKS: Final = {
+    JobStatus.RUNNING: WebhookEvent.STARTED,
+    **{status: WebhookEvent.COMPLETED for status in FINISHED_STATUSES},
+}
 
 
 def _insert(session: Session) -> Callable[..., Any]:
@@ -262,8 +283,10 @@ def create_job(
     max_active: int | None = None,
     continued_from: str | None = None,
     labels: Labels | None = None,
+    webhook: Mapping[str, Any] | None = None,
 ) -> tuple[Job, bool]:
-    """Record a queued job for a resolved spec. Returns ``(job, created)``.
+    """Record a queued job for a resolved spec (and its webhook: ``store.webhooks``). Returns
+    ``(job, created)``.
 
     With an ``idempotency_key`` already used by this tenant: the same spec returns the existing
     job (``created`` False), a different spec raises ``Conflict``. ``max_active`` (queued + running
@@ -271,7 +294,7 @@ def create_job(
     returned is built from the row's values, not attached to the session.
     """
     steps = _job_creation(session.get_bind().dialect.name, tenant_id, spec, idempotency_key,
-                          max_active, continued_from, labels)  # fmt: skip
+                          max_active, continued_from, labels, webhook)  # fmt: skip
     answer = None
     try:
         while True:
@@ -289,10 +312,18 @@ async def create_job_async(
     idempotency_key: str | None = None,
     max_active: int | None = None,
     labels: Labels | None = None,
+    webhook: Mapping[str, Any] | None = None,
 ) -> tuple[Job, bool]:
     """``create_job`` on an asyncio connection (the API's submissions: no thread, no ORM)."""
     steps = _job_creation(
-        connection.dialect.name, tenant_id, spec, idempotency_key, max_active, None, labels
+        connection.dialect.name,
+        tenant_id,
+        spec,
+        idempotency_key,
+        max_active,
+        None,
+        labels,
+        webhook,
     )
     answer = None
     try:
@@ -311,6 +342,7 @@ def _job_creation(
     max_active: int | None,
     continued_from: str | None = None,
     labels: Labels | None = None,
+    webhook: Mapping[str, Any] | None = None,
 ) -> JobCreation:
     """The statements that record a job, in order; each step is sent its result back. Written
     once, run by ``create_job`` on a Session and by ``create_job_async`` on an asyncio
@@ -346,6 +378,7 @@ def _job_creation(
         "name": labels.name if labels else None,
         "tags": list(labels.tags) if labels else [],
         "metadata": dict(labels.metadata) if labels else {},
+        "webhook": dict(webhook) if webhook else None,
         "latest_metrics": {},
         "event_seq": 1,  # its first event, "created → queued", is written below with seq 1
         "created_at": now,
@@ -385,8 +418,8 @@ def _job_creation(
 NEW_JOB_COLUMNS: Final = ("id", "tenant_id", "spec", "dataset_id", "status", "step",
                           "total_steps", "attempt", "workers_lost", "cancel_requested",
                           "pause_requested", "continued_from", "idempotency_key", "name",
-                          "tags", "metadata", "latest_metrics", "event_seq", "created_at",
-                          "enqueued_at", "updated_at")  # fmt: skip
+                          "tags", "metadata", "webhook", "latest_metrics", "event_seq",
+                          "created_at", "enqueued_at", "updated_at")  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -692,9 +725,11 @@ def heartbeat(
     images_per_s: float | None = None,
     phase: str | None = None,
     eta_s: float | None = None,
+    progress_interval_s: float = 30.0,
 ) -> Heartbeat:
     """Renew the lease of a job we run and record its progress (what is given: the step, speed,
-    phase and the seconds expected left). See ``Heartbeat`` for the answer."""
+    phase and the seconds expected left), telling its webhook at most every
+    ``progress_interval_s``. See ``Heartbeat`` for the answer."""
     now = utcnow()
     values: dict[str, Any] = {
         "lease_expires_at": now + timedelta(seconds=lease_s),
@@ -712,12 +747,15 @@ def heartbeat(
         update(Job)
         .where(Job.id == job_id, Job.worker_id == worker_id, Job.status == JobStatus.RUNNING)
         .values(**values)
-        .returning(Job.cancel_requested, Job.pause_requested)
+        .returning(Job.cancel_requested, Job.pause_requested, Job.webhook)
         .execution_options(**NO_SYNC)
     ).one_or_none()
     if flags is None:
         cancel = session.scalar(select(Job.cancel_requested).where(Job.id == job_id))
         return Heartbeat(owned=False, cancel_requested=bool(cancel))
+    config = flags[2]
+    if webhooks.progress_due(session, job_id=job_id, config=config, interval_s=progress_interval_s):
+        webhooks.notify(session, job_id=job_id, event=WebhookEvent.PROGRESS, config=config)
     return Heartbeat(owned=True, cancel_requested=bool(flags[0]), pause_requested=bool(flags[1]))
 
 
@@ -782,6 +820,7 @@ def succeed_job(
     image_shape: list[int],
     summary: dict[str, Any] | None = None,
     step: int | None = None,
+    size_bytes: int | None = None,
 ) -> TrainedModel | None:
     """``finish_job(succeeded)`` and ``register_model`` together, only if the job is still ours.
     Upload the artifacts under ``model_prefix(model_id)`` first (``model_id = new_id("mdl")``)."""
@@ -802,6 +841,7 @@ def succeed_job(
         class_names=class_names,
         image_shape=image_shape,
         summary=summary,
+        size_bytes=size_bytes,
     )
 
 
@@ -813,6 +853,7 @@ def register_model(
     class_names: list[str] | None,
     image_shape: list[int],
     summary: dict[str, Any] | None = None,
+    size_bytes: int | None = None,
 ) -> TrainedModel:
     """The model row of a job's generator (idempotent: one model per job)."""
     existing = session.scalar(select(TrainedModel).where(TrainedModel.job_id == job_id))
@@ -832,6 +873,7 @@ def register_model(
         image_shape=list(image_shape),
         summary_metrics=summary,
         storage_prefix=model_prefix(model_id),
+        size_bytes=size_bytes,
         created_at=utcnow(),
     )
     session.add(model)
@@ -854,15 +896,16 @@ def record_event(
     """Append to the job's ordered log; ``seq`` is 1, 2, 3... per job (a counter on the job row)."""
     if level not in EVENT_LEVELS:
         raise ValueError(f"event level must be one of {EVENT_LEVELS}, not {level!r}")
-    seq = session.execute(
+    counted = session.execute(
         update(Job)
         .where(Job.id == job_id)
         .values(event_seq=Job.event_seq + 1)
-        .returning(Job.event_seq)
+        .returning(Job.event_seq, Job.webhook)
         .execution_options(**NO_SYNC)
-    ).scalar_one_or_none()
-    if seq is None:
+    ).one_or_none()
+    if counted is None:
         raise NotFound(f"job {job_id} not found")
+    seq, webhook = counted
     event = JobEvent(
         job_id=job_id,
         seq=seq,
@@ -874,6 +917,10 @@ def record_event(
     )
     session.add(event)
     session.flush()
+    if level != EventLevel.INFO and code != STATUS:
+        webhooks.notify(
+            session, job_id=job_id, event=WebhookEvent.WARNING, config=webhook, job_event=event
+        )
     return event
 
 
@@ -901,15 +948,20 @@ def record_metrics(
     _set(session, Job.id == job_id, latest_metrics=latest)
 
 
-def record_sample(session: Session, *, job_id: str, step: int, storage_key: str) -> None:
+def record_sample(
+    session: Session, *, job_id: str, step: int, storage_key: str, size_bytes: int | None = None
+) -> None:
     """A sample grid stored at ``storage_key`` (idempotent per step)."""
     insert = _insert(session)
     statement = insert(Sample).values(
-        job_id=job_id, step=step, storage_key=storage_key, created_at=utcnow()
-    )
+        job_id=job_id, step=step, storage_key=storage_key, size_bytes=size_bytes,
+        created_at=utcnow(),
+    )  # fmt: skip
     statement = statement.on_conflict_do_update(
-        index_elements=["job_id", "step"], set_={"storage_key": statement.excluded.storage_key}
-    )
+        index_elements=["job_id", "step"],
+        set_={"storage_key": statement.excluded.storage_key,
+              "size_bytes": statement.excluded.size_bytes},
+    )  # fmt: skip
     session.execute(statement)
 
 
@@ -920,17 +972,20 @@ def record_checkpoint(
     step: int,
     storage_key: str,
     metrics: Mapping[str, float] | None = None,
+    size_bytes: int | None = None,
 ) -> None:
     """A checkpoint stored at ``storage_key`` (idempotent per step)."""
     clean = {k: finite_or_none(v) for k, v in (metrics or {}).items()} if metrics else None
     insert = _insert(session)
     statement = insert(Checkpoint).values(
-        job_id=job_id, step=step, storage_key=storage_key, metrics=clean, created_at=utcnow()
-    )
+        job_id=job_id, step=step, storage_key=storage_key, metrics=clean, size_bytes=size_bytes,
+        created_at=utcnow(),
+    )  # fmt: skip
     statement = statement.on_conflict_do_update(
         index_elements=["job_id", "step"],
-        set_={"storage_key": statement.excluded.storage_key, "metrics": statement.excluded.metrics},
-    )
+        set_={"storage_key": statement.excluded.storage_key, "metrics": statement.excluded.metrics,
+              "size_bytes": statement.excluded.size_bytes},
+    )  # fmt: skip
     session.execute(statement)
 
 

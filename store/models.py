@@ -86,6 +86,25 @@ class EventLevel(StrEnum):
 EVENT_LEVELS: Final = tuple(EventLevel)
 
 
+class WebhookEvent(StrEnum):
+    """What a job's webhook can be told (the delivery's ``type`` is ``job.<event>``)."""
+
+    STARTED = "started"  # a worker claimed it (again after a lost worker or a resume)
+    PROGRESS = "progress"  # at most every WEBHOOK_PROGRESS_INTERVAL_S while it trains
+    WARNING = "warning"  # a warning or error event: a diagnostic, a lost worker
+    COMPLETED = "completed"  # succeeded, failed or cancelled
+
+
+class DeliveryStatus(StrEnum):
+    PENDING = "pending"  # a try is due or scheduled
+    DELIVERED = "delivered"  # the receiver answered 2xx
+    FAILED = "failed"  # every try failed, or the address was refused
+
+
+WEBHOOK_EVENTS: Final = tuple(WebhookEvent)
+DELIVERY_STATUSES: Final = tuple(DeliveryStatus)
+
+
 def _in(column: str, values: tuple[str, ...]) -> str:
     """``column IN ('a', 'b')``: the text of a CHECK constraint (the migrations hold the same)."""
     return f"{column} IN ({', '.join(repr(str(value)) for value in values)})"
@@ -199,6 +218,9 @@ class Job(Labelled, Base):
     tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
     spec: Mapped[dict[str, Any]] = mapped_column(doc="normalised training spec")
     name: Mapped[str | None] = mapped_column(String(200))
+    webhook: Mapped[dict[str, Any] | None] = mapped_column(
+        doc='{"url", "events", "secret"}: where its deliveries go (store.webhooks)'
+    )
     dataset_id: Mapped[str | None] = mapped_column(
         String(40), index=True, doc="the uploaded dataset the spec names (no FK: builtins)"
     )
@@ -244,6 +266,10 @@ class Job(Labelled, Base):
     started_at: Mapped[datetime | None]
     finished_at: Mapped[datetime | None]
     updated_at: Mapped[datetime] = _created()
+    running_since: Mapped[datetime | None] = mapped_column(doc="its current claim's start")
+    run_seconds: Mapped[float] = mapped_column(
+        Float, default=0.0, server_default="0", doc="seconds it held a worker, before this claim"
+    )
 
     @property
     def fraction(self) -> float:
@@ -286,6 +312,7 @@ class Sample(Base):
     job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"))
     step: Mapped[int] = mapped_column(Integer)
     storage_key: Mapped[str] = mapped_column(String(500))
+    size_bytes: Mapped[int | None] = mapped_column(BigInteger)
     created_at: Mapped[datetime] = _created()
 
 
@@ -297,6 +324,7 @@ class Checkpoint(Base):
     job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"))
     step: Mapped[int] = mapped_column(Integer)
     storage_key: Mapped[str] = mapped_column(String(500))
+    size_bytes: Mapped[int | None] = mapped_column(BigInteger)
     metrics: Mapped[dict[str, Any] | None]
     created_at: Mapped[datetime] = _created()
 
@@ -316,7 +344,32 @@ class TrainedModel(Labelled, Base):
     image_shape: Mapped[list[int]] = mapped_column(JSONType)
     summary_metrics: Mapped[dict[str, Any] | None]
     storage_prefix: Mapped[str] = mapped_column(String(500))
+    size_bytes: Mapped[int | None] = mapped_column(BigInteger, doc="its artifact's objects")
     created_at: Mapped[datetime] = _created()
+
+
+class WebhookDelivery(Base):
+    """One notification to a job's webhook and every try to deliver it (``attempts``: a list of
+    ``{"at", "duration_ms", "status_code", "error"}``, at most WEBHOOK_MAX_ATTEMPTS long)."""
+
+    __tablename__ = "webhook_deliveries"
+    __table_args__ = (
+        CheckConstraint(_in("event", WEBHOOK_EVENTS), name="ck_webhook_deliveries_event"),
+        CheckConstraint(_in("status", DELIVERY_STATUSES), name="ck_webhook_deliveries_status"),
+        Index("ix_webhook_deliveries_job_created", "job_id", "created_at"),
+        Index("ix_webhook_deliveries_status_next", "status", "next_attempt_at"),
+    )
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True, default=lambda: new_id("whd"))
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"))
+    event: Mapped[str] = mapped_column(String(16))
+    url: Mapped[str] = mapped_column(Text)
+    payload: Mapped[dict[str, Any]] = mapped_column(doc="the body, signed as sent")
+    status: Mapped[str] = mapped_column(String(16), default=DeliveryStatus.PENDING)
+    attempts: Mapped[list[dict[str, Any]]] = mapped_column(JSONType, default=list)
+    next_attempt_at: Mapped[datetime | None]
+    created_at: Mapped[datetime] = _created()
+    delivered_at: Mapped[datetime | None]
 
 
 def finite_or_none(value: float) -> float | None:

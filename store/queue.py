@@ -14,6 +14,8 @@ from store.settings import Settings, get_settings
 
 TRAIN_TASK = "ganforge.train"
 TRAIN_QUEUE = "train"
+WEBHOOK_TASK = "ganforge.deliver_webhook"
+WEBHOOK_QUEUE = "webhooks"  # its own workers: a slow receiver never holds a training worker
 
 
 def make_celery(settings: Settings | None = None) -> Celery:
@@ -26,7 +28,7 @@ def make_celery(settings: Settings | None = None) -> Celery:
         task_reject_on_worker_lost=True,
         worker_prefetch_multiplier=1,
         task_default_queue=TRAIN_QUEUE,
-        task_routes={TRAIN_TASK: {"queue": TRAIN_QUEUE}},
+        task_routes={TRAIN_TASK: {"queue": TRAIN_QUEUE}, WEBHOOK_TASK: {"queue": WEBHOOK_QUEUE}},
         task_ignore_result=True,
         worker_hijack_root_logger=False,
     )
@@ -41,6 +43,15 @@ def _client() -> Celery:
 def enqueue_train(job_id: str, *, app: Celery | None = None) -> None:
     """Ask a worker to train ``job_id`` (idempotent: the worker's claim decides)."""
     (app or _client()).send_task(TRAIN_TASK, args=[job_id], queue=TRAIN_QUEUE)
+
+
+def enqueue_webhook(
+    delivery_id: str, *, countdown_s: float | None = None, app: Celery | None = None
+) -> None:
+    """Ask a webhook worker to try ``delivery_id`` (now, or in ``countdown_s``)."""
+    (app or _client()).send_task(
+        WEBHOOK_TASK, args=[delivery_id], queue=WEBHOOK_QUEUE, countdown=countdown_s
+    )
 
 
 def broker_ok(*, app: Celery | None = None, timeout_s: float = 2.0) -> bool:

@@ -14,6 +14,8 @@ from typing import Any
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from store.webhooks import AddressPolicy
+
 MB = 1024 * 1024
 DEFAULT_MAX_ATTEMPTS = 3
 
@@ -60,6 +62,26 @@ class Settings(BaseSettings):
         gt=0,
         description="a job's training memory: specs estimated above it are refused at submission, "
         "and a worker stops a job that grows past it",
+    )
+
+    # Webhooks (store.webhooks, worker.webhooks).
+    webhook_allowed_addresses: AddressPolicy = Field(
+        AddressPolicy.PUBLIC,
+        description="public: refuse loopback, link-local and private receivers; loopback: allow "
+        "this machine too (ganforge up sets it); any: private networks as well",
+    )
+    webhook_timeout_s: float = Field(10.0, gt=0, description="each try: connect, send and answer")
+    webhook_max_attempts: int = Field(6, ge=1, le=20, description="tries of one delivery")
+    webhook_backoff_s: float = Field(
+        5.0, gt=0, description="wait before the 2nd try; it doubles after each failed try"
+    )
+    webhook_progress_interval_s: float = Field(
+        30.0, gt=0, description="at most one progress delivery a job this often"
+    )
+
+    # Usage.
+    max_storage_bytes_per_tenant: int | None = Field(
+        None, gt=0, description="quota: past it, uploads and submissions answer 429"
     )
 
     # Faults: how often a job may lose its worker, and how long object storage may keep us

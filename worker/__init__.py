@@ -14,3 +14,13 @@ CELERY_WORKER_ARGS: list[str] = [
     "--without-mingle",
     "--without-gossip",
 ]  # fmt: skip
+
+# Webhook deliveries: HTTP tries, so threads; a slow receiver holds one thread for its timeout.
+WEBHOOK_WORKER_ARGS: list[str] = [
+    "worker",
+    "--queues", "webhooks",
+    "--concurrency", "4",
+    "--pool", "threads",
+    "--without-mingle",
+    "--without-gossip",
+]  # fmt: skip

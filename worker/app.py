@@ -1,4 +1,5 @@
-"""The Celery application of the worker: ``celery -A worker.app worker -Q train --concurrency 1``.
+"""The Celery application of the worker: ``celery -A worker.app worker -Q train --concurrency 1``
+for training, ``-Q webhooks`` (threads) for webhook deliveries.
 
 One training task per process (``--concurrency 1``, prefetch 1, acks late); run one worker per
 GPU. ``ganforge worker`` starts it with the solo pool, so the task runs in the process that receives
@@ -14,7 +15,7 @@ from celery import Celery
 from celery.signals import worker_process_init, worker_shutting_down
 
 from store.db import dispose_engines
-from store.queue import TRAIN_QUEUE, TRAIN_TASK, make_celery
+from store.queue import TRAIN_QUEUE, TRAIN_TASK, WEBHOOK_QUEUE, WEBHOOK_TASK, make_celery
 from worker import tasks
 
 celery_app: Celery = make_celery()
@@ -27,6 +28,10 @@ train = celery_app.task(
     queue=TRAIN_QUEUE,
     ignore_result=True,
 )(tasks.train)
+
+deliver_webhook = celery_app.task(
+    name=WEBHOOK_TASK, acks_late=True, queue=WEBHOOK_QUEUE, ignore_result=True
+)(tasks.deliver_webhook)
 
 
 @worker_shutting_down.connect

@@ -39,9 +39,11 @@ class Lease:
         sessions: sessionmaker[Session],
         lease_s: float,
         heartbeat_s: float,
+        webhook_progress_interval_s: float = 30.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.job_id, self.worker_id = job_id, worker_id
+        self.webhook_progress_interval_s = webhook_progress_interval_s
         self.sessions = sessions
         self.lease_s, self.heartbeat_s = lease_s, heartbeat_s
         self.clock = clock
@@ -110,6 +112,7 @@ class Lease:
                     images_per_s=self.images_per_s,
                     phase=None if run is None else run.phase,
                     eta_s=None if run is None else run.eta_s(),
+                    progress_interval_s=self.webhook_progress_interval_s,
                 )
             self._last_renewal = self.clock()
             if not answer.owned:

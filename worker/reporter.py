@@ -235,19 +235,25 @@ class Reporter(Callback):
         self._put(key, png, "image/png", what=f"the sample grid of step {step}")
         job_id = self.job_id
         self._write(
-            lambda session: record_sample(session, job_id=job_id, step=step, storage_key=key)
+            lambda session: record_sample(
+                session, job_id=job_id, step=step, storage_key=key, size_bytes=len(png)
+            )
         )
 
     def on_checkpoint(self, step: int, state: dict[str, Any]) -> None:
         if not self.writable():
             return
         key = checkpoint_key(self.job_id, step)
-        self._put(key, checkpoint_bytes(state), what=f"the checkpoint of step {step}")
+        data = checkpoint_bytes(state)
+        self._put(key, data, what=f"the checkpoint of step {step}")
         self.checkpoint_steps.append(step)
-        job_id, metrics = self.job_id, dict(self.latest_metrics)
+        job_id, metrics, size = self.job_id, dict(self.latest_metrics), len(data)
 
         def write(session: Session) -> Callable[[], None]:
-            record_checkpoint(session, job_id=job_id, step=step, storage_key=key, metrics=metrics)
+            record_checkpoint(
+                session, job_id=job_id, step=step, storage_key=key, metrics=metrics,
+                size_bytes=size,
+            )  # fmt: skip
             record_event(
                 session,
                 job_id=job_id,

@@ -171,6 +171,7 @@ def run_job(
         sessions=sessions,
         lease_s=settings.lease_s,
         heartbeat_s=settings.heartbeat_s,
+        webhook_progress_interval_s=settings.webhook_progress_interval_s,
     )
     reporter = Reporter(
         job_id=job_id,
@@ -330,7 +331,8 @@ class _Run:
         commit, once every held write is made."""
         model_id = new_id("mdl")
         trainer.enter_phase(Phase.EXPORTING)
-        for name, data in export_files(trainer, result).items():
+        files = export_files(trainer, result)
+        for name, data in files.items():
             content_type = CONTENT_TYPES.get(Path(name).suffix, "application/octet-stream")
             with _storage_failure(f"the trained generator ({model_prefix(model_id)}{name})"):
                 self.storage.put_bytes(model_prefix(model_id) + name, data, content_type)
@@ -346,6 +348,7 @@ class _Run:
                 image_shape=image_shape(dataset),
                 summary=_json_safe(summary),
                 step=result.step,
+                size_bytes=sum(len(data) for data in files.values()),
             ),
             timeout_s=self.settings.lease_s,
         )

@@ -7,6 +7,7 @@ import threading
 from celery.exceptions import Reject
 
 from store.settings import get_settings
+from worker import webhooks
 from worker.runner import SHUTTING_DOWN, new_worker_id, run_job
 
 # Set by the worker's SIGTERM/SIGINT handler (see worker.app): the running job stops after its
@@ -24,3 +25,8 @@ def train(job_id: str) -> str:
         # from None: raised while Celery handles its own shutdown, which is not this story
         raise Reject(message, requeue=True) from None
     return outcome.status
+
+
+def deliver_webhook(delivery_id: str) -> str:
+    """One try of a webhook delivery (``worker.webhooks.deliver``)."""
+    return webhooks.deliver(delivery_id, settings=get_settings())

@@ -47,10 +47,12 @@ from api.schemas import (
     MetricSeries,
     Page,
     SampleOut,
+    WebhookDeliveryOut,
     error,
 )
 from api.services import jobs as service
 from api.services import run_exports as exports
+from api.services import webhooks
 from api.services.stream import job_stream
 from api.services.tenancy import relabel_from
 from store.models import Job
@@ -281,6 +283,26 @@ def list_events(
 ) -> Any:
     """Status changes, checkpoints, warnings (mode collapse...) and errors, oldest first."""
     rows, more = service.list_events(
+        session, tenant_id=caller.tenant_id, job_id=job_id, after=after, limit=limit
+    )
+    return {"data": rows, "has_more": more}
+
+
+@router.get(
+    "/{job_id}/webhook_deliveries",
+    summary="A job's webhook deliveries",
+    response_model=Page[WebhookDeliveryOut],
+)
+def list_webhook_deliveries(
+    job_id: JobId,
+    session: SessionDep,
+    caller: TenantDep,
+    limit: Limit = DEFAULT_LIMIT,
+    after: AfterId = None,
+) -> Any:
+    """Every notification sent to the job's webhook, oldest first, with each try: when, how
+    long, the receiver's status code or the error."""
+    rows, more = webhooks.list_deliveries(
         session, tenant_id=caller.tenant_id, job_id=job_id, after=after, limit=limit
     )
     return {"data": rows, "has_more": more}

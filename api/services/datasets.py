@@ -13,6 +13,7 @@ from api.config import ApiSettings
 from api.schemas import BuiltinDatasetOut, DatasetOut
 from api.services import dataset_files
 from api.services.tenancy import get_owned, list_owned
+from api.services.usage import check_quota
 from gan_engine.data.idx import CLASS_NAMES
 from gan_engine.data.mixtures import MIXTURES
 from gan_engine.data.packs import write_pack
@@ -112,6 +113,8 @@ def create_dataset(
     a worker thread). Nothing is stored before the answer it will be returned in is built."""
     name = dataset_name(name, filename)
     dataset_files.check_file_type(path, filename)
+    with session_scope(sessions) as session:
+        check_quota(session, tenant_id=tenant_id, quota_bytes=settings.max_storage_bytes_per_tenant)
     dataset_id = new_id("ds")
     key = dataset_pack_key(dataset_id)
     with tempfile.TemporaryDirectory(prefix="ganforge-pack-") as folder:

@@ -9,6 +9,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 import anyio
 from celery import Celery
@@ -18,10 +19,18 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.orm import Session
 
 from api.config import ApiSettings
-from api.schemas import CheckpointOut, JobOut, LabelsIn, MetricSeries, orm_attribute
+from api.schemas import (
+    CheckpointOut,
+    JobFieldsIn,
+    JobOut,
+    MetricSeries,
+    WebhookIn,
+    orm_attribute,
+)
 from api.services.datasets import BUILTINS_BY_NAME
 from api.services.pagination import ascending_page
 from api.services.tenancy import get_owned, list_owned
+from api.services.usage import check_quota, check_quota_async
 from gan_engine.evaluation import BEST_CHECKPOINT_METRICS
 from gan_engine.memory import estimate_training_memory, format_bytes
 from gan_engine.spec import Spec, SpecError, parse_spec, problems_of
@@ -48,6 +57,7 @@ from store.storage import (
     delete_objects,
     job_prefix,
 )
+from store.webhooks import address_problem
 
 log = logging.getLogger("api.jobs")
 
@@ -57,16 +67,28 @@ MAX_IDEMPOTENCY_KEY_CHARS = 255
 # --- submission --------------------------------------------------------------------------------
 
 
-def split_job_fields(body: Any) -> tuple[Any, LabelsIn]:
-    """The job's own fields (``LabelsIn``) taken out of a submitted body, and the spec left."""
+def split_job_fields(body: Any) -> tuple[Any, JobFieldsIn]:
+    """The job's own fields (``JobFieldsIn``) taken out of a submitted body, and the spec left."""
     if not isinstance(body, dict):
-        return body, LabelsIn()
-    own = {name: body[name] for name in LabelsIn.model_fields if name in body}
+        return body, JobFieldsIn()
+    own = {name: body[name] for name in JobFieldsIn.model_fields if name in body}
     try:
-        labels = LabelsIn.model_validate(own)
+        labels = JobFieldsIn.model_validate(own)
     except ValidationError as error:
         raise SpecError(problems=problems_of(error), total=error.error_count()) from None
     return {k: v for k, v in body.items() if k not in own}, labels
+
+
+def checked_webhook(webhook: WebhookIn | None, settings: ApiSettings) -> dict[str, Any] | None:
+    """The webhook as stored, if this service may deliver to its host (an address given as a
+    literal or ``localhost`` is checked now; a name is resolved and checked at each try)."""
+    if webhook is None:
+        return None
+    host = urlsplit(webhook.url).hostname or ""
+    problem = address_problem(host, settings.webhook_allowed_addresses)
+    if problem:
+        raise InvalidRequest(problem, code="webhook_address_refused", param="webhook.url")
+    return webhook.model_dump(mode="json")
 
 
 async def validate_spec(
@@ -182,16 +204,21 @@ async def submit_job(
             f"Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY_CHARS} characters",
             param="Idempotency-Key",
         )
-    body, labels = split_job_fields(body)
+    body, fields = split_job_fields(body)
+    webhook = checked_webhook(fields.webhook, settings)
     async with engine.begin() as connection:
         spec = await validate_spec(connection, tenant_id=tenant_id, body=body, settings=settings)
+        await check_quota_async(
+            connection, tenant_id=tenant_id, quota_bytes=settings.max_storage_bytes_per_tenant
+        )
         job, created = await store_jobs.create_job_async(
             connection,
             tenant_id=tenant_id,
             spec=spec,
             idempotency_key=idempotency_key,
             max_active=settings.max_concurrent_jobs_per_tenant,
-            labels=labels.to_store(),
+            labels=fields.to_store(),
+            webhook=webhook,
         )
     if created:
         try:
@@ -354,6 +381,7 @@ def continue_job(
         )
     if steps > settings.max_steps:
         raise InvalidRequest(f"steps must be at most {settings.max_steps}", param="steps")
+    check_quota(session, tenant_id=tenant_id, quota_bytes=settings.max_storage_bytes_per_tenant)
     data = dict(source.spec)
     data["training"] = {**data.get("training", {}), "steps": steps}
     try:
@@ -369,11 +397,17 @@ def continue_job(
         spec=spec,
         max_active=settings.max_concurrent_jobs_per_tenant,
         continued_from=job_id,
+        webhook=source.webhook,
     )
     key = checkpoint_key(job.id, checkpoint.step)
     copy_object(storage, checkpoint.storage_key, key)
     store_jobs.record_checkpoint(
-        session, job_id=job.id, step=checkpoint.step, storage_key=key, metrics=checkpoint.metrics
+        session,
+        job_id=job.id,
+        step=checkpoint.step,
+        storage_key=key,
+        metrics=checkpoint.metrics,
+        size_bytes=checkpoint.size_bytes,
     )
     store_jobs.record_event(
         session, job_id=job.id, step=checkpoint.step, code="continued",

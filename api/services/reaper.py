@@ -1,6 +1,7 @@
 """The reaper (DESIGN.md §4): jobs whose worker was lost go back to the queue (or fail with
 ``worker_lost`` once ``MAX_ATTEMPTS`` attempts lost theirs), and queued jobs whose broker message
-was lost are enqueued again. Runs in the API process as a background loop."""
+was lost are enqueued again, as are webhook deliveries whose try is long overdue. Runs in the
+API process as a background loop."""
 
 from __future__ import annotations
 
@@ -12,7 +13,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from store.db import session_scope
 from store.jobs import reap
-from store.queue import enqueue_train
+from store.queue import enqueue_train, enqueue_webhook
+from store.webhooks import stale_deliveries
 
 log = logging.getLogger("api.reaper")
 
@@ -41,6 +43,13 @@ def reap_once(
             log.warning("reaper: could not enqueue job %s", job_id, exc_info=True)
     if job_ids:
         log.info("reaper: re-enqueued %d job(s): %s", len(enqueued), ", ".join(enqueued))
+    with session_scope(sessions) as session:
+        lost_deliveries = stale_deliveries(session, older_than_s=requeue_queued_after_s)
+    for delivery_id in lost_deliveries:
+        try:
+            enqueue_webhook(delivery_id, app=celery)
+        except Exception:
+            log.warning("reaper: could not enqueue webhook delivery %s", delivery_id, exc_info=True)
     return enqueued
 
 

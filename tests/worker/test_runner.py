@@ -352,7 +352,7 @@ def test_shutdown_hands_the_job_back_and_the_next_run_resumes_at_its_checkpoint(
 def test_pause_checkpoints_and_frees_the_worker_and_resume_goes_on_there(
     embedded: Service, background: ThreadPoolExecutor
 ) -> None:
-    spec = tiny_spec(steps=120, monitor={"checkpoint_every": 1000})
+    spec = tiny_spec(steps=400, monitor={"checkpoint_every": 1000})
     job_id, reference_id = embedded.submit(spec), embedded.submit(spec)
     requeued: list[str] = []
     result: Future[Outcome] = background.submit(run, embedded, job_id, requeue=requeued.append)
@@ -365,7 +365,7 @@ def test_pause_checkpoints_and_frees_the_worker_and_resume_goes_on_there(
     job = embedded.job(job_id)
     [checkpoint] = embedded.rows(Checkpoint, job_id)
     stopped_at = checkpoint.step
-    assert job.status == "paused" and job.step == stopped_at and 0 < stopped_at < 120
+    assert job.status == "paused" and job.step == stopped_at and 0 < stopped_at < 400
     assert run(embedded, job_id).status == NOT_CLAIMED  # a stale message claims nothing
     with session_scope(embedded.sessions) as session:
         assert resume_job(session, job_id=job_id, tenant_id=embedded.tenant_id)[1]
