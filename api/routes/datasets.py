@@ -9,8 +9,15 @@ from starlette.concurrency import run_in_threadpool
 
 from api.deps import SessionDep, SessionmakerDep, SettingsDep, StorageDep, TenantDep
 from api.json_body import StrictJSONRoute
-from api.params import DEFAULT_LIMIT, AfterId, DatasetId, Limit
-from api.schemas import ERROR_RESPONSES, BuiltinDatasetOut, DatasetOut, Page, error
+from api.params import DEFAULT_LIMIT, AfterId, DatasetId, Limit, TagFilter
+from api.schemas import (
+    ERROR_RESPONSES,
+    BuiltinDatasetOut,
+    DatasetOut,
+    LabelsPatch,
+    Page,
+    error,
+)
 from api.services import datasets as service
 from api.uploads import received_upload
 
@@ -40,6 +47,14 @@ UPLOAD_BODY: dict[str, Any] = {
                             "type": "string",
                             "maxLength": 200,
                             "description": "default: the file name without extension",
+                        },
+                        "tags": {
+                            "type": "string",
+                            "description": "comma-separated tags, e.g. shoes,v2",
+                        },
+                        "metadata": {
+                            "type": "string",
+                            "description": 'a JSON object of strings, e.g. {"source": "scan-2"}',
                         },
                     },
                 }
@@ -72,6 +87,7 @@ async def upload_dataset(
     count and size. A ``.zip`` labels images by folder (class names = folder names, sorted); images
     at the top of the archive make an unlabelled dataset."""
     async with received_upload(request, max_bytes=settings.max_upload_bytes) as upload:
+        labels = service.upload_labels(upload.fields)
         row = await run_in_threadpool(
             service.create_dataset,
             sessions=sessions,
@@ -81,6 +97,7 @@ async def upload_dataset(
             path=upload.path,
             filename=upload.filename,
             name=upload.fields.get("name"),
+            labels=labels,
         )
     return row
 
@@ -92,13 +109,14 @@ def list_datasets(
     builtin: Annotated[bool, Query(description="list the builtin datasets instead")] = False,
     limit: Limit = DEFAULT_LIMIT,
     after: AfterId = None,
+    tags: TagFilter = None,
 ) -> Any:
-    """This account's uploads, newest first; with ``builtin=true`` the builtin datasets, which
-    every spec can name as ``{"dataset": {"builtin": name}}``."""
+    """This account's uploads, newest first (with every ``tag`` given); with ``builtin=true``
+    the builtin datasets, which every spec can name as ``{"dataset": {"builtin": name}}``."""
     if builtin:
         return Page[BuiltinDatasetOut](data=list(service.BUILTINS), has_more=False)
     rows, more = service.list_datasets(
-        session, tenant_id=caller.tenant_id, after=after, limit=limit
+        session, tenant_id=caller.tenant_id, after=after, limit=limit, tags=tags or []
     )
     return Page[DatasetOut](data=[DatasetOut.model_validate(row) for row in rows], has_more=more)
 
@@ -106,6 +124,16 @@ def list_datasets(
 @router.get("/{dataset_id}", summary="Get a dataset", response_model=DatasetOut)
 def get_dataset(dataset_id: DatasetId, session: SessionDep, caller: TenantDep) -> Any:
     return service.get_dataset(session, tenant_id=caller.tenant_id, dataset_id=dataset_id)
+
+
+@router.patch(
+    "/{dataset_id}", summary="Rename, tag or annotate a dataset", response_model=DatasetOut
+)
+def patch_dataset(
+    dataset_id: DatasetId, body: LabelsPatch, session: SessionDep, caller: TenantDep
+) -> Any:
+    """As `PATCH /v1/jobs/{id}`; a dataset's name cannot be cleared."""
+    return service.relabel_dataset(body, session, tenant_id=caller.tenant_id, dataset_id=dataset_id)
 
 
 @router.delete(

@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import tempfile
 from pathlib import Path
+from typing import Any
 
+from pydantic import ValidationError
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from api.config import ApiSettings
-from api.schemas import BuiltinDatasetOut, DatasetOut
+from api.schemas import BuiltinDatasetOut, DatasetOut, LabelsIn, LabelsPatch
 from api.services import dataset_files
-from api.services.tenancy import get_owned, list_owned
+from api.services.tenancy import get_owned, list_owned, relabel_from
 from api.services.usage import check_quota
 from gan_engine.data.idx import CLASS_NAMES
 from gan_engine.data.mixtures import MIXTURES
@@ -78,9 +81,40 @@ def get_dataset(session: Session, *, tenant_id: str, dataset_id: str) -> Dataset
 
 
 def list_datasets(
-    session: Session, *, tenant_id: str, after: str | None, limit: int
+    session: Session, *, tenant_id: str, after: str | None, limit: int, tags: list[str] = ()
 ) -> tuple[list[Dataset], bool]:
-    return list_owned(session, Dataset, tenant_id=tenant_id, after=after, limit=limit)
+    return list_owned(session, Dataset, tenant_id=tenant_id, after=after, limit=limit, tags=tags)
+
+
+def upload_labels(fields: dict[str, str]) -> LabelsIn:
+    """Tags and metadata sent as form fields beside the file: ``tags`` comma-separated (a tag
+    holds no comma), ``metadata`` a JSON object of strings."""
+    given: dict[str, Any] = {}
+    if fields.get("tags", "").strip():
+        given["tags"] = [tag.strip() for tag in fields["tags"].split(",")]
+    if "metadata" in fields:
+        try:
+            given["metadata"] = json.loads(fields["metadata"])
+        except ValueError:
+            raise InvalidRequest(
+                'metadata: send a JSON object of strings, e.g. {"source": "scan-2"}',
+                param="metadata",
+            ) from None
+    try:
+        return LabelsIn.model_validate(given)
+    except ValidationError as error:
+        first = error.errors()[0]
+        param = ".".join(str(part) for part in first["loc"])
+        raise InvalidRequest(f"{param}: {first['msg']}", param=param) from None
+
+
+def relabel_dataset(
+    patch: LabelsPatch, session: Session, *, tenant_id: str, dataset_id: str
+) -> Dataset:
+    """``PATCH``: as for jobs and models, except that a dataset always has a name."""
+    if "name" in patch.model_fields_set and patch.name is None:
+        raise InvalidRequest("a dataset always has a name; send a new one", param="name")
+    return relabel_from(patch, session, Dataset, object_id=dataset_id, tenant_id=tenant_id)
 
 
 def dataset_name(name: str | None, filename: str) -> str:
@@ -108,6 +142,7 @@ def create_dataset(
     path: Path,
     filename: str,
     name: str | None,
+    labels: LabelsIn | None = None,
 ) -> Dataset:
     """Validate an uploaded file, store it as a pack and record the dataset (blocking: run it in
     a worker thread). Nothing is stored before the answer it will be returned in is built."""
@@ -129,8 +164,8 @@ def create_dataset(
             image_shape=image_shape,
             class_names=class_names,
             size_bytes=pack.stat().st_size,
-            tags=[],
-            metadata_={},
+            tags=list(labels.tags) if labels else [],
+            metadata_=dict(labels.metadata) if labels else {},
             created_at=utcnow(),
         )
         try:

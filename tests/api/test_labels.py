@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -12,6 +14,7 @@ from store import jobs as store_jobs
 from store.db import session_scope
 from store.labels import MAX_METADATA_KEYS
 from tests.api.conftest import Account, assert_error
+from tests.api.test_datasets import npz_bytes
 from tests.api.test_jobs import TINY
 
 
@@ -126,3 +129,46 @@ def test_a_model_starts_with_its_jobs_labels_and_is_patched_alone(
     models = client.get("/v1/models", headers=account.headers, params={"tag": "best"}).json()
     assert [m["id"] for m in models["data"]] == [model_id]
     assert client.get(f"/v1/jobs/{job['id']}", headers=account.headers).json()["tags"] == ["small"]
+
+
+def test_a_dataset_is_uploaded_with_tags_and_metadata_patched_and_filtered(
+    client: TestClient, account: Account, other: Account
+) -> None:
+    response = upload_with(client, account, {"name": "scans", "tags": "shoes, v2",
+                                              "metadata": '{"source": "scan-2"}'})  # fmt: skip
+    assert response.status_code == 201, response.text
+    dataset = response.json()
+    assert (dataset["name"], dataset["tags"], dataset["metadata"]) == (
+        "scans", ["shoes", "v2"], {"source": "scan-2"},
+    )  # fmt: skip
+    plain = upload_with(client, account, {}).json()
+    assert (plain["tags"], plain["metadata"]) == ([], {})
+
+    url = f"/v1/datasets/{dataset['id']}"
+    patched = client.patch(
+        url, headers=account.headers, json={"tags": ["v3"], "metadata": {"source": None}}
+    )
+    assert (patched.json()["tags"], patched.json()["metadata"]) == (["v3"], {})
+    assert_error(client.patch(url, headers=account.headers, json={"name": None}), 422, param="name")
+    assert_error(client.patch(url, headers=other.headers, json={"tags": []}), 404)
+    listed = client.get("/v1/datasets", headers=account.headers, params={"tag": "v3"}).json()
+    assert [d["id"] for d in listed["data"]] == [dataset["id"]]
+
+
+@pytest.mark.parametrize(
+    ("fields", "param"),
+    [({"tags": "no spaces"}, "tags.0"), ({"metadata": "[1]"}, "metadata"),
+     ({"metadata": "{not json"}, "metadata"), ({"metadata": '{"k": 1}'}, "metadata.k")],
+)  # fmt: skip
+def test_bad_upload_labels_are_a_422_and_store_nothing(
+    client: TestClient, account: Account, fields: dict[str, str], param: str
+) -> None:
+    assert_error(upload_with(client, account, fields), 422, param=param)
+    assert client.get("/v1/datasets", headers=account.headers).json()["data"] == []
+
+
+def upload_with(client: TestClient, account: Account, form: dict[str, str]) -> Any:
+    data = npz_bytes(images=np.zeros((4, 8, 8), dtype=np.uint8))
+    return client.post(
+        "/v1/datasets", headers=account.headers, files={"file": ("a.npz", data)}, data=form
+    )
