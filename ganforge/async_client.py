@@ -220,6 +220,8 @@ class AsyncJobs:
             response = await self._client.request(call, stream=True)
             try:
                 async for sse in EventSource(response).aiter_sse():
+                    if not sse.data:  # a `retry:` line alone
+                        continue
                     message = _shared.stream_message(sse.event, sse.data, sse.id)
                     failures = 0
                     if message.event == "event" and message.id is not None:

@@ -271,6 +271,8 @@ class Jobs:
             response = self._client.request(call, stream=True)
             try:
                 for sse in EventSource(response).iter_sse():
+                    if not sse.data:  # a `retry:` line alone
+                        continue
                     message = _shared.stream_message(sse.event, sse.data, sse.id)
                     failures = 0
                     if message.event == "event" and message.id is not None:
