@@ -58,9 +58,9 @@ class APIError(Exception):
 class APIConnectionError(APIError):
     """The service could not be reached (refused, reset, timed out) after the retries."""
 
-    def __init__(self, message: str) -> None:
-        super().__init__(message, code="connection_error")
+    def __init__(self, message: str, *, code: str = "connection_error") -> None:
+        super().__init__(message, code=code)
 
 
-class JobStreamLost(APIError):
+class JobStreamLost(APIConnectionError):
     """Neither the event stream nor the long poll could follow a job (``wait`` gave up)."""
