@@ -27,7 +27,16 @@ from ganforge.client import (
 )
 from ganforge.config import resolve
 from ganforge.errors import APIConnectionError, APIError, JobStreamLost
-from ganforge.types import Dataset, Event, Job, Model, StreamMessage
+from ganforge.types import (
+    BuiltinDataset,
+    Checkpoint,
+    Dataset,
+    Event,
+    Job,
+    Model,
+    Sample,
+    StreamMessage,
+)
 
 if TYPE_CHECKING:
     import numpy as np
@@ -118,6 +127,10 @@ class AsyncDatasets:
             Dataset.model_validate(r) async for r in self._client.pages("/v1/datasets", {}, "id")
         ]
 
+    async def builtins(self) -> list[BuiltinDataset]:
+        page = await self._client.json(Call("GET", "/v1/datasets", params={"builtin": "true"}))
+        return [BuiltinDataset.model_validate(row) for row in page["data"]]
+
     async def get(self, dataset_id: str) -> Dataset:
         call = Call("GET", f"/v1/datasets/{dataset_id}")
         return Dataset.model_validate(await self._client.json(call))
@@ -187,6 +200,14 @@ class AsyncJobs:
     async def events(self, job_id: str) -> list[Event]:
         rows = self._client.pages(f"/v1/jobs/{job_id}/events", {}, "seq")
         return [Event.model_validate(row) async for row in rows]
+
+    async def samples(self, job_id: str) -> list[Sample]:
+        rows = self._client.pages(f"/v1/jobs/{job_id}/samples", {}, "step")
+        return [Sample.model_validate(row) async for row in rows]
+
+    async def checkpoints(self, job_id: str) -> list[Checkpoint]:
+        rows = self._client.pages(f"/v1/jobs/{job_id}/checkpoints", {}, "step")
+        return [Checkpoint.model_validate(row) async for row in rows]
 
     async def metrics(
         self, job_id: str, name: str | Sequence[str] | None = None

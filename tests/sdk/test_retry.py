@@ -219,3 +219,13 @@ def test_wait_falls_back_to_the_long_poll_when_the_stream_cannot_be_read() -> No
 
     assert job.status == "failed"
     assert script.requests[-1].url.params["wait"] == "30.0"
+
+
+@pytest.mark.parametrize("resource", ["datasets", "jobs", "models"])
+def test_the_async_client_has_every_call_of_the_sync_one(resource: str) -> None:
+    def calls(owner: object) -> set[str]:
+        return {name for name in dir(owner) if not name.startswith("_")}
+
+    sync = Client("http://ganforge.test", "gf_key")
+    asynchronous = AsyncClient("http://ganforge.test", "gf_key")
+    assert calls(getattr(sync, resource)) == calls(getattr(asynchronous, resource))
