@@ -31,8 +31,9 @@ COPY store ./store
 COPY migrations ./migrations
 COPY api ./api
 COPY worker ./worker
+COPY ganforge ./ganforge
 RUN pip install --constraint /etc/ganforge-constraints.txt ".[service]" \
- && python -c "import api.cli, worker.app, gan_engine, store"
+ && python -c "import ganforge.cli, worker.app, gan_engine, store"
 
 # An unprivileged user owns the only writable folders: the embedded DATA_DIR and the dataset cache.
 RUN useradd --create-home --uid 10001 --shell /usr/sbin/nologin ganforge \

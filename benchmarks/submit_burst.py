@@ -98,7 +98,7 @@ def main() -> None:
 
     from sqlalchemy import select
 
-    from api.cli import api_command
+    from ganforge.cli.server import api_command
     from store.auth import create_tenant_with_key
     from store.db import dispose_engines, get_sessionmaker, session_scope
     from store.migrate import upgrade

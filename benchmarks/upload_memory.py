@@ -102,7 +102,7 @@ def main() -> None:
     parser.add_argument("--max-decoding-mib", type=int, default=256)
     args = parser.parse_args()
 
-    from api.cli import api_command
+    from ganforge.cli.server import api_command
     from store.auth import create_tenant_with_key
     from store.db import dispose_engines, get_sessionmaker, session_scope
     from store.migrate import upgrade

@@ -15,7 +15,8 @@ import pytest
 from sqlalchemy import func, select
 from typer.testing import CliRunner
 
-from api.cli import KEY_FILE, app
+from ganforge.cli import app
+from ganforge.cli.server import KEY_FILE
 from store.auth import verify_api_key
 from store.db import dispose_engines, get_sessionmaker, session_scope
 from store.migrate import current_revision, head_revision

@@ -11,8 +11,8 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from api.cli import app as cli_app
 from api.config import ApiSettings
+from ganforge.cli import app as cli_app
 from store.settings import Settings
 
 REPO_ROOT = Path(__file__).resolve().parents[2]

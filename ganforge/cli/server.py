@@ -1,11 +1,13 @@
-"""``ganforge``: run the service.
+"""The server commands of ``ganforge``: run the service.
 
 ganforge up                      the embedded service: API + one worker, everything under DATA_DIR
 ganforge api / ganforge worker   one process each, against the configured URLs (production)
 ganforge keys create --tenant T  a new API key
 ganforge migrate                 bring the database schema to the latest revision
 
-Settings come from environment variables (and ``.env``); see ``store/settings.py``.
+Settings come from environment variables (and ``.env``); see ``store/settings.py``. The service's
+modules (``store``, ``api``, ``worker``, SQLAlchemy) are imported inside the commands, so the
+client commands beside these load without the service installed.
 """
 
 from __future__ import annotations
@@ -20,22 +22,19 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 from types import FrameType
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from sqlalchemy import select
-from sqlalchemy.orm import Session
 
-from store.settings import Settings, get_settings
+from ganforge.cli.app import SERVER_PANEL, app
 
-app = typer.Typer(
-    add_completion=False,
-    no_args_is_help=True,
-    help="GAN training as a service. `ganforge up` runs it all on this machine; `ganforge api` and "
-    "`ganforge worker` run one process each against DATABASE_URL, BROKER_URL and STORAGE_URL.",
-)
-keys_app = typer.Typer(no_args_is_help=True, help="API keys.")
-app.add_typer(keys_app, name="keys")
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
+    from store.settings import Settings
+
+keys_app = typer.Typer(no_args_is_help=True, help="API keys (server side: needs DATABASE_URL).")
+app.add_typer(keys_app, name="keys", rich_help_panel=SERVER_PANEL)
 
 DEFAULT_TENANT = "default"
 KEY_FILE = "api-key"  # the embedded key's plaintext, mode 0600, in DATA_DIR
@@ -52,6 +51,8 @@ def _say(message: str) -> None:
 
 
 def _settings() -> Settings:
+    from store.settings import get_settings
+
     get_settings.cache_clear()  # read the environment as it is now
     return get_settings()
 
@@ -65,7 +66,7 @@ def _migrate(database_url: str) -> None:
     upgrade(database_url)
 
 
-@app.command()
+@app.command(rich_help_panel=SERVER_PANEL)
 def migrate() -> None:
     """Bring the database (DATABASE_URL) to the latest schema revision."""
     settings = _settings()
@@ -78,6 +79,8 @@ def migrate() -> None:
 
 def _tenant_id(session: Session, name: str) -> str:
     """The id of the oldest tenant called ``name``, created if there is none."""
+    from sqlalchemy import select
+
     from store.auth import create_tenant
     from store.models import Tenant
 
@@ -211,7 +214,7 @@ def _url_host(host: str) -> str:
     return f"[{host}]" if ":" in host else host
 
 
-@app.command()
+@app.command(rich_help_panel=SERVER_PANEL)
 def up(
     host: Host = "127.0.0.1",
     port: Port = 8000,
@@ -276,7 +279,7 @@ def up(
     _say("stopped.")
 
 
-@app.command()
+@app.command(rich_help_panel=SERVER_PANEL)
 def api(
     host: Host = "127.0.0.1",
     port: Port = 8000,
@@ -302,7 +305,7 @@ def api(
     )
 
 
-@app.command()
+@app.command(rich_help_panel=SERVER_PANEL)
 def worker(
     loglevel: Annotated[str, typer.Option(help="Celery log level")] = "INFO",
     hostname: Annotated[str | None, typer.Option(help="Celery node name")] = None,
@@ -315,7 +318,3 @@ def worker(
     if hostname:
         argv += ["--hostname", hostname]
     celery_app.worker_main(argv)
-
-
-if __name__ == "__main__":
-    app()

@@ -1,0 +1,175 @@
+"""What the sync and the async client share: request bodies, uploads, answers."""
+
+from __future__ import annotations
+
+import io
+import json
+import tempfile
+import uuid
+import zipfile
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import yaml
+
+from ganforge._http import Upload
+from ganforge.errors import APIError
+from ganforge.types import StreamMessage
+
+if TYPE_CHECKING:
+    import numpy as np
+
+PAGE_SIZE = 100  # the API's largest page
+LONG_POLL_S = 30.0  # GET /v1/jobs/{id}?wait= (at most 60)
+STREAM_RECONNECTS = 3
+UPLOAD_SUFFIXES = (".npz", ".zip")
+
+Spec = Mapping[str, Any] | str | Path
+
+
+def load_spec(spec: Spec) -> dict[str, Any]:
+    """A spec given as a dict, or the path of a YAML or JSON file holding one."""
+    if isinstance(spec, Mapping):
+        return dict(spec)
+    path = Path(spec)
+    try:
+        text = path.read_text()
+    except OSError as error:
+        raise APIError(f"cannot read the spec {path}: {error}", code="invalid_spec") from error
+    try:
+        loaded = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+    except (ValueError, yaml.YAMLError) as error:
+        raise APIError(f"{path} is not valid YAML/JSON: {error}", code="invalid_spec") from error
+    if not isinstance(loaded, dict):
+        raise APIError(f"{path} does not hold a mapping (a spec)", code="invalid_spec")
+    return loaded
+
+
+def new_idempotency_key() -> str:
+    return f"ganforge-py-{uuid.uuid4().hex}"
+
+
+def _zip_folder(folder: Path, out: Path) -> None:
+    """Class folders of images, zipped as the API reads them (names relative to ``folder``)."""
+    with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        for file in sorted(folder.rglob("*")):
+            if file.is_file() and not file.name.startswith("."):
+                archive.write(file, file.relative_to(folder).as_posix())
+
+
+@contextmanager
+def dataset_upload(path: str | Path, name: str | None) -> Iterator[Upload]:
+    """An .npz or .zip as it is; a folder (of class folders of images) zipped in a temp file."""
+    source = Path(path).expanduser()
+    fields = {"name": name} if name is not None else {}
+    if source.is_dir():
+        with tempfile.TemporaryDirectory(prefix="ganforge-upload-") as scratch:
+            archive = Path(scratch) / f"{source.resolve().name}.zip"
+            _zip_folder(source, archive)
+            yield Upload(archive, archive.name, fields)
+        return
+    if not source.is_file():
+        raise APIError(f"no such file or folder: {source}", code="invalid_dataset", param="file")
+    if source.suffix.lower() not in UPLOAD_SUFFIXES:
+        raise APIError(
+            f"{source.name}: upload an .npz, a .zip or a folder of class folders",
+            code="invalid_dataset",
+            param="file",
+        )
+    yield Upload(source, source.name, fields)
+
+
+def sample_body(
+    *,
+    format: str,
+    labels: Sequence[int] | None,
+    class_names: Sequence[str] | None,
+    per_class: int | None,
+    n: int | None,
+    seed: int | None,
+    truncation: float | None,
+) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "labels": list(labels) if labels is not None else None,
+        "class_names": list(class_names) if class_names is not None else None,
+        "per_class": per_class,
+        "n": n,
+        "seed": seed,
+        "truncation": truncation,
+    }
+    return {key: value for key, value in body.items() if value is not None} | {"format": format}
+
+
+def read_npy(content: bytes) -> np.ndarray:
+    import numpy as np
+
+    return np.load(io.BytesIO(content), allow_pickle=False)
+
+
+def save_export(content: bytes, path: str | Path) -> Path:
+    """A model's export zip: written as it is to a ``.zip`` path, else unzipped into the folder
+    ``path`` (created), which ``python -m gan_engine sample`` reads."""
+    target = Path(path).expanduser()
+    if target.suffix.lower() == ".zip":
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(content)
+        return target
+    target.mkdir(parents=True, exist_ok=True)
+    with zipfile.ZipFile(io.BytesIO(content)) as archive:
+        archive.extractall(target)
+    return target
+
+
+def stream_message(event: str, data: str, id: str | None) -> StreamMessage:
+    from ganforge.types import Event, Progress
+
+    parsed: Any = json.loads(data) if data else None
+    if event == "event" and isinstance(parsed, dict):
+        parsed = Event.model_validate(parsed)
+    elif event == "progress" and isinstance(parsed, dict):
+        parsed = Progress.model_validate(parsed)
+    return StreamMessage(event=event, data=parsed, id=id or None)
+
+
+def is_final(message: StreamMessage) -> bool:
+    from ganforge.types import FINISHED_STATUSES
+
+    return (
+        message.event == "status"
+        and isinstance(message.data, dict)
+        and message.data.get("status") in (*FINISHED_STATUSES, "deleted")
+    )
+
+
+def merge_series(into: dict[str, list[tuple[int, float | None]]], page: Mapping[str, Any]) -> None:
+    for name, points in page.items():
+        into.setdefault(name, []).extend((int(step), value) for step, value in points)
+
+
+def tags_param(tag: str | Sequence[str] | None) -> list[str]:
+    if tag is None:
+        return []
+    return [tag] if isinstance(tag, str) else list(tag)
+
+
+def labels_patch(
+    name: str | object | None, tags: Sequence[str] | None, metadata: Mapping[str, Any] | None
+) -> dict[str, Any]:
+    body: dict[str, Any] = {}
+    if name is not UNSET:
+        body["name"] = name
+    if tags is not None:
+        body["tags"] = list(tags)
+    if metadata is not None:
+        body["metadata"] = dict(metadata)
+    return body
+
+
+class _Unset:
+    def __repr__(self) -> str:
+        return "UNSET"
+
+
+UNSET: Any = _Unset()  # `update(name=None)` clears the name; leaving it out keeps it

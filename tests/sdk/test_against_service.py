@@ -1,0 +1,215 @@
+"""The SDK and the client commands against the real service: one ``ganforge up`` (SQLite, a
+storage folder, a local worker) for the whole module, tiny 2-D jobs of a few steps."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from PIL import Image
+from typer.testing import CliRunner
+
+from ganforge import APIError, AsyncClient, Client, Job
+from ganforge.cli import app
+from tests.fixtures.embedded import Up, embedded_env
+from tests.fixtures.services import free_port
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+SPEC = {
+    "dataset": {"builtin": "ring8"},
+    "model": {"architecture": "mlp", "conditioning": "concat", "width": 32, "latent_dim": 4,
+              "mlp_layers": 2},
+    "training": {"steps": 20, "batch_size": 16, "device": "cpu"},
+    "monitor": {"log_every": 5, "sample_every": 10, "checkpoint_every": 10, "eval_samples": 100},
+}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def service(tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -> Iterator[Up]:
+    folder = tmp_path_factory.mktemp("up")
+    up = Up(folder / "data", free_port(), embedded_env(data_dir), folder / "up.log")
+    try:
+        up.wait_until(up.healthy, "/healthz", timeout=120)
+        yield up
+    finally:
+        up.stop()
+
+
+@pytest.fixture(scope="module")
+def client(service: Up) -> Iterator[Client]:
+    with Client(service.url, service.key()) as client:
+        yield client
+
+
+@pytest.fixture(scope="module")
+def trained(client: Client) -> Job:
+    job = client.jobs.create(SPEC | {"name": "sdk ring", "tags": ["sdk"]})
+    assert job.status == "queued" and job.progress.total == 20
+    return client.jobs.wait(job.id, progress=True, timeout=180)
+
+
+@pytest.fixture
+def cli_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("GANFORGE_CONFIG_DIR", str(tmp_path / "config"))
+    monkeypatch.delenv("GANFORGE_URL", raising=False)
+    monkeypatch.delenv("GANFORGE_API_KEY", raising=False)
+    return tmp_path
+
+
+def class_folders(root: Path) -> Path:
+    for label, name in enumerate(["bag", "shoe"]):
+        (root / name).mkdir(parents=True)
+        for i in range(3):
+            pixels = np.full((8, 8), 40 * label + 10 * i, dtype=np.uint8)
+            Image.fromarray(pixels).save(root / name / f"{i}.png")
+    return root
+
+
+def test_datasets_upload_a_folder_and_an_npz_list_get_and_delete(
+    client: Client, tmp_path: Path
+) -> None:
+    from_folder = client.datasets.upload(class_folders(tmp_path / "clothes"))
+    assert from_folder.name == "clothes" and from_folder.n_images == 6
+    assert from_folder.class_names == ["bag", "shoe"] and from_folder.image_shape == [8, 8, 1]
+
+    npz = tmp_path / "pack.npz"
+    np.savez(npz, images=np.zeros((4, 8, 8), np.uint8), labels=np.array([0, 1, 0, 1]))
+    packed = client.datasets.upload(npz, name="zeros")
+    assert (packed.name, packed.n_images, packed.num_classes) == ("zeros", 4, 2)
+
+    assert {d.id for d in client.datasets.list()} >= {from_folder.id, packed.id}
+    assert client.datasets.get(packed.id) == packed
+    assert "ring8" in {d.name for d in client.datasets.builtins()}
+    client.datasets.delete(packed.id)
+    with pytest.raises(APIError) as gone:
+        client.datasets.get(packed.id)
+    assert (gone.value.status, gone.value.code) == (404, "not_found")
+
+
+def test_a_job_trains_and_its_model_samples_and_exports(
+    client: Client, trained: Job, tmp_path: Path
+) -> None:
+    assert trained.status == "succeeded", trained.error
+    assert trained.progress.step == 20 and trained.model_id is not None
+    assert any(event.code for event in client.jobs.events(trained.id))
+    losses = client.jobs.metrics(trained.id, name="d_loss")
+    assert list(losses) == ["d_loss"] and [step for step, _ in losses["d_loss"]] == [5, 10, 15, 20]
+
+    model = client.models.get(trained.model_id)
+    assert model.image_shape == [2] and model.num_classes == 8
+    points = client.models.sample(model.id, class_names=["mode3"], n=8, seed=3)
+    assert points.shape == (8, 2) and points.dtype == np.float32
+    again = client.models.sample(model.id, class_names=["mode3"], n=8, seed=3)
+    assert np.array_equal(points, again)
+    assert client.models.sample_grid(model.id, labels=[0, 3], n=4).startswith(PNG_MAGIC)
+
+    folder = client.models.export(model.id, tmp_path / "exported")
+    assert {"generator.safetensors", "config.json", "spec.json"} <= {
+        p.name for p in folder.iterdir()
+    }
+    archive = client.models.export(model.id, tmp_path / "model.zip")
+    assert "generator.safetensors" in zipfile.ZipFile(archive).namelist()
+
+    csv = client.jobs.metrics_csv(trained.id, tmp_path / "metrics.csv")
+    assert csv.read_text().startswith("step,")
+    board = client.jobs.tensorboard(trained.id, tmp_path / "tb.zip")
+    assert any("tfevents" in name for name in zipfile.ZipFile(board).namelist())
+
+
+def test_labels_change_and_filter_lists(client: Client, trained: Job) -> None:
+    renamed = client.jobs.update(trained.id, name="renamed", metadata={"owner": "sdk"})
+    assert (renamed.name, renamed.tags, renamed.metadata) == ("renamed", ["sdk"], {"owner": "sdk"})
+    assert [job.id for job in client.jobs.list(tag="sdk")] == [trained.id]
+    assert list(client.jobs.list(tag="no-such-tag")) == []
+    assert trained.id in {job.id for job in client.jobs.list(status="succeeded")}
+    assert trained.model_id is not None
+    model = client.models.update(trained.model_id, tags=["kept"])
+    assert model.tags == ["kept"] and [m.id for m in client.models.list(tag="kept")] == [model.id]
+
+
+def test_continue_cancel_and_delete(client: Client, trained: Job) -> None:
+    continued = client.jobs.continue_(trained.id, 30)
+    assert continued.continued_from == trained.id and continued.progress.total == 30
+    client.jobs.cancel(continued.id)
+    finished = client.jobs.wait(continued.id, progress=False, timeout=60)
+    assert finished.status == "cancelled"
+    with pytest.raises(APIError) as refused:  # a job whose model exists stays
+        client.jobs.delete(trained.id)
+    assert refused.value.status == 409
+    client.jobs.delete(continued.id)
+    with pytest.raises(APIError, match="not_found"):
+        client.jobs.get(continued.id)
+
+
+def test_the_async_client_reads_and_samples(service: Up, trained: Job) -> None:
+    async def main() -> tuple[str, tuple[int, ...]]:
+        async with AsyncClient(service.url, service.key()) as client:
+            job = await client.jobs.wait(trained.id, timeout=10)
+            assert job.model_id is not None
+            points = await client.models.sample(job.model_id, n=16)
+            return job.status, points.shape
+
+    assert asyncio.run(main()) == ("succeeded", (16, 2))
+
+
+def test_cli_login_submit_follow_sample_and_list(service: Up, cli_env: Path) -> None:
+    runner = CliRunner()
+    logged_in = runner.invoke(app, ["login", service.url, "--key", service.key()])
+    assert logged_in.exit_code == 0, logged_in.output
+    assert (cli_env / "config" / "config.json").stat().st_mode & 0o777 == 0o600
+
+    spec = cli_env / "spec.yaml"
+    spec.write_text(yaml.safe_dump(SPEC | {"name": "from the cli"}))
+    submitted = runner.invoke(app, ["submit", str(spec), "--follow", "--json"])
+    assert submitted.exit_code == 0, submitted.output
+    job = json.loads(submitted.stdout)
+    assert job["status"] == "succeeded" and job["name"] == "from the cli"
+    assert "submitted job_" in submitted.stderr and "succeeded; model" in submitted.stderr
+
+    listed = runner.invoke(app, ["jobs", "list", "--json"])
+    assert listed.exit_code == 0, listed.output
+    assert job["id"] in [row["id"] for row in json.loads(listed.stdout)]
+    table = runner.invoke(app, ["jobs", "show", job["id"]])
+    assert table.exit_code == 0 and "succeeded" in table.stdout and "reverse_kl" in table.stdout
+
+    model = job["model_id"]
+    array = cli_env / "points.npy"
+    sampled = runner.invoke(
+        app, ["sample", model, "--class-names", "mode3,mode5", "--n", "4", "--seed", "1",
+              "--out", str(array)],
+    )  # fmt: skip
+    assert sampled.exit_code == 0, sampled.output
+    assert np.load(array).shape == (4, 2)
+    grid = cli_env / "grid.png"
+    assert (
+        runner.invoke(app, ["sample", model, "--labels", "0,3", "--out", str(grid)]).exit_code == 0
+    )
+    assert grid.read_bytes().startswith(PNG_MAGIC)
+    exported = runner.invoke(app, ["export", model, "--out", str(cli_env / "model")])
+    assert exported.exit_code == 0 and (cli_env / "model" / "config.json").is_file()
+
+    logs = runner.invoke(app, ["jobs", "logs", job["id"]])
+    assert logs.exit_code == 0 and logs.stdout.strip()
+    missing = runner.invoke(app, ["jobs", "show", "job_doesnotexist"])
+    assert missing.exit_code == 1 and "404 not_found" in missing.stderr
+    usage = runner.invoke(app, ["sample", model, "--out", str(cli_env / "x.jpg")])
+    assert usage.exit_code == 2
+
+
+def test_cli_exits_3_when_a_followed_job_does_not_succeed(
+    service: Up, client: Client, trained: Job, cli_env: Path
+) -> None:
+    continued = client.jobs.continue_(trained.id, 40)
+    client.jobs.cancel(continued.id)
+    result = CliRunner().invoke(
+        app, ["--url", service.url, "--api-key", service.key(), "jobs", "wait", continued.id,
+              "--no-progress"],
+    )  # fmt: skip
+    assert result.exit_code == 3, result.output
+    assert f"{continued.id} cancelled" in result.stderr
