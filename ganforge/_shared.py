@@ -60,10 +60,20 @@ def _zip_folder(folder: Path, out: Path) -> None:
 
 
 @contextmanager
-def dataset_upload(path: str | Path, name: str | None) -> Iterator[Upload]:
-    """An .npz or .zip as it is; a folder (of class folders of images) zipped in a temp file."""
+def dataset_upload(
+    path: str | Path,
+    name: str | None,
+    tags: Sequence[str] | None = None,
+    metadata: Mapping[str, str] | None = None,
+) -> Iterator[Upload]:
+    """An .npz or .zip as it is; a folder (of class folders of images) zipped in a temp file.
+    Tags and metadata go as form fields (comma-separated; JSON)."""
     source = Path(path).expanduser()
     fields = {"name": name} if name is not None else {}
+    if tags:
+        fields["tags"] = ",".join(tags)
+    if metadata:
+        fields["metadata"] = json.dumps(dict(metadata))
     if source.is_dir():
         with tempfile.TemporaryDirectory(prefix="ganforge-upload-") as scratch:
             archive = Path(scratch) / f"{source.resolve().name}.zip"

@@ -36,6 +36,8 @@ from ganforge.types import (
     Model,
     Sample,
     StreamMessage,
+    Usage,
+    WebhookDelivery,
 )
 
 if TYPE_CHECKING:
@@ -64,6 +66,9 @@ class AsyncClient:
         self.datasets = AsyncDatasets(self)
         self.jobs = AsyncJobs(self)
         self.models = AsyncModels(self)
+
+    async def usage(self) -> Usage:
+        return Usage.model_validate(await self.json(Call("GET", "/v1/usage")))
 
     async def aclose(self) -> None:
         await self._http.aclose()
@@ -117,15 +122,33 @@ class AsyncDatasets:
     def __init__(self, client: AsyncClient) -> None:
         self._client = client
 
-    async def upload(self, path: str | Path, name: str | None = None) -> Dataset:
-        with _shared.dataset_upload(path, name) as upload:
+    async def upload(
+        self,
+        path: str | Path,
+        name: str | None = None,
+        *,
+        tags: Sequence[str] | None = None,
+        metadata: Mapping[str, str] | None = None,
+    ) -> Dataset:
+        with _shared.dataset_upload(path, name, tags, metadata) as upload:
             call = Call("POST", "/v1/datasets", upload=upload, timeout=UPLOAD_TIMEOUT)
             return Dataset.model_validate(await self._client.json(call))
 
-    async def list(self) -> list[Dataset]:
-        return [
-            Dataset.model_validate(r) async for r in self._client.pages("/v1/datasets", {}, "id")
-        ]
+    async def list(self, tag: str | Sequence[str] | None = None) -> list[Dataset]:
+        rows = self._client.pages("/v1/datasets", {"tag": _shared.tags_param(tag)}, "id")
+        return [Dataset.model_validate(row) async for row in rows]
+
+    async def update(
+        self,
+        dataset_id: str,
+        *,
+        name: str | None = UNSET,
+        tags: Sequence[str] | None = None,
+        metadata: Mapping[str, str | None] | None = None,
+    ) -> Dataset:
+        body = _shared.labels_patch(name, tags, metadata)
+        call = Call("PATCH", f"/v1/datasets/{dataset_id}", json=body)
+        return Dataset.model_validate(await self._client.json(call))
 
     async def builtins(self) -> list[BuiltinDataset]:
         page = await self._client.json(Call("GET", "/v1/datasets", params={"builtin": "true"}))
@@ -221,6 +244,10 @@ class AsyncJobs:
             if not page["has_more"] or page["last_step"] is None:
                 return series
             params["after_step"] = page["last_step"]
+
+    async def webhook_deliveries(self, job_id: str) -> list[WebhookDelivery]:
+        rows = self._client.pages(f"/v1/jobs/{job_id}/webhook_deliveries", {}, "id")
+        return [WebhookDelivery.model_validate(row) async for row in rows]
 
     async def metrics_csv(self, job_id: str, path: str | Path) -> Path:
         return await self._client.download(Call("GET", f"/v1/jobs/{job_id}/metrics.csv"), path)

@@ -34,6 +34,8 @@ from ganforge.types import (
     Model,
     Sample,
     StreamMessage,
+    Usage,
+    WebhookDelivery,
 )
 
 if TYPE_CHECKING:
@@ -79,6 +81,10 @@ class Client:
         self.datasets = Datasets(self)
         self.jobs = Jobs(self)
         self.models = Models(self)
+
+    def usage(self) -> Usage:
+        """What this account stores, by kind, and the worker time its jobs took."""
+        return Usage.model_validate(self.json(Call("GET", "/v1/usage")))
 
     def close(self) -> None:
         self._http.close()
@@ -131,16 +137,37 @@ class Datasets:
     def __init__(self, client: Client) -> None:
         self._client = client
 
-    def upload(self, path: str | Path, name: str | None = None) -> Dataset:
+    def upload(
+        self,
+        path: str | Path,
+        name: str | None = None,
+        *,
+        tags: Sequence[str] | None = None,
+        metadata: Mapping[str, str] | None = None,
+    ) -> Dataset:
         """An ``.npz`` pack, a ``.zip`` of class folders, or a folder of class folders of
         images (zipped on the fly)."""
-        with _shared.dataset_upload(path, name) as upload:
+        with _shared.dataset_upload(path, name, tags, metadata) as upload:
             call = Call("POST", "/v1/datasets", upload=upload, timeout=UPLOAD_TIMEOUT)
             return Dataset.model_validate(self._client.json(call))
 
-    def list(self) -> list[Dataset]:
-        """This account's uploads, newest first."""
-        return [Dataset.model_validate(row) for row in self._client.pages("/v1/datasets", {}, "id")]
+    def list(self, tag: str | Sequence[str] | None = None) -> list[Dataset]:
+        """This account's uploads, newest first (carrying every ``tag``)."""
+        rows = self._client.pages("/v1/datasets", {"tag": _shared.tags_param(tag)}, "id")
+        return [Dataset.model_validate(row) for row in rows]
+
+    def update(
+        self,
+        dataset_id: str,
+        *,
+        name: str | None = UNSET,
+        tags: Sequence[str] | None = None,
+        metadata: Mapping[str, str | None] | None = None,
+    ) -> Dataset:
+        """``PATCH``, as ``jobs.update`` (a dataset's name cannot be cleared)."""
+        body = _shared.labels_patch(name, tags, metadata)
+        call = Call("PATCH", f"/v1/datasets/{dataset_id}", json=body)
+        return Dataset.model_validate(self._client.json(call))
 
     def builtins(self) -> list[BuiltinDataset]:
         page = self._client.json(Call("GET", "/v1/datasets", params={"builtin": "true"}))
@@ -248,6 +275,11 @@ class Jobs:
             if not page["has_more"] or page["last_step"] is None:
                 return series
             params["after_step"] = page["last_step"]
+
+    def webhook_deliveries(self, job_id: str) -> list[WebhookDelivery]:
+        """Every notification sent to the job's webhook, oldest first, with its tries."""
+        rows = self._client.pages(f"/v1/jobs/{job_id}/webhook_deliveries", {}, "id")
+        return [WebhookDelivery.model_validate(row) for row in rows]
 
     def metrics_csv(self, job_id: str, path: str | Path) -> Path:
         """``step,<metric>,...``, a row a logged step, into ``path``."""

@@ -68,6 +68,51 @@ class JobError(Resource):
     message: str | None = None
 
 
+class Webhook(Resource):
+    """Where a job's notifications go (``WebhookOut``; the secret is never sent back)."""
+
+    url: str
+    events: list[str]
+    signed: bool
+
+
+class WebhookAttempt(Resource):
+    at: datetime
+    duration_ms: float
+    status_code: int | None = None
+    error: str | None = None
+
+
+class WebhookDelivery(Resource):
+    """One notification and its tries (``WebhookDeliveryOut``); ``payload`` is the body sent."""
+
+    id: str
+    event: str
+    url: str
+    status: str
+    attempts: list[WebhookAttempt]
+    next_attempt_at: datetime | None = None
+    created_at: datetime
+    delivered_at: datetime | None = None
+    payload: dict[str, Any]
+
+
+class StorageBytes(Resource):
+    datasets: int
+    samples: int
+    checkpoints: int
+    models: int
+    total: int
+
+
+class Usage(Resource):
+    """``GET /v1/usage``: stored bytes by kind and the worker time the account's jobs took."""
+
+    storage_bytes: StorageBytes
+    storage_quota_bytes: int | None = None
+    job_seconds: float
+
+
 class Job(Labelled):
     """A training job (``JobOut``). ``status``: queued, running, paused, interrupted, then
     succeeded, failed or cancelled."""
@@ -87,6 +132,7 @@ class Job(Labelled):
     cancel_requested: bool = False
     pause_requested: bool = False
     continued_from: str | None = None
+    webhook: Webhook | None = None
     created_at: datetime
     started_at: datetime | None = None
     finished_at: datetime | None = None

@@ -150,19 +150,12 @@ def embedded_key(database_url: str, data_dir: Path) -> tuple[str, bool]:
 # --- processes ---------------------------------------------------------------------------------
 
 
-def worker_command(loglevel: str = "INFO") -> list[str]:
-    from worker import CELERY_WORKER_ARGS
+def worker_command(loglevel: str = "INFO", *, webhooks: bool = False) -> list[str]:
+    """The training worker's command line, or (``webhooks``) the webhook deliverer's."""
+    from worker import CELERY_WORKER_ARGS, WEBHOOK_WORKER_ARGS
 
-    return [
-        sys.executable,
-        "-m",
-        "celery",
-        "-A",
-        "worker.app",
-        *CELERY_WORKER_ARGS,
-        "--loglevel",
-        loglevel,
-    ]
+    args = WEBHOOK_WORKER_ARGS if webhooks else CELERY_WORKER_ARGS
+    return [sys.executable, "-m", "celery", "-A", "worker.app", *args, "--loglevel", loglevel]
 
 
 def api_command(host: str, port: int) -> list[str]:
@@ -186,7 +179,9 @@ def _child_environment(settings: Settings) -> dict[str, str]:
     dotenv = Path(".env")
     values = dotenv_values(dotenv) if dotenv.is_file() else {}
     inherited = {key: value for key, value in values.items() if value is not None}
-    return {**inherited, **os.environ, "DATA_DIR": str(settings.data_dir)}
+    # embedded: webhooks may call this machine (a receiver beside it), unless set otherwise
+    embedded = {"WEBHOOK_ALLOWED_ADDRESSES": "loopback"}
+    return {**embedded, **inherited, **os.environ, "DATA_DIR": str(settings.data_dir)}
 
 
 def _healthy(url: str) -> bool:
@@ -224,8 +219,8 @@ def up(
     ] = None,
 ) -> None:
     """The embedded service: a SQLite database, a storage folder and a file-based queue under
-    DATA_DIR, the API and one worker. Ctrl-C stops both (a running job is checkpointed and
-    resumes at the next start)."""
+    DATA_DIR, the API, one training worker and one webhook worker. Ctrl-C stops them (a running
+    job is checkpointed and resumes at the next start)."""
     if data_dir is not None:
         os.environ["DATA_DIR"] = str(data_dir.expanduser().resolve())
     settings = _settings()
@@ -244,8 +239,11 @@ def up(
     # terminal reaches only this process, which then stops each child once.
     env, cwd = _child_environment(settings), settings.data_dir
     worker = subprocess.Popen(worker_command(), cwd=cwd, env=env, start_new_session=True)
+    hooks = subprocess.Popen(
+        worker_command("WARNING", webhooks=True), cwd=cwd, env=env, start_new_session=True
+    )
     api = subprocess.Popen(api_command(host, port), cwd=cwd, env=env, start_new_session=True)
-    children = {"worker": worker, "api": api}
+    children = {"worker": worker, "webhook worker": hooks, "api": api}
     url = f"http://{_url_host(host)}:{port}"
     failed: str | None = None
     try:
@@ -270,6 +268,7 @@ def up(
     finally:
         _say("stopping...")
         _stop(api, API_STOP_TIMEOUT_S)
+        _stop(hooks, API_STOP_TIMEOUT_S)
         _stop(worker, WORKER_STOP_TIMEOUT_S)
         for sig, handler in previous.items():
             signal.signal(sig, handler)
@@ -317,4 +316,20 @@ def worker(
     argv = [*CELERY_WORKER_ARGS, "--loglevel", loglevel]
     if hostname:
         argv += ["--hostname", hostname]
+    celery_app.worker_main(argv)
+
+
+@app.command(rich_help_panel=SERVER_PANEL)
+def webhooks(
+    loglevel: Annotated[str, typer.Option(help="Celery log level")] = "INFO",
+    concurrency: Annotated[
+        int, typer.Option(min=1, max=64, help="deliveries tried at once (threads)")
+    ] = 4,
+) -> None:
+    """Deliver webhooks from the `webhooks` queue (HTTP tries in threads; no GPU)."""
+    from worker import WEBHOOK_WORKER_ARGS
+    from worker.app import celery_app
+
+    argv = [*WEBHOOK_WORKER_ARGS, "--loglevel", loglevel]
+    argv[argv.index("--concurrency") + 1] = str(concurrency)
     celery_app.worker_main(argv)

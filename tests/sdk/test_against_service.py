@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
+import time
 import zipfile
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +20,7 @@ from typer.testing import CliRunner
 
 from ganforge import APIError, AsyncClient, Client, Job
 from ganforge.cli import app
+from store.webhooks import verify
 from tests.fixtures.embedded import Up, embedded_env
 from tests.fixtures.services import free_port
 
@@ -213,3 +217,51 @@ def test_cli_exits_3_when_a_followed_job_does_not_succeed(
     )  # fmt: skip
     assert result.exit_code == 3, result.output
     assert f"{continued.id} cancelled" in result.stderr
+
+
+def test_a_webhook_is_delivered_signed_by_the_services_own_webhook_worker(
+    client: Client, tmp_path: Path
+) -> None:
+    received: list[tuple[dict[str, str], bytes]] = []
+
+    class Receiver(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            received.append(
+                (dict(self.headers), self.rfile.read(int(self.headers["Content-Length"])))
+            )
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    secret = "sdk-webhook-secret-0123"
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/hook"
+        hook = {"url": url, "secret": secret, "events": ["started", "completed"]}
+        job = client.jobs.create(SPEC | {"webhook": hook})
+        assert job.webhook is not None and job.webhook.signed
+        client.jobs.wait(job.id, progress=False, timeout=180)
+        deadline = time.monotonic() + 60
+        while len(received) < 2 and time.monotonic() < deadline:
+            time.sleep(0.1)  # polling interval: the deliveries come from another process
+    finally:
+        server.shutdown()
+        server.server_close()
+
+    types = [json.loads(body)["type"] for _, body in received]
+    assert types == ["job.started", "job.completed"]
+    for headers, body in received:
+        assert verify(secret, headers["Ganforge-Signature"], body)
+    deliveries = client.jobs.webhook_deliveries(job.id)
+    assert [(d.event, d.status, len(d.attempts)) for d in deliveries] == [
+        ("started", "delivered", 1), ("completed", "delivered", 1),
+    ]  # fmt: skip
+    usage = client.usage()
+    assert usage.job_seconds > 0 and usage.storage_bytes.checkpoints > 0
+    assert usage.storage_bytes.total == sum(
+        getattr(usage.storage_bytes, kind)
+        for kind in ("datasets", "samples", "checkpoints", "models")
+    )

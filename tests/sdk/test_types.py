@@ -21,6 +21,11 @@ PAIRS = [
     (types.Sample, schemas.SampleOut),
     (types.Checkpoint, schemas.CheckpointOut),
     (types.MetricSeries, schemas.MetricSeries),
+    (types.Webhook, schemas.WebhookOut),
+    (types.WebhookAttempt, schemas.WebhookAttemptOut),
+    (types.WebhookDelivery, schemas.WebhookDeliveryOut),
+    (types.StorageBytes, schemas.StorageBytes),
+    (types.Usage, schemas.UsageOut),
 ]
 
 

@@ -16,7 +16,7 @@ from ganforge.cli import app as cli_app
 from store.settings import Settings
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-SERVICES = {"api", "worker", "postgres", "redis", "minio", "createbucket", "migrate"}
+SERVICES = {"api", "worker", "webhooks", "postgres", "redis", "minio", "createbucket", "migrate"}
 BACKENDS = {"postgres": "service_healthy", "redis": "service_healthy", "minio": "service_healthy"}
 ONE_SHOTS = {"migrate": "service_completed_successfully",
              "createbucket": "service_completed_successfully"}  # fmt: skip
@@ -32,7 +32,7 @@ def compose() -> dict[str, Any]:
 def test_compose_has_every_service_with_a_healthcheck(compose: dict[str, Any]) -> None:
     services = compose["services"]
     assert set(services) == SERVICES
-    for name in ("api", "worker", "postgres", "redis", "minio"):
+    for name in ("api", "worker", "webhooks", "postgres", "redis", "minio"):
         assert services[name]["healthcheck"]["test"], name
     assert "/healthz" in " ".join(services["api"]["healthcheck"]["test"])
     for name in ("createbucket", "migrate"):
@@ -47,6 +47,11 @@ def test_api_and_worker_start_after_the_one_shots_succeed(compose: dict[str, Any
     assert services["migrate"]["depends_on"] == {"postgres": {"condition": "service_healthy"}}
     assert services["createbucket"]["depends_on"] == {"minio": {"condition": "service_healthy"}}
     assert "mc mb --ignore-existing" in " ".join(services["createbucket"]["entrypoint"])
+    hooks = {dep: spec["condition"] for dep, spec in services["webhooks"]["depends_on"].items()}
+    assert hooks == {"postgres": "service_healthy", "redis": "service_healthy",
+                     "migrate": "service_completed_successfully"}  # fmt: skip
+    assert services["webhooks"]["command"][:2] == ["ganforge", "webhooks"]
+    assert "deploy" not in services["webhooks"]  # no GPU
 
 
 def test_the_worker_reserves_an_nvidia_gpu(compose: dict[str, Any]) -> None:
@@ -59,7 +64,7 @@ def test_the_worker_reserves_an_nvidia_gpu(compose: dict[str, Any]) -> None:
 
 def test_ganforge_services_share_one_image_and_the_service_urls(compose: dict[str, Any]) -> None:
     services = compose["services"]
-    for name in ("api", "worker", "migrate"):
+    for name in ("api", "worker", "webhooks", "migrate"):
         service = services[name]
         assert service["build"] == "." and service["env_file"] == ".env"
         environment = service["environment"]
