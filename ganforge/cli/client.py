@@ -354,6 +354,23 @@ def jobs_logs(
                 out.print(line, highlight=False, markup=False)
 
 
+@client_command(jobs_app, "webhooks")
+def jobs_webhooks(ctx: typer.Context, job_id: JobId, as_json: Json = False) -> None:
+    """The job's webhook deliveries, oldest first, with their tries."""
+    with connect(ctx) as client:
+        deliveries = client.jobs.webhook_deliveries(job_id)
+    if as_json:
+        print_json([dump(delivery) for delivery in deliveries])
+        return
+    table = Table("id", "event", "status", "tries", "last answer", box=None)
+    for delivery in deliveries:
+        last = delivery.attempts[-1] if delivery.attempts else None
+        answer = "" if last is None else (last.error or str(last.status_code))
+        table.add_row(delivery.id, delivery.event, delivery.status, str(len(delivery.attempts)),
+                      answer)  # fmt: skip
+    out.print(table)
+
+
 @client_command(jobs_app, "metrics")
 def jobs_metrics(
     ctx: typer.Context,
@@ -471,6 +488,23 @@ def models_delete(ctx: typer.Context, model_id: ModelId) -> None:
     with connect(ctx) as client:
         client.models.delete(model_id)
     err.print(f"deleted {model_id}", highlight=False)
+
+
+@client_command(app, "usage")
+def usage(ctx: typer.Context, as_json: Json = False) -> None:
+    """What this account stores, by kind, and the worker time its jobs took."""
+    with connect(ctx) as client:
+        found = client.usage()
+    if as_json:
+        print_json(dump(found))
+        return
+    table = Table("stored", "bytes", box=None)
+    for kind, size in found.storage_bytes.model_dump().items():
+        table.add_row(kind, f"{size:,}")
+    out.print(table)
+    quota = found.storage_quota_bytes
+    out.print(f"quota: {'none' if quota is None else f'{quota:,} bytes'}", highlight=False)
+    out.print(f"job-seconds: {found.job_seconds:,.1f}", highlight=False)
 
 
 def _split(value: str | None) -> list[str] | None:

@@ -204,6 +204,10 @@ def test_cli_login_submit_follow_sample_and_list(service: Up, cli_env: Path) -> 
     assert missing.exit_code == 1 and "404 not_found" in missing.stderr
     usage = runner.invoke(app, ["sample", model, "--out", str(cli_env / "x.jpg")])
     assert usage.exit_code == 2
+    stored = runner.invoke(app, ["usage", "--json"])
+    assert stored.exit_code == 0 and json.loads(stored.stdout)["storage_bytes"]["total"] > 0
+    hooks = runner.invoke(app, ["jobs", "webhooks", job["id"], "--json"])
+    assert hooks.exit_code == 0 and json.loads(hooks.stdout) == []  # it has no webhook
 
 
 def test_cli_exits_3_when_a_followed_job_does_not_succeed(
