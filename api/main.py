@@ -21,7 +21,7 @@ from api.config import ApiSettings, api_settings
 from api.errors import install_error_handlers
 from api.keys import VerifiedKeys
 from api.limits import BodyLimit, HeaderLimits
-from api.routes import datasets, health, jobs, models, usage
+from api.routes import account, datasets, health, jobs, models
 from api.schemas import JobFieldsIn
 from api.services.generation import ForwardBatcher, ModelCache
 from api.services.jobs import JobPoller
@@ -109,7 +109,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         BodyLimit, max_bytes=config.max_json_body_bytes, streamed=[datasets.UPLOAD_PATH]
     )
     app.add_middleware(HeaderLimits)
-    for module in (datasets, jobs, models, usage, health):
+    for module in (datasets, jobs, models, account, health):
         app.include_router(module.router)
     _openapi_with_spec(app)
     return app

@@ -171,6 +171,9 @@ class Tenant(Base):
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True, default=lambda: new_id("ten"))
     name: Mapped[str] = mapped_column(String(200))
+    webhook: Mapped[dict[str, Any] | None] = mapped_column(
+        doc="the webhook of its submissions that name none (PUT /v1/webhook)"
+    )
     created_at: Mapped[datetime] = _created()
 
 

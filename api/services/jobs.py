@@ -9,7 +9,6 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
 
 import anyio
 from celery import Celery
@@ -24,13 +23,13 @@ from api.schemas import (
     JobFieldsIn,
     JobOut,
     MetricSeries,
-    WebhookIn,
     orm_attribute,
 )
 from api.services.datasets import BUILTINS_BY_NAME
 from api.services.pagination import ascending_page
 from api.services.tenancy import get_owned, list_owned
 from api.services.usage import check_quota, check_quota_async
+from api.services.webhooks import submission_webhook
 from gan_engine.evaluation import BEST_CHECKPOINT_METRICS
 from gan_engine.memory import estimate_training_memory, format_bytes
 from gan_engine.spec import Spec, SpecError, parse_spec, problems_of
@@ -57,7 +56,6 @@ from store.storage import (
     delete_objects,
     job_prefix,
 )
-from store.webhooks import address_problem
 
 log = logging.getLogger("api.jobs")
 
@@ -77,18 +75,6 @@ def split_job_fields(body: Any) -> tuple[Any, JobFieldsIn]:
     except ValidationError as error:
         raise SpecError(problems=problems_of(error), total=error.error_count()) from None
     return {k: v for k, v in body.items() if k not in own}, labels
-
-
-def checked_webhook(webhook: WebhookIn | None, settings: ApiSettings) -> dict[str, Any] | None:
-    """The webhook as stored, if this service may deliver to its host (an address given as a
-    literal or ``localhost`` is checked now; a name is resolved and checked at each try)."""
-    if webhook is None:
-        return None
-    host = urlsplit(webhook.url).hostname or ""
-    problem = address_problem(host, settings.webhook_allowed_addresses)
-    if problem:
-        raise InvalidRequest(problem, code="webhook_address_refused", param="webhook.url")
-    return webhook.model_dump(mode="json")
 
 
 async def validate_spec(
@@ -205,11 +191,13 @@ async def submit_job(
             param="Idempotency-Key",
         )
     body, fields = split_job_fields(body)
-    webhook = checked_webhook(fields.webhook, settings)
     async with engine.begin() as connection:
         spec = await validate_spec(connection, tenant_id=tenant_id, body=body, settings=settings)
         await check_quota_async(
             connection, tenant_id=tenant_id, quota_bytes=settings.max_storage_bytes_per_tenant
+        )
+        webhook = await submission_webhook(
+            connection, tenant_id=tenant_id, webhook=fields.webhook, settings=settings
         )
         job, created = await store_jobs.create_job_async(
             connection,

@@ -1,4 +1,4 @@
-"""webhook deliveries and a job's webhook; what storage and worker time a tenant uses
+"""webhooks (deliveries, a job's, a tenant's default) and usage (sizes, worker time)
 
 Revision ID: 0006
 Revises: 0005
@@ -21,6 +21,8 @@ TIMESTAMP = sa.DateTime(timezone=True)
 
 
 def upgrade() -> None:
+    with op.batch_alter_table("tenants") as batch:
+        batch.add_column(sa.Column("webhook", JSON, nullable=True))
     with op.batch_alter_table("jobs") as batch:
         batch.add_column(sa.Column("webhook", JSON, nullable=True))
         batch.add_column(sa.Column("running_since", TIMESTAMP, nullable=True))
@@ -66,4 +68,6 @@ def downgrade() -> None:
     with op.batch_alter_table("jobs") as batch:
         batch.drop_column("run_seconds")
         batch.drop_column("running_since")
+        batch.drop_column("webhook")
+    with op.batch_alter_table("tenants") as batch:
         batch.drop_column("webhook")

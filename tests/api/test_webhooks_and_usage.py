@@ -152,3 +152,28 @@ def test_usage_counts_stored_bytes_and_the_quota_refuses_more(
             == 204
         )
         assert submit(client, account).status_code == 202  # under the quota again
+
+
+def test_an_accounts_default_webhook_goes_to_submissions_that_name_none(
+    client: TestClient, account: Account, other: Account
+) -> None:
+    assert_error(client.get("/v1/webhook", headers=account.headers), 404)
+    put = client.put("/v1/webhook", headers=account.headers, json=HOOK | {"events": ["completed"]})
+    assert put.status_code == 200, put.text
+    shown = {"url": HOOK["url"], "events": ["completed"], "signed": True}
+    assert put.json() == shown
+    assert client.get("/v1/webhook", headers=account.headers).json() == shown
+    assert HOOK["secret"] not in client.get("/v1/webhook", headers=account.headers).text
+
+    assert submit(client, account).json()["webhook"] == shown
+    own = {"url": "https://elsewhere.example.com/h"}
+    assert submit(client, account, webhook=own).json()["webhook"]["url"] == own["url"]
+    assert submit(client, other).json()["webhook"] is None  # another account's default
+
+    refused = client.put("/v1/webhook", headers=account.headers, json={"url": "http://10.0.0.1/"})
+    assert_error(refused, 422, "webhook_address_refused", "url")
+    assert_error(client.put("/v1/webhook", headers=account.headers, json={"url": "ftp://x"}), 422,
+                 param="url")  # fmt: skip
+    assert client.get("/v1/webhook", headers=account.headers).json() == shown  # unchanged
+    assert client.delete("/v1/webhook", headers=account.headers).status_code == 204
+    assert submit(client, account).json()["webhook"] is None
