@@ -1,0 +1,77 @@
+"""The dashboard: static ES modules in ``api/dashboard/`` served at ``/`` by the API itself, with
+plotly.js from the pinned ``plotly`` wheel's package data. Every file goes out under a strict
+Content-Security-Policy: scripts, styles, images and requests from this origin only.
+
+The pages are public files; what they show comes from ``/v1`` with the API key a person pastes
+once (sessionStorage, sent as ``Authorization: Bearer``)."""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from fastapi import APIRouter, FastAPI
+from fastapi.responses import FileResponse
+from fastapi.staticfiles import StaticFiles
+from starlette.types import Scope
+
+DASHBOARD_DIR = Path(__file__).parent / "dashboard"
+PLOTLY_JS = Path(str(resources.files("plotly") / "package_data" / "plotly.min.js"))
+STATIC_PREFIX = "/ui"
+CONTENT_SECURITY_POLICY = "; ".join(
+    (
+        "default-src 'self'",
+        "script-src 'self'",
+        "style-src 'self'",
+        "img-src 'self'",
+        "connect-src 'self'",
+        "font-src 'self'",
+        "object-src 'none'",
+        "base-uri 'none'",
+        "form-action 'self'",
+        "frame-ancestors 'none'",
+    )
+)
+SECURITY_HEADERS = {
+    "Content-Security-Policy": CONTENT_SECURITY_POLICY,
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+}
+# the pages change with the code: revalidate each load (ETag); plotly changes only with its pin
+PAGE_CACHE = {"Cache-Control": "no-cache"}
+VENDOR_CACHE = {"Cache-Control": "public, max-age=86400"}
+
+router = APIRouter(include_in_schema=False)
+
+
+class DashboardFiles(StaticFiles):
+    """StaticFiles whose answers carry the security headers."""
+
+    def file_response(self, *args: Any, **kwargs: Any) -> Any:
+        response = super().file_response(*args, **kwargs)
+        response.headers.update(SECURITY_HEADERS | PAGE_CACHE)
+        return response
+
+    async def get_response(self, path: str, scope: Scope) -> Any:
+        response = await super().get_response(path, scope)
+        response.headers.update(SECURITY_HEADERS)
+        return response
+
+
+@router.get("/")
+def dashboard() -> FileResponse:
+    return FileResponse(DASHBOARD_DIR / "index.html", headers=SECURITY_HEADERS | PAGE_CACHE)
+
+
+@router.get(f"{STATIC_PREFIX}/vendor/plotly.min.js")
+def plotly_js() -> FileResponse:
+    return FileResponse(
+        PLOTLY_JS, media_type="text/javascript", headers=SECURITY_HEADERS | VENDOR_CACHE
+    )
+
+
+def install(app: FastAPI) -> None:
+    """Serve the dashboard on ``app``: ``/`` and the files under ``/ui/``."""
+    app.include_router(router)
+    app.mount(STATIC_PREFIX, DashboardFiles(directory=DASHBOARD_DIR), name="dashboard")
