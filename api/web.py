@@ -7,12 +7,14 @@ once (sessionStorage, sent as ``Authorization: Bearer``)."""
 
 from __future__ import annotations
 
+import re
+from functools import cache
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, FastAPI
-from fastapi.responses import FileResponse
+from fastapi.responses import FileResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.types import Scope
 
@@ -42,7 +44,26 @@ SECURITY_HEADERS = {
 PAGE_CACHE = {"Cache-Control": "no-cache"}
 VENDOR_CACHE = {"Cache-Control": "public, max-age=86400"}
 
+# plotly.js inserts its own style rules at load, which the CSP refuses ('self' styles only): the
+# same rules, read from the pinned bundle, are served as a stylesheet instead
+PLOTLY_RULES = re.compile(r"\w+=\{(\"X,X div\".*?)\};for\(")
+PLOTLY_RULE = re.compile(r"\"([^\"]+)\":(?:'([^']*)'|\"([^\"]*)\")")
+PLOTLY_SELECTOR_NAMES = {"X": ".js-plotly-plot .plotly", "Y": ".plotly-notifier"}
+
 router = APIRouter(include_in_schema=False)
+
+
+@cache
+def plotly_css() -> str:
+    """plotly.js's style rules (its ``plotcss``) as CSS text."""
+    found = PLOTLY_RULES.search(PLOTLY_JS.read_text(encoding="utf-8"))
+    if found is None:
+        raise RuntimeError(f"plotly.js's style rules not found in {PLOTLY_JS}")
+    rules = []
+    for selector, quoted, double_quoted in PLOTLY_RULE.findall(found.group(1)):
+        selector = re.sub("[XY]", lambda m: PLOTLY_SELECTOR_NAMES[m.group(0)], selector)
+        rules.append(f"{selector}{{{quoted or double_quoted}}}")
+    return "\n".join(rules) + "\n"
 
 
 class DashboardFiles(StaticFiles):
@@ -69,6 +90,11 @@ def plotly_js() -> FileResponse:
     return FileResponse(
         PLOTLY_JS, media_type="text/javascript", headers=SECURITY_HEADERS | VENDOR_CACHE
     )
+
+
+@router.get(f"{STATIC_PREFIX}/vendor/plotly.css")
+def plotly_stylesheet() -> Response:
+    return Response(plotly_css(), media_type="text/css", headers=SECURITY_HEADERS | VENDOR_CACHE)
 
 
 def install(app: FastAPI) -> None:

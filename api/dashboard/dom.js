@@ -13,6 +13,12 @@ export function h(tag, attributes = {}, ...children) {
   return element;
 }
 
+// element.replaceChildren() that skips null, undefined and false (the native one writes "null")
+export function fill(element, ...children) {
+  element.replaceChildren(...children.flat().filter((c) => c !== null && c !== undefined && c !== false));
+  return element;
+}
+
 export const table = (headings, rows) =>
   h("table", {}, h("thead", {}, h("tr", {}, headings.map((t) => h("th", {}, t)))),
     h("tbody", {}, rows));
@@ -25,8 +31,10 @@ export function seconds(value) {
   return `${Math.floor(s / 3600)} h ${Math.floor((s % 3600) / 60)} min`;
 }
 
-export const number = (value, digits = 3) =>
-  value === null || value === undefined ? "–" : Number(value).toPrecision(digits);
+export function number(value, digits = 3) {
+  if (value === null || value === undefined) return "–";
+  return Math.abs(value) >= 10 ** digits ? String(Math.round(value)) : String(Number(value.toPrecision(digits)));
+}
 
 export const when = (iso) => (iso ? new Date(iso).toLocaleString() : "–");
 

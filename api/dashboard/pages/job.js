@@ -2,8 +2,8 @@
 // slider, the event log (warnings and their advice stand out), checkpoints, the spec, exports.
 // Live from /v1/jobs/{id}/stream: progress and status as they come, and on each change the
 // metrics after the last step drawn and any new sample grid.
-import { download, drawPng, eventStream, getJson, request } from "../api.js";
-import { h, notice, number, seconds, table, tagList, when } from "../dom.js";
+import { download, drawPng, eventStream, getJson } from "../api.js";
+import { fill, h, notice, number, seconds, table, tagList, when } from "../dom.js";
 
 const CHARTS = [
   ["Losses", ["d_loss", "g_loss"]],
@@ -44,7 +44,7 @@ export async function render(root, { params: [jobId], signal }) {
   function drawHeader() {
     const p = job.progress;
     const can = (s) => s.includes(job.status);
-    header.replaceChildren(
+    fill(header, 
       h("div", { class: "toolbar" },
         h("h1", {}, job.name || job.id), tagList(job.tags),
         can(["running"]) ? h("button", { onclick: act("pause") }, "Pause") : null,
@@ -79,21 +79,25 @@ export async function render(root, { params: [jobId], signal }) {
     charts.append(div);
     return { title, div };
   });
+  // An evaluation of step N is written after step N's training row, so each refresh asks again
+  // from the last step drawn (after_step = last - 1); points are kept by step.
   async function loadMetrics() {
     for (;;) {
-      const query = lastStep === null ? "" : `?after_step=${lastStep}`;
+      const query = lastStep === null ? "" : `?after_step=${Math.max(0, lastStep - 1)}`;
       const page = await getJson(`${base}/metrics${query}`, { signal });
       for (const [name, points] of Object.entries(page.data)) {
-        (series[name] ??= []).push(...points);
+        series[name] ??= new Map();
+        for (const point of points) series[name].set(pointStep(point), pointValue(point));
       }
-      if (page.last_step !== null && page.last_step !== undefined) lastStep = page.last_step;
-      if (!page.has_more) break;
+      const advanced = page.last_step !== null && page.last_step !== lastStep;
+      if (page.last_step !== null) lastStep = page.last_step;
+      if (!page.has_more || !advanced) break;
     }
     CHARTS.forEach(([title, names], i) => {
-      const traces = names.filter((n) => series[n]?.length).map((name) => ({
-        x: series[name].map(pointStep), y: series[name].map(pointValue),
+      const traces = names.filter((n) => series[n]?.size).map((name) => ({
+        x: [...series[name].keys()], y: [...series[name].values()],
         name: LABELS[name] ?? name, type: "scatter",
-        mode: series[name].length > 40 ? "lines" : "lines+markers",
+        mode: series[name].size > 40 ? "lines" : "lines+markers",
       }));
       const layout = { title: { text: title, font: { size: 14 } }, height: 260,
         margin: { l: 50, r: 10, t: 36, b: 36 }, xaxis: { title: { text: "step" } },

@@ -1,7 +1,7 @@
 // Jobs: newest first, filtered by status or tag; progress live from the SSE stream of the first
 // few active jobs, the list itself refreshed every few seconds.
 import { eventStream, getJson, request } from "../api.js";
-import { h, notice, number, seconds, table, tagList } from "../dom.js";
+import { fill, h, notice, number, seconds, tagList } from "../dom.js";
 
 const STATUSES = ["", "queued", "running", "paused", "succeeded", "failed", "cancelled"];
 const ACTIVE = new Set(["queued", "running", "paused"]);
@@ -91,10 +91,10 @@ function jobRow(first, changed) {
   function update(change) {
     job = { ...job, ...change, progress: { ...job.progress, ...(change.progress ?? {}) } };
     const p = job.progress;
-    cells.name.replaceChildren(
+    fill(cells.name, 
       h("a", { href: `#/jobs/${job.id}` }, job.name || job.id),
       job.name ? h("small", {}, ` ${job.id}`) : null, " ", tagList(job.tags));
-    cells.status.replaceChildren(h("span", { class: `status ${job.status}` }, job.status),
+    fill(cells.status, h("span", { class: `status ${job.status}` }, job.status),
       job.phase && job.status === "running" ? h("small", {}, ` ${job.phase}`) : null);
     cells.progress.replaceChildren(
       h("progress", { max: p.total || 1, value: p.step }),
@@ -102,7 +102,7 @@ function jobRow(first, changed) {
     cells.speed.textContent = number(p.images_per_s, 3);
     cells.eta.textContent = seconds(p.eta_s);
     const can = (s) => s.includes(job.status);
-    cells.actions.replaceChildren(
+    fill(cells.actions, 
       can(["running"]) ? h("button", { onclick: act("pause") }, "Pause") : null,
       can(["paused"]) ? h("button", { onclick: act("resume") }, "Resume") : null,
       can(["queued", "running", "paused"])
