@@ -16,7 +16,8 @@ from typing import Any
 from fastapi import APIRouter, FastAPI
 from fastapi.responses import FileResponse, Response
 from fastapi.staticfiles import StaticFiles
-from starlette.types import Scope
+from starlette.datastructures import MutableHeaders
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 DASHBOARD_DIR = Path(__file__).parent / "dashboard"
 PLOTLY_JS = Path(str(resources.files("plotly") / "package_data" / "plotly.min.js"))
@@ -32,6 +33,23 @@ CONTENT_SECURITY_POLICY = "; ".join(
         "object-src 'none'",
         "base-uri 'none'",
         "form-action 'self'",
+        "frame-ancestors 'none'",
+    )
+)
+# /docs and /redoc (fastapi-offline's pages): their inline bootstrap script and styles, Redoc's
+# blob: worker and data: images are allowed, any other origin is not (Redoc's footer links a logo
+# on its CDN: the browser refuses it instead of asking the internet)
+DOCS_PATHS = ("/docs", "/redoc")
+DOCS_CONTENT_SECURITY_POLICY = "; ".join(
+    (
+        "default-src 'self'",
+        "script-src 'self' 'unsafe-inline'",
+        "style-src 'self' 'unsafe-inline'",
+        "img-src 'self' data:",
+        "worker-src 'self' blob:",
+        "connect-src 'self'",
+        "object-src 'none'",
+        "base-uri 'none'",
         "frame-ancestors 'none'",
     )
 )
@@ -97,7 +115,29 @@ def plotly_stylesheet() -> Response:
     return Response(plotly_css(), media_type="text/css", headers=SECURITY_HEADERS | VENDOR_CACHE)
 
 
+class DocsPolicy:
+    """ASGI middleware: the docs pages' Content-Security-Policy."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] not in DOCS_PATHS:
+            await self.app(scope, receive, send)
+            return
+
+        async def with_policy(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                MutableHeaders(scope=message)["Content-Security-Policy"] = (
+                    DOCS_CONTENT_SECURITY_POLICY
+                )
+            await send(message)
+
+        await self.app(scope, receive, with_policy)
+
+
 def install(app: FastAPI) -> None:
-    """Serve the dashboard on ``app``: ``/`` and the files under ``/ui/``."""
+    """Serve the dashboard on ``app``: ``/`` and the files under ``/ui/``; the docs' CSP."""
+    app.add_middleware(DocsPolicy)
     app.include_router(router)
     app.mount(STATIC_PREFIX, DashboardFiles(directory=DASHBOARD_DIR), name="dashboard")

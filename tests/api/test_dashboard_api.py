@@ -182,3 +182,5 @@ def test_docs_load_their_assets_from_this_server(client: TestClient) -> None:
         assert f'src="/static-offline-docs/{asset}"' in page
         assert "cdn" not in page.lower() and "googleapis" not in page
         assert client.get(f"/static-offline-docs/{asset}").status_code == 200
+        policy = client.get(path).headers["content-security-policy"]
+        assert "default-src 'self'" in policy and "https:" not in policy
