@@ -122,9 +122,9 @@ def test_docs_render_offline(page: Page, service: Up) -> None:
     browser.goto(f"{page.url}/docs")
     browser.wait_for_selector(".opblock-summary-path[data-path='/v1/presets']")
     assert browser.locator(".opblock").count() > 20
-    page.screenshot("docs-swagger")
+    page.screenshot("docs-swagger", full_page=False)
     browser.goto(f"{page.url}/redoc")
     browser.get_by_text("List the presets").first.wait_for(state="attached")
     assert browser.locator("[data-section-id^='tag/']").count() >= 5
-    page.screenshot("docs-redoc")
+    page.screenshot("docs-redoc", full_page=False)
     assert page.blocked == [], f"requests off this machine were attempted: {page.blocked}"

@@ -27,7 +27,7 @@ export async function render(root, { params: [modelId], signal }) {
           "Download (export zip: safetensors, config, spec)"),
         h("a", { class: "button", href: `#/jobs/${model.job_id}` }, "Its job")),
       h("p", {}, `${model.image_shape.join("×")} · `,
-        model.class_names ? `${model.class_names.length} classes` : "unconditional",
+        model.class_names ? `${model.class_names.length} classes · ` : "unconditional · ",
         Object.entries(model.summary_metrics ?? {}).filter(([, v]) => typeof v === "number")
           .map(([k, v]) => h("span", { class: "metric" }, ` ${k} ${number(v, 4)}`)))),
     form);
