@@ -101,7 +101,7 @@ export async function render(root, { params: [jobId], signal }) {
       }));
       const layout = { title: { text: title, font: { size: 14 } }, height: 260,
         margin: { l: 50, r: 10, t: 36, b: 30 },
-        legend: { orientation: "h", y: -0.25 } };
+        showlegend: true, legend: { orientation: "h", y: -0.25 } };
       if (!traces.length) {
         plots[i].div.replaceChildren(h("h3", {}, title), h("p", { class: "muted" }, "no points yet"));
         plots[i].drawn = false;
