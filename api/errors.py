@@ -36,6 +36,7 @@ from store.errors import (
     NotFound,
     PayloadTooLarge,
     StoreError,
+    Unavailable,
     UnsupportedMediaType,
 )
 from store.storage import StorageKeyNotFound
@@ -115,6 +116,7 @@ DOMAIN_STATUS: tuple[tuple[type[Exception], int], ...] = (
     (UnsupportedMediaType, 415),
     (LimitExceeded, 429),
     (Busy, 503),
+    (Unavailable, 503),
     (Damaged, 500),
 )
 ENGINE_CODES: tuple[tuple[type[EngineError], str], ...] = (

@@ -16,12 +16,14 @@ from typing import Any
 
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
+from fastapi_offline import FastAPIOffline
 
+from api import web
 from api.config import ApiSettings, api_settings
 from api.errors import install_error_handlers
 from api.keys import VerifiedKeys
 from api.limits import BodyLimit, HeaderLimits
-from api.routes import account, datasets, health, jobs, models
+from api.routes import account, datasets, health, jobs, models, presets
 from api.schemas import JobFieldsIn
 from api.services.generation import ForwardBatcher, ModelCache
 from api.services.jobs import JobPoller
@@ -81,7 +83,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await app.state.async_engine.dispose()
             app.state.batcher.close()
 
-    app = FastAPI(
+    app = FastAPIOffline(  # /docs and /redoc with their scripts from the wheel, not a CDN
         title="ganforge",
         version="1.0.0",
         description=DESCRIPTION,
@@ -109,8 +111,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         BodyLimit, max_bytes=config.max_json_body_bytes, streamed=[datasets.UPLOAD_PATH]
     )
     app.add_middleware(HeaderLimits)
-    for module in (datasets, jobs, models, account, health):
+    for module in (datasets, jobs, models, account, health, presets):
         app.include_router(module.router)
+    web.install(app)
     _openapi_with_spec(app)
     return app
 

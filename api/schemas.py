@@ -230,6 +230,9 @@ class DatasetOut(LabelsOut, FromRow):
     image_shape: list[int] = Field(description="[height, width, channels]")
     class_names: list[str] | None = Field(description="null when the images are unlabelled")
     size_bytes: int = Field(description="size of the stored pack")
+    class_counts: list[int] | None = Field(
+        None, description="images per class, in class_names order; null when unlabelled"
+    )
     created_at: datetime
 
     @computed_field  # type: ignore[prop-decorator]
@@ -248,6 +251,24 @@ class BuiltinDatasetOut(BaseModel):
     class_names: list[str]
     num_classes: int
     description: str
+
+
+class BuiltinDatasetDetail(BuiltinDatasetOut):
+    """A builtin dataset as read from its files (GANFORGE_DATA_DIR for MNIST and Fashion-MNIST)."""
+
+    split: Literal["train", "test"] = Field(description="the split counted and previewed")
+    class_counts: list[int] = Field(description="samples per class, in class_names order")
+
+
+# --- presets -----------------------------------------------------------------------------------
+
+
+class PresetOut(BaseModel):
+    """A named set of spec fields (``gan_engine/presets/NAME.yaml``): ``{"preset": name}``."""
+
+    name: str
+    description: str = Field(description="the paper and setting it follows")
+    fields: dict[str, Any] = Field(description="the spec fields it sets; the spec's own win")
 
 
 # --- jobs --------------------------------------------------------------------------------------

@@ -3,7 +3,7 @@
 Each says what went wrong for the user (``str(error)``), which field, parameter or header is at
 fault (``param``) and a stable ``code``. They know nothing of HTTP: ``api.errors`` maps each class
 to its status (``NotFound`` 404, ``Conflict`` 409, ``InvalidRequest`` 422, ``PayloadTooLarge``
-413, ``UnsupportedMediaType`` 415, ``LimitExceeded`` 429, ``Busy`` 503).
+413, ``UnsupportedMediaType`` 415, ``LimitExceeded`` 429, ``Busy`` and ``Unavailable`` 503).
 """
 
 from __future__ import annotations
@@ -72,6 +72,13 @@ class Busy(StoreError):
     ``retry_after_s``; nothing was done."""
 
     default_code = "busy"
+
+
+class Unavailable(StoreError):
+    """Something the service needs is not installed on it (a builtin dataset's files, say): the
+    operator must provide it; retrying as is will not help."""
+
+    default_code = "unavailable"
 
 
 class Damaged(StoreError):

@@ -203,6 +203,9 @@ class Dataset(Labelled, Base):
     image_shape: Mapped[list[int]] = mapped_column(JSONType, doc="[H, W, C]")
     class_names: Mapped[list[str] | None] = mapped_column(JSONType)
     size_bytes: Mapped[int] = mapped_column(BigInteger)
+    class_counts: Mapped[list[int] | None] = mapped_column(
+        JSONType, doc="images per class; null when unlabelled or uploaded before 0006"
+    )
     created_at: Mapped[datetime] = _created()
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, Path, Query, Request, Response
 from starlette.concurrency import run_in_threadpool
 
 from api.deps import SessionDep, SessionmakerDep, SettingsDep, StorageDep, TenantDep
@@ -12,12 +12,14 @@ from api.json_body import StrictJSONRoute
 from api.params import DEFAULT_LIMIT, AfterId, DatasetId, Limit, TagFilter
 from api.schemas import (
     ERROR_RESPONSES,
+    BuiltinDatasetDetail,
     BuiltinDatasetOut,
     DatasetOut,
     LabelsPatch,
     Page,
     error,
 )
+from api.services import dataset_previews as previews
 from api.services import datasets as service
 from api.uploads import received_upload
 
@@ -119,6 +121,56 @@ def list_datasets(
         session, tenant_id=caller.tenant_id, after=after, limit=limit, tags=tags or []
     )
     return Page[DatasetOut](data=[DatasetOut.model_validate(row) for row in rows], has_more=more)
+
+
+BuiltinName = Annotated[
+    str, Path(max_length=40, pattern=r"^[a-z0-9-]+$", description="a builtin dataset's name")
+]
+PNG_RESPONSE: dict[int | str, dict[str, Any]] = {
+    200: {"content": {"image/png": {}}, "description": "a PNG grid, a row of real images a class"}
+}
+UNINSTALLED = {503: error("`dataset_unavailable`: its files are not in GANFORGE_DATA_DIR")}
+PREVIEW_CACHE = {"Cache-Control": "private, max-age=86400"}
+
+
+@router.get(
+    "/builtin/{name}",
+    summary="Get a builtin dataset",
+    response_model=BuiltinDatasetDetail,
+    responses=UNINSTALLED,
+)
+def get_builtin_dataset(name: BuiltinName, caller: TenantDep) -> Any:
+    """With its images per class, counted from its files (never downloaded: a builtin whose files
+    are not installed answers 503 `dataset_unavailable`)."""
+    return previews.builtin_detail(name)
+
+
+@router.get(
+    "/builtin/{name}/preview.png",
+    summary="Real images of a builtin dataset",
+    response_class=Response,
+    responses=PNG_RESPONSE | UNINSTALLED,
+)
+def get_builtin_preview(name: BuiltinName, caller: TenantDep) -> Response:
+    """A row of a few images per class, in class order (2-D point sets: a scatter plot)."""
+    png = previews.builtin_facts(name).preview
+    return Response(png, media_type="image/png", headers=PREVIEW_CACHE)
+
+
+@router.get(
+    "/{dataset_id}/preview.png",
+    summary="Real images of a dataset",
+    response_class=Response,
+    responses=PNG_RESPONSE,
+)
+def get_dataset_preview(
+    dataset_id: DatasetId, session: SessionDep, caller: TenantDep, storage: StorageDep
+) -> Response:
+    """A row of a few images per class, in class order (unlabelled: the first images)."""
+    png = previews.uploaded_preview(
+        session, storage=storage, tenant_id=caller.tenant_id, dataset_id=dataset_id
+    )
+    return Response(png, media_type="image/png", headers=PREVIEW_CACHE)
 
 
 @router.get("/{dataset_id}", summary="Get a dataset", response_model=DatasetOut)

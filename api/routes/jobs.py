@@ -448,9 +448,9 @@ async def stream_job(
     ] = None,
 ) -> StreamingResponse:
     """Messages `event` (a log row; its `id:` is the seq, so a reconnecting EventSource resumes
-    after it), `progress`, `metrics` (latest value per name) and `status` (`{"status", "error",
-    "model_id", ...}`), each sent when it changes; `: keep-alive` comments in between. The stream
-    ends after the `status` of a finished job (succeeded, failed or cancelled)."""
+    after it), `progress`, `metrics` (latest value per name) and `status` (`{"status", "phase",
+    "error", "model_id", ...}`), each sent when it changes; `: keep-alive` comments in between.
+    The stream ends after the `status` of a finished job (succeeded, failed or cancelled)."""
     resume = after or 0
     if last_event_id is not None:
         if not LAST_EVENT_ID.fullmatch(last_event_id) or int(last_event_id) > MAX_INT32:

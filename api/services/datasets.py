@@ -8,6 +8,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from pydantic import ValidationError
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
@@ -154,7 +155,7 @@ def create_dataset(
     key = dataset_pack_key(dataset_id)
     with tempfile.TemporaryDirectory(prefix="ganforge-pack-") as folder:
         pack = Path(folder) / "pack.npz"
-        n_images, image_shape, class_names = _write_pack(path, settings, pack)
+        n_images, image_shape, class_names, class_counts = _write_pack(path, settings, pack)
         row = Dataset(
             id=dataset_id,
             tenant_id=tenant_id,
@@ -163,6 +164,7 @@ def create_dataset(
             n_images=n_images,
             image_shape=image_shape,
             class_names=class_names,
+            class_counts=class_counts,
             size_bytes=pack.stat().st_size,
             tags=list(labels.tags) if labels else [],
             metadata_=dict(labels.metadata) if labels else {},
@@ -188,13 +190,19 @@ def create_dataset(
 
 def _write_pack(
     path: Path, settings: ApiSettings, pack: Path
-) -> tuple[int, list[int], list[str] | None]:
+) -> tuple[int, list[int], list[str] | None, list[int] | None]:
     """Decode the upload and write it to ``pack``: its decoded arrays live only in this call.
-    Returns the image count, [H, W, C] and the class names."""
+    Returns the image count, [H, W, C], the class names and the images per class."""
     with dataset_files.converted(path, settings) as converted:
         write_pack(pack, converted.images, converted.labels, converted.class_names)
         count, height, width, *channels = converted.images.shape
-        return count, [height, width, channels[0] if channels else 1], converted.class_names
+        names, labels = converted.class_names, converted.labels
+        counts = (
+            None
+            if names is None or labels is None
+            else np.bincount(labels, minlength=len(names)).tolist()
+        )
+        return count, [height, width, channels[0] if channels else 1], names, counts
 
 
 def delete_dataset(

@@ -3,8 +3,9 @@
 Each poll opens its own short session (no connection is held between polls), reads the job row
 first and then its new events, so once the job is seen finished every event it wrote is seen too.
 Messages: ``event`` (one per log row, ``id:`` = its seq, so ``Last-Event-ID`` resumes), ``progress``
-and ``metrics`` when they change, ``status`` when it changes; the stream ends after the final
-``status``. A comment line keeps idle connections alive.
+and ``metrics`` when they change, ``status`` (with the job's ``phase``: training, evaluating...)
+when it changes; the stream ends after the final ``status``. A comment line keeps idle
+connections alive.
 """
 
 from __future__ import annotations
@@ -59,6 +60,7 @@ def poll(sessions: sessionmaker[Session], job_id: str, after_seq: int) -> Snapsh
             status={
                 "id": job.id,
                 "status": job.status,
+                "phase": out.phase,
                 "error": None if out.error is None else out.error.model_dump(),
                 "model_id": job.model_id,
                 "attempt": job.attempt,
