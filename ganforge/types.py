@@ -33,6 +33,7 @@ class Dataset(Labelled):
     n_images: int
     image_shape: list[int]
     class_names: list[str] | None = None
+    class_counts: list[int] | None = None
     num_classes: int = 0
     size_bytes: int
     created_at: datetime

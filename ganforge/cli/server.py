@@ -254,12 +254,12 @@ def up(
                 break
             stop.wait(0.2)  # polling interval
         if failed is None and not stop.is_set():
-            _say(f"ganforge is up: {url}   (API docs: {url}/docs)")
+            _say(f"ganforge is up: {url}   (dashboard: {url}/, API docs: {url}/docs)")
             _say(f"API key: {key}")
             where = "new, saved" if created else "saved"
             _say(f"  ({where} in {settings.data_dir / KEY_FILE}, readable by you only)")
             _say(f"data: {settings.data_dir}")
-            _say("Ctrl-C stops the API and the worker.")
+            _say("Ctrl-C stops the API and the workers.")
         while failed is None and not stop.wait(0.5):
             for name, process in children.items():
                 if process.poll() is not None:
