@@ -8,6 +8,7 @@ import base64
 import io
 from typing import Any
 
+import httpx
 import numpy as np
 
 from tests.fixtures.embedded import Up
@@ -113,6 +114,12 @@ def test_datasets_page_uploads_by_drag_and_drop(page: Page, service: Up) -> None
     card.locator("canvas[data-loaded]").wait_for()
     assert card.locator(".classes").inner_text().split() == ["dark", "4", "mid", "4", "light", "4"]
     assert "12 images" in card.inner_text()
+    dataset_id = card.inner_text().split("ds_", 1)[1].split()[0]
+    tagged = httpx.patch(f"{service.url}/v1/datasets/ds_{dataset_id}", json={"tags": ["scans"]},
+                         headers={"Authorization": f"Bearer {service.key()}"})  # fmt: skip
+    assert tagged.status_code == 200, tagged.text
+    browser.reload()
+    browser.locator("[data-dataset=shades] .tag:text('scans')").wait_for()
     page.screenshot("datasets")
     assert_stayed_local(page)
 

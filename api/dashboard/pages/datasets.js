@@ -43,7 +43,7 @@ export async function render(root, { signal }) {
     const page = await getJson("/v1/datasets?limit=100", { signal });
     uploaded.replaceChildren(...(page.data.length ? page.data.map((d) =>
       datasetCard({ title: d.name, subtitle: `${d.id} · ${d.n_images} images · ${d.image_shape.join("×")}`,
-        classNames: d.class_names, counts: d.class_counts,
+        classNames: d.class_names, counts: d.class_counts, tags: d.tags,
         preview: `/v1/datasets/${d.id}/preview.png`, signal }))
       : [h("p", { class: "muted" }, "No uploads yet.")]));
   }
@@ -59,11 +59,12 @@ export async function render(root, { signal }) {
   await listUploaded();
 }
 
-function datasetCard({ title, subtitle, classNames, counts, preview, signal }) {
+function datasetCard({ title, subtitle, classNames, counts, tags = [], preview, signal }) {
   const canvas = h("canvas", { class: "grid" });
   const classes = h("ul", { class: "classes" });
+  const labels = h("span", { class: "tags" }, tags.map((t) => h("span", { class: "tag" }, t)));
   const card = h("div", { class: "card dataset", "data-dataset": title },
-    h("h3", {}, title), h("p", { class: "muted" }, subtitle), classes, canvas);
+    h("h3", {}, title, " ", labels), h("p", { class: "muted" }, subtitle), classes, canvas);
   card.showCounts = (values) => classes.replaceChildren(...(classNames ?? []).map((name, i) =>
     h("li", {}, name, values ? h("small", {}, ` ${values[i]}`) : null)));
   card.showCounts(counts);
