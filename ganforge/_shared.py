@@ -183,3 +183,12 @@ class _Unset:
 
 
 UNSET: Any = _Unset()  # `update(name=None)` clears the name; leaving it out keeps it
+
+
+def webhook_body(url: str, events: Sequence[str] | None, secret: str | None) -> dict[str, Any]:
+    body: dict[str, Any] = {"url": url}
+    if events is not None:
+        body["events"] = list(events)
+    if secret is not None:
+        body["secret"] = secret
+    return body

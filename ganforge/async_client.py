@@ -37,6 +37,7 @@ from ganforge.types import (
     Sample,
     StreamMessage,
     Usage,
+    Webhook,
     WebhookDelivery,
 )
 
@@ -69,6 +70,23 @@ class AsyncClient:
 
     async def usage(self) -> Usage:
         return Usage.model_validate(await self.json(Call("GET", "/v1/usage")))
+
+    async def default_webhook(self) -> Webhook | None:
+        try:
+            return Webhook.model_validate(await self.json(Call("GET", "/v1/webhook")))
+        except APIError as error:
+            if error.status == 404:
+                return None
+            raise
+
+    async def set_default_webhook(
+        self, url: str, *, events: Sequence[str] | None = None, secret: str | None = None
+    ) -> Webhook:
+        body = _shared.webhook_body(url, events, secret)
+        return Webhook.model_validate(await self.json(Call("PUT", "/v1/webhook", json=body)))
+
+    async def delete_default_webhook(self) -> None:
+        await self.request(Call("DELETE", "/v1/webhook"))
 
     async def aclose(self) -> None:
         await self._http.aclose()

@@ -35,6 +35,7 @@ from ganforge.types import (
     Sample,
     StreamMessage,
     Usage,
+    Webhook,
     WebhookDelivery,
 )
 
@@ -85,6 +86,24 @@ class Client:
     def usage(self) -> Usage:
         """What this account stores, by kind, and the worker time its jobs took."""
         return Usage.model_validate(self.json(Call("GET", "/v1/usage")))
+
+    def default_webhook(self) -> Webhook | None:
+        """The webhook of this account's submissions that carry none (None: not set)."""
+        try:
+            return Webhook.model_validate(self.json(Call("GET", "/v1/webhook")))
+        except APIError as error:
+            if error.status == 404:
+                return None
+            raise
+
+    def set_default_webhook(
+        self, url: str, *, events: Sequence[str] | None = None, secret: str | None = None
+    ) -> Webhook:
+        body = _shared.webhook_body(url, events, secret)
+        return Webhook.model_validate(self.json(Call("PUT", "/v1/webhook", json=body)))
+
+    def delete_default_webhook(self) -> None:
+        self.request(Call("DELETE", "/v1/webhook"))
 
     def close(self) -> None:
         self._http.close()

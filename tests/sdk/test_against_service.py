@@ -269,3 +269,16 @@ def test_a_webhook_is_delivered_signed_by_the_services_own_webhook_worker(
         getattr(usage.storage_bytes, kind)
         for kind in ("datasets", "samples", "checkpoints", "models")
     )
+
+
+def test_the_accounts_default_webhook_is_set_read_and_removed(client: Client) -> None:
+    assert client.default_webhook() is None
+    hook = client.set_default_webhook("http://127.0.0.1:9/hook", events=["completed"],
+                                      secret="default-secret-0123456")  # fmt: skip
+    assert (hook.url, hook.events, hook.signed) == ("http://127.0.0.1:9/hook", ["completed"], True)
+    assert client.default_webhook() == hook
+    with pytest.raises(APIError) as refused:
+        client.set_default_webhook("ftp://127.0.0.1/x")
+    assert (refused.value.status, refused.value.param) == (422, "url")
+    client.delete_default_webhook()
+    assert client.default_webhook() is None
