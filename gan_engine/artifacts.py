@@ -1,4 +1,8 @@
-"""Generator artifacts: ``generator.safetensors`` + ``config.json``, and sampling from them."""
+"""Generator artifacts: ``generator.safetensors`` + ``config.json``, and sampling from them.
+
+A translation model's artifact (``task`` 'translation') holds its U-Net generator and the shape
+of the inputs it takes; it translates images instead of sampling.
+"""
 
 from __future__ import annotations
 
@@ -17,13 +21,14 @@ from torch import nn
 
 from gan_engine.errors import EngineError
 from gan_engine.images import grid, png_bytes, scatter_png, to_uint8
-from gan_engine.nets import build_generator
+from gan_engine.nets import build_generator, build_translator
 from gan_engine.precision import Precision, autocast, uses_bf16
 from gan_engine.spec import ModelSpec
 
 ARTIFACT_FORMAT = 1
 WEIGHTS_FILE, CONFIG_FILE = "generator.safetensors", "config.json"
 MAX_SAMPLES = 4096
+TRANSLATE_CHUNK = 256
 
 
 class ArtifactError(EngineError):
@@ -43,6 +48,8 @@ class ArtifactConfig(BaseModel):
     normalisation: str = "images: uint8 = round((x + 1) * 127.5), x in [-1, 1]; points: raw floats"
     training_step: int = 0
     metrics: dict[str, float] = {}
+    task: Literal["generation", "translation"] = "generation"
+    input_shape: list[int] | None = None  # (C', S, S) of a translation model's inputs
 
 
 def artifact_files(
@@ -54,6 +61,8 @@ def artifact_files(
     dataset: str,
     step: int,
     metrics: dict[str, float] | None = None,
+    task: Literal["generation", "translation"] = "generation",
+    input_shape: tuple[int, ...] | None = None,
 ) -> dict[str, bytes]:
     """The two files of an artifact, as bytes (the CLI writes them, the worker uploads them)."""
     conditional = model.conditioning != "none"
@@ -66,6 +75,8 @@ def artifact_files(
         dataset=dataset,
         training_step=step,
         metrics=metrics or {},
+        task=task,
+        input_shape=None if input_shape is None else list(input_shape),
     )
     weights = {k: v.detach().cpu().contiguous() for k, v in generator.state_dict().items()}
     return {
@@ -114,9 +125,21 @@ class GeneratorArtifact:
             state = load_safetensors(weights)
         except (ValueError, ValidationError, SafetensorError) as error:
             raise ArtifactError(f"not a readable generator artifact: {error}") from error
-        generator = build_generator(
-            parsed.model, sample_shape=tuple(parsed.sample_shape), num_classes=parsed.num_classes
-        )
+        generator: nn.Module
+        if parsed.task == "translation":
+            if parsed.input_shape is None:
+                raise ArtifactError("a translation artifact's config.json needs input_shape")
+            generator = build_translator(
+                parsed.model,
+                input_shape=tuple(parsed.input_shape),
+                sample_shape=tuple(parsed.sample_shape),
+            )
+        else:
+            generator = build_generator(
+                parsed.model,
+                sample_shape=tuple(parsed.sample_shape),
+                num_classes=parsed.num_classes,
+            )
         try:
             generator.load_state_dict(state)
         except RuntimeError as error:
@@ -139,6 +162,55 @@ class GeneratorArtifact:
     def conditional(self) -> bool:
         return self.config.num_classes > 0
 
+    @property
+    def translates(self) -> bool:
+        return self.config.task == "translation"
+
+    def translate(self, images: np.ndarray) -> Samples:
+        """Translations of uint8 (N, H, W) or (N, H, W, C) images: deterministic (G in eval
+        mode, so its dropout is off). Inputs of another size are resized (bicubic) to the
+        model's, grey inputs repeated to RGB and RGB ones averaged to grey where needed."""
+        inputs = self.prepare_inputs(images)
+        with torch.inference_mode(), self._autocast():
+            outputs = torch.cat(
+                [self.generator(chunk).float() for chunk in inputs.split(TRANSLATE_CHUNK)]
+            )
+        return self.samples(outputs, None)
+
+    def prepare_inputs(self, images: np.ndarray) -> torch.Tensor:
+        """uint8 (N, H, W[, C]) -> float (N, C', S, S) in [-1, 1] as the model takes them."""
+        if not self.translates or self.config.input_shape is None:
+            raise ArtifactError(
+                "this model generates from noise (samples); only a translation model translates",
+                param="model",
+            )
+        if images.dtype != np.uint8 or images.ndim not in (3, 4):
+            raise ArtifactError(
+                f"inputs must be uint8 images (N, H, W) or (N, H, W, C); got {images.dtype} "
+                f"of shape {images.shape}",
+                param="input",
+            )
+        if not 1 <= len(images) <= MAX_SAMPLES:
+            raise ArtifactError(
+                f"translate 1 to {MAX_SAMPLES} images, not {len(images)}", param="input"
+            )
+        x = torch.from_numpy(np.array(images if images.ndim == 4 else images[..., None]))
+        x = x.permute(0, 3, 1, 2)
+        channels, height, width = self.config.input_shape
+        if x.shape[1] not in (1, 3) or min(x.shape[2:]) < 1:
+            raise ArtifactError(
+                f"inputs must have 1 or 3 channels, got {x.shape[1]}", param="input"
+            )
+        if x.shape[1] != channels:
+            x = x.float().mean(1, keepdim=True).round() if channels == 1 else x.repeat(1, 3, 1, 1)
+        x = x.float()
+        if tuple(x.shape[2:]) != (height, width):
+            x = torch.nn.functional.interpolate(
+                x, size=(height, width), mode="bicubic", align_corners=False,
+                antialias=x.shape[-1] > width,
+            ).round().clamp(0, 255)  # fmt: skip
+        return x / 127.5 - 1.0
+
     def resolve_labels(
         self,
         *,
@@ -153,6 +225,12 @@ class GeneratorArtifact:
         blocks ("Sneaker", "Bag" and n 4: two sneakers, then two bags); ``n`` must be a multiple
         of how many were given. ``per_class``: that many of every class.
         """
+        if self.translates:
+            raise ArtifactError(
+                "this is a translation model: it translates input images (translate), it does "
+                "not sample from noise",
+                param="model",
+            )
         given = [k for k, v in {"labels": labels, "class_names": class_names,
                                  "per_class": per_class}.items() if v is not None]  # fmt: skip
         if len(given) > 1:

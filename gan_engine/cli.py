@@ -20,6 +20,7 @@ from gan_engine.checkpoint import CheckpointError, load_checkpoint, newest_check
 from gan_engine.data import DatasetError
 from gan_engine.evaluation import FolderEvaluatorCache
 from gan_engine.events import Event, Phase
+from gan_engine.images import decode_image, png_bytes
 from gan_engine.precision import Precision
 from gan_engine.progress import RunProgress
 from gan_engine.run import build_trainer, export_files, load_training_data
@@ -60,7 +61,8 @@ class ProgressBar(Callback):
         self.progress.update(self.task, description=str(phase), completed=step)
 
     def on_step(self, step: int, metrics: dict[str, float]) -> None:
-        losses = f"d {metrics['d_loss']:.3f}  g {metrics['g_loss']:.3f}"
+        d_loss = f"d {metrics['d_loss']:.3f}  " if "d_loss" in metrics else ""  # L1-only: no D
+        losses = f"{d_loss}g {metrics['g_loss']:.3f}"
         status = f"{losses}  {metrics['images_per_s']:.0f} img/s"
         self.progress.update(self.task, completed=step, status=status)
 
@@ -168,6 +170,46 @@ def sample(
     else:
         out.write_bytes(artifact.png(samples, columns=None if per_class is None else per_class))
     err.print(f"wrote {len(samples.data)} samples to {out}")
+
+
+@app.command()
+def translate(
+    run_dir: Annotated[Path, typer.Argument(metavar="DIR", help="a finished translation run")],
+    input_path: Annotated[
+        Path,
+        typer.Option(
+            "--input", help="FILE.png / FILE.jpg (one image) or FILE.npy (uint8 N×H×W[×C])"
+        ),
+    ],
+    out: Annotated[Path, typer.Option("--out", help="FILE.png (one image, or a grid) or .npy")],
+    precision: Annotated[
+        Precision, typer.Option(help="off: float32, the same bytes everywhere; auto: bf16")
+    ] = "off",
+) -> None:
+    """Translate input images with a trained translation model (task 'translation')."""
+    if out.suffix not in (".png", ".npy"):
+        raise _fail(f"--out must end in .png or .npy, not '{out.suffix}'")
+    try:
+        artifact = GeneratorArtifact.load(run_dir, precision=precision)
+        if input_path.suffix == ".npy":
+            images = np.load(input_path, allow_pickle=False)
+            images = images if images.ndim == 4 or (images.ndim == 3 and images.shape[-1] not in
+                                                      (1, 3)) else images[None]  # fmt: skip
+        else:
+            images = decode_image(input_path.read_bytes())[None]
+        samples = artifact.translate(images)
+    except OSError as error:
+        raise _fail(f"cannot read {input_path}: {error}") from None
+    except ValueError as error:  # ArtifactError, an unreadable image or .npy
+        raise _fail(str(error)) from None
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if out.suffix == ".npy":
+        np.save(out, samples.data)
+    elif len(samples.data) == 1:
+        out.write_bytes(png_bytes(samples.data[0]))
+    else:
+        out.write_bytes(artifact.png(samples))
+    err.print(f"wrote {len(samples.data)} translations to {out}")
 
 
 def main() -> None:

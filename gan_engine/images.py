@@ -33,6 +33,27 @@ def grid(images: np.ndarray, columns: int, padding: int = 2) -> np.ndarray:
     return canvas
 
 
+def translation_grid(
+    inputs: torch.Tensor, outputs: np.ndarray, targets: torch.Tensor
+) -> np.ndarray:
+    """One row per pair, three columns: input, output, target (grey shown as RGB beside RGB).
+
+    ``inputs`` and ``targets`` are uint8 (N, C, H, W), ``outputs`` uint8 (N, H, W[, C])."""
+    columns = [to_uint8(inputs / 127.5 - 1.0), outputs, to_uint8(targets / 127.5 - 1.0)]
+    if len({column.ndim for column in columns}) > 1:
+        columns = [np.repeat(c[..., None], 3, axis=-1) if c.ndim == 3 else c for c in columns]
+    return grid(np.stack(columns, axis=1).reshape(-1, *columns[0].shape[1:]), columns=3)
+
+
+def decode_image(data: bytes) -> np.ndarray:
+    """A PNG or JPEG as uint8 (H, W) when grey, (H, W, 3) otherwise (alpha dropped)."""
+    with Image.open(io.BytesIO(data)) as image:
+        if image.format not in ("PNG", "JPEG"):
+            raise ValueError(f"expected a PNG or JPEG image, got {image.format or 'unknown'}")
+        grey = image.mode in ("1", "L", "LA", "I", "I;16")
+        return np.asarray(image.convert("L" if grey else "RGB"))
+
+
 PNG_COMPRESS_LEVEL = 1  # zlib's fastest: a 64-image grid in 1.8 ms and 26 kB, not 8 ms and 22 kB
 
 

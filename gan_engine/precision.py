@@ -21,7 +21,7 @@ import torch
 
 ContextFactory = Callable[[], contextlib.AbstractContextManager[Any]]
 Precision = Literal["auto", "off", "bf16"]
-CONV_ARCHITECTURES = ("dcgan", "resnet")
+CONV_ARCHITECTURES = ("dcgan", "resnet", "unet")
 
 
 @cache

@@ -13,6 +13,7 @@ from gan_engine.data import Dataset, load_dataset
 from gan_engine.data.builtins import fit_data
 from gan_engine.diagnostics import Diagnostics
 from gan_engine.evaluation import EvaluatorCache, RunEvaluator
+from gan_engine.evaluation.translation import TranslationEvaluator
 from gan_engine.spec import Spec
 from gan_engine.trainer import Trainer, TrainResult
 
@@ -36,8 +37,9 @@ def build_trainer(
 ) -> Trainer:
     """A Trainer with quality metrics every ``monitor.eval_every`` steps and diagnostics on."""
     trainer = Trainer(spec, dataset, callbacks=callbacks, device=device)
-    trainer.evaluator = RunEvaluator(
-        spec=spec, dataset=dataset, cache=evaluator_cache, device=trainer.device
+    evaluator = TranslationEvaluator if spec.task == "translation" else RunEvaluator
+    trainer.evaluator = evaluator(
+        spec=trainer.spec, dataset=trainer.dataset, cache=evaluator_cache, device=trainer.device
     )
     trainer.diagnostics = Diagnostics(spec, trainer.num_classes)
     return trainer
@@ -53,4 +55,6 @@ def export_files(trainer: Trainer, result: TrainResult) -> dict[str, bytes]:
         dataset=trainer.dataset.name,
         step=result.step,
         metrics=result.summary,
+        task=trainer.spec.task,
+        input_shape=None if trainer.dataset.inputs is None else trainer.dataset.inputs.shape[1:],
     )

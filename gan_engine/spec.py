@@ -27,16 +27,27 @@ from gan_engine.precision import Precision
 
 PointDatasetName = Literal["ring8", "grid25"]
 ImageDatasetName = Literal["digits", "mnist", "fashion-mnist"]
-BuiltinName = Literal[PointDatasetName, ImageDatasetName]
+# Paired (input -> target) builtins for task 'translation', derived on the fly from image data.
+PairedDatasetName = Literal[
+    "edges2fashion", "superres-x4-fashion", "superres-x4-mnist", "superres-x4-photos"
+]
+BuiltinName = Literal[PointDatasetName, ImageDatasetName, PairedDatasetName]
 BUILTIN_DATASETS: tuple[str, ...] = get_args(BuiltinName)
 POINT_DATASETS: tuple[str, ...] = get_args(PointDatasetName)
+PAIRED_DATASETS: tuple[str, ...] = get_args(PairedDatasetName)
 # The side of each builtin image dataset's square images, as stored.
-BUILTIN_IMAGE_SIDES: dict[str, int] = {"digits": 8, "mnist": 28, "fashion-mnist": 28}
+BUILTIN_IMAGE_SIDES: dict[str, int] = {
+    "digits": 8, "mnist": 28, "fashion-mnist": 28, "edges2fashion": 28,
+    "superres-x4-fashion": 28, "superres-x4-mnist": 28, "superres-x4-photos": 64,
+}  # fmt: skip
+
+Task = Literal["generation", "translation"]
 
 PresetName = Literal["dcgan", "wgan", "wgan-gp", "sngan", "cgan"]
 PRESETS: tuple[str, ...] = get_args(PresetName)
 
-Architecture = Literal["mlp", "dcgan", "resnet"]
+# "unet" is paired translation's: a U-Net generator and a PatchGAN discriminator (pix2pix).
+Architecture = Literal["mlp", "dcgan", "resnet", "unet"]
 ARCHITECTURES: tuple[str, ...] = get_args(Architecture)
 MIN_IMAGE_SIZE, MAX_IMAGE_SIZE = 8, 64
 # The image sizes each architecture can build: the convolutional ones double from 4x4.
@@ -44,7 +55,9 @@ IMAGE_SIZES: dict[str, tuple[int, ...]] = {
     "mlp": tuple(range(MIN_IMAGE_SIZE, MAX_IMAGE_SIZE + 1)),
     "dcgan": (8, 16, 32, 64),
     "resnet": (8, 16, 32, 64),
+    "unet": (8, 16, 32, 64),
 }
+TRANSLATION_ARCHITECTURE = "unet"
 Conditioning = Literal["none", "concat", "projection", "acgan"]
 LOSS_KINDS: tuple[str, ...] = get_args(LossKind)
 
@@ -143,6 +156,20 @@ class LossSpec(_Strict):
         0.0, ge=0, le=10, description="std of noise on D inputs, annealed to 0"
     )
     acgan_weight: Float = Field(1.0, gt=0, le=1e4, description="weight of the auxiliary class loss")
+    l1: Float | None = Field(
+        None,
+        ge=0,
+        le=1e4,
+        description="task 'translation' only: weight of the L1 distance of G's output to the "
+        "target (default 100, as in pix2pix)",
+    )
+    adversarial: Float = Field(
+        1.0,
+        ge=0,
+        le=1e4,
+        description="weight of the adversarial term in G's loss; task 'translation' only may "
+        "change it: 0 trains the L1-only baseline (no discriminator)",
+    )
 
 
 class OptimizerSpec(_Strict):
@@ -211,6 +238,11 @@ class MonitorSpec(_Strict):
 
 
 class Spec(_Strict):
+    task: Task = Field(
+        "generation",
+        description="generation: samples from noise; translation: paired input -> target "
+        "images (pix2pix: a U-Net G and a PatchGAN D, adversarial + L1)",
+    )
     preset: PresetName | None = None
     dataset: DatasetSpec
     model: ModelSpec = Field(default_factory=ModelSpec)
@@ -222,6 +254,7 @@ class Spec(_Strict):
     @model_validator(mode="before")
     @classmethod
     def _apply_preset(cls, data: Any) -> Any:
+        data = _translation_architecture(data)
         if isinstance(data, dict) and data.get("preset") is not None:
             name = data["preset"]
             if name not in PRESETS:
@@ -237,8 +270,10 @@ class Spec(_Strict):
             update={"d_norm": _resolved_d_norm(self), "image_size": _resolved_image_size(self)}
         )
         loss, facts = self.loss, LOSSES[self.loss.kind]
+        translating = self.task == "translation"
         self.loss = loss.model_copy(
             update={
+                "l1": (loss.l1 if loss.l1 is not None else DEFAULT_L1) if translating else None,
                 "gradient_penalty": loss.gradient_penalty
                 if loss.gradient_penalty is not None
                 else facts.default_gradient_penalty,
@@ -266,7 +301,69 @@ class Spec(_Strict):
         return self.model_dump(mode="json")
 
 
+DEFAULT_L1 = 100.0  # Isola et al. 2017
+
+
+def _translation_architecture(data: Any) -> Any:
+    """Task 'translation' builds a U-Net G and a PatchGAN D unless the spec names another
+    architecture (which the checks then refuse, saying why)."""
+    if not isinstance(data, dict) or data.get("task") != "translation":
+        return data
+    model = data.get("model")
+    if model is None:
+        return {**data, "model": {"architecture": TRANSLATION_ARCHITECTURE}}
+    if isinstance(model, dict) and "architecture" not in model:
+        return {**data, "model": {**model, "architecture": TRANSLATION_ARCHITECTURE}}
+    return data
+
+
+def _check_task(spec: Spec) -> None:
+    m, loss, builtin = spec.model, spec.loss, spec.dataset.builtin
+    if spec.task == "generation":
+        if builtin in PAIRED_DATASETS:
+            raise FieldConflict(
+                "dataset.builtin",
+                f"'{builtin}' is paired data (input -> target): use it with task "
+                "'translation', or a dataset of images to generate from",
+            )
+        if m.architecture == TRANSLATION_ARCHITECTURE:
+            raise FieldConflict(
+                "model.architecture",
+                "'unet' translates images (task 'translation'); to generate from noise use "
+                f"{', '.join(a for a in ARCHITECTURES if a != TRANSLATION_ARCHITECTURE)}",
+            )
+        for name in ("l1", "adversarial"):
+            if getattr(loss, name) != LossSpec.model_fields[name].default:
+                raise FieldConflict(f"loss.{name}", "applies only to task 'translation': remove it")
+        return
+    if builtin is not None and builtin not in PAIRED_DATASETS:
+        raise FieldConflict(
+            "dataset.builtin",
+            f"task 'translation' needs paired data; '{builtin}' is not: use one of "
+            f"{', '.join(PAIRED_DATASETS)}, or a paired pack (inputs, targets)",
+        )
+    if m.architecture != TRANSLATION_ARCHITECTURE:
+        raise FieldConflict(
+            "model.architecture",
+            f"task 'translation' uses 'unet' (a U-Net G, a PatchGAN D), not "
+            f"'{m.architecture}': remove model.architecture or set it to 'unet'",
+        )
+    defaults = ModelSpec.model_fields
+    for name in ("conditioning", "minibatch", "pack"):
+        if getattr(m, name) != defaults[name].default:
+            raise FieldConflict(
+                f"model.{name}",
+                "does not apply to task 'translation' (the input image is G's and D's "
+                "condition): remove it",
+            )
+    if spec.training.compile:
+        raise FieldConflict(
+            "training.compile", "is not supported for task 'translation' yet: set it false"
+        )
+
+
 def _check_combinations(spec: Spec) -> None:
+    _check_task(spec)
     m, loss, facts = spec.model, spec.loss, LOSSES[spec.loss.kind]
     if loss.weight_clip is not None and facts.default_weight_clip is None:
         raise FieldConflict(

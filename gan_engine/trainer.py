@@ -1,4 +1,9 @@
-"""The training loop: n_critic discriminator steps, one generator step, EMA, callbacks."""
+"""The training loop: n_critic discriminator steps, one generator step, EMA, callbacks.
+
+Task 'translation' (pix2pix) runs the same loop: its D step judges (input, target) against
+(input, G(input)) and its G step adds λ·L1 to the weighted adversarial term; with
+``loss.adversarial`` 0 there is no D step (the L1-only baseline).
+"""
 
 from __future__ import annotations
 
@@ -20,11 +25,17 @@ from gan_engine.checkpoint import CHECKPOINT_FORMAT, CheckpointError
 from gan_engine.data import Dataset, to_model_range
 from gan_engine.data.builtins import fit_data
 from gan_engine.data.fit import fits_by_padding
-from gan_engine.evaluation import HEADLINE_METRICS
+from gan_engine.evaluation import EVALUATION_SEED, HEADLINE_METRICS
+from gan_engine.evaluation.evaluator import holdout_split
 from gan_engine.events import Event, Phase
-from gan_engine.images import grid, png_bytes, scatter_png, to_uint8
+from gan_engine.images import grid, png_bytes, scatter_png, to_uint8, translation_grid
 from gan_engine.losses import LOSSES
-from gan_engine.nets import build_discriminator, build_generator
+from gan_engine.nets import (
+    build_discriminator,
+    build_generator,
+    build_patch_discriminator,
+    build_translator,
+)
 from gan_engine.precision import autocast, memory_format, uses_bf16
 from gan_engine.progress import RunProgress
 from gan_engine.spec import OptimizerSpec, Spec, SpecError
@@ -92,6 +103,14 @@ class Trainer:
         device: torch.device | None = None,
     ) -> None:
         spec, dataset = fit_data(spec, dataset)
+        self.translating = spec.task == "translation"
+        if self.translating != dataset.is_paired:
+            raise SpecError(
+                f"task '{spec.task}' cannot train on '{dataset.name}', which is "
+                + ("paired data: use task 'translation'" if dataset.is_paired else
+                   "not paired: give a paired dataset (inputs and targets)"),
+                param="dataset",
+            )  # fmt: skip
         conditioning = spec.model.conditioning
         if conditioning != "none" and dataset.labels is None:
             raise SpecError(
@@ -112,8 +131,18 @@ class Trainer:
         self.num_classes = dataset.num_classes if conditioning != "none" else 0
         torch.manual_seed(spec.training.seed)
         shape = dataset.sample_shape
-        self.G = build_generator(spec.model, sample_shape=shape, num_classes=self.num_classes)
-        self.D = build_discriminator(spec.model, sample_shape=shape, num_classes=self.num_classes)
+        self.G: nn.Module
+        self.D: nn.Module
+        if self.translating:
+            assert dataset.inputs is not None
+            pair = {"input_shape": tuple(dataset.inputs.shape[1:]), "sample_shape": shape}
+            self.G = build_translator(spec.model, **pair)  # type: ignore[arg-type]
+            self.D = build_patch_discriminator(spec.model, **pair)  # type: ignore[arg-type]
+        else:
+            self.G = build_generator(spec.model, sample_shape=shape, num_classes=self.num_classes)
+            self.D = build_discriminator(
+                spec.model, sample_shape=shape, num_classes=self.num_classes
+            )
         self.bf16 = uses_bf16(spec.training.mixed_precision, self.device, spec.model.architecture)
         self._layout = memory_format(spec.model.architecture, self.bf16)
         self.G.to(self.device, memory_format=self._layout)
@@ -132,13 +161,27 @@ class Trainer:
         self.real_target = 1.0 - spec.loss.label_smoothing
         self.data = dataset.data.to(self.device)
         self.labels = None if dataset.labels is None else dataset.labels.to(self.device)
+        self.inputs = None if dataset.inputs is None else dataset.inputs.to(self.device)
+        # translation trains on the pairs its evaluation does not hold out
+        self.train_index = (
+            holdout_split(len(dataset), EVALUATION_SEED)[0].to(self.device)
+            if self.translating
+            else None
+        )
+        self.trains_discriminator = not self.translating or spec.loss.adversarial > 0
         self.data_rng = torch.Generator().manual_seed(spec.training.seed)
         self.step = 0
         self.final_metrics: dict[str, float] = {}
         self._real_features: Tensor | None = None
-        self._grid_z = torch.randn(
-            self._grid_size(), spec.model.latent_dim, generator=torch.Generator().manual_seed(0)
-        ).to(self.device)
+        self._grid_z = (
+            None
+            if self.translating
+            else torch.randn(
+                self._grid_size(),
+                spec.model.latent_dim,
+                generator=torch.Generator().manual_seed(0),
+            ).to(self.device)
+        )
         self._autocast = autocast(self.device, self.bf16)
         # the training forward passes; the modules themselves hold the state (and get exported)
         compiled = spec.training.compile
@@ -159,14 +202,15 @@ class Trainer:
         while self.step < training.steps:
             measure = (self.step + 1) % monitor.log_every == 0 or self.step + 1 == training.steps
             self._apply_lr_schedule()
-            for _ in range(self.spec.optimizer.n_critic):
+            d_stats: dict[str, Tensor] = {}
+            for _ in range(self.spec.optimizer.n_critic if self.trains_discriminator else 0):
                 d_stats = self.discriminator_step(measure)
             g_stats = self.generator_step(measure)
             if self.ema is not None:
                 self.ema.update_parameters(self.G)
             self.step += 1
             window_steps += 1
-            self._raise_if_diverged(d_stats["d_loss"], g_stats["g_loss"])
+            self._raise_if_diverged(d_stats.get("d_loss", torch.zeros(())), g_stats["g_loss"])
             if measure:
                 elapsed = time.monotonic() - window_start - window_paused
                 images = window_steps * training.batch_size * self.spec.optimizer.n_critic
@@ -188,6 +232,8 @@ class Trainer:
         return TrainResult(self.step, stopped_early=False, summary=self.final_metrics)
 
     def discriminator_step(self, measure: bool) -> dict[str, Tensor]:
+        if self.translating:
+            return self.translation_discriminator_step(measure)
         real, labels = self._real_batch()
         z = self._latent(real.shape[0])
         with torch.no_grad(), self._autocast():
@@ -237,6 +283,8 @@ class Trainer:
         }
 
     def generator_step(self, measure: bool) -> dict[str, Tensor]:
+        if self.translating:
+            return self.translation_generator_step(measure)
         batch_size = self.spec.training.batch_size
         labels = self._random_labels(batch_size)
         self.D.requires_grad_(False)
@@ -253,6 +301,66 @@ class Trainer:
                 matching = regularizers.feature_matching(self._real_features, out.features)
                 g_loss = g_loss + self.spec.loss.feature_matching * matching
                 stats["feature_matching"] = matching.detach()
+        self.g_optimizer.zero_grad(set_to_none=True)
+        g_loss.backward()
+        self.D.requires_grad_(True)
+        if measure:
+            stats["g_grad_norm"] = _grad_norm(self.G)
+        self.g_optimizer.step()
+        return {**stats, "g_loss": g_loss.detach()}
+
+    def translation_discriminator_step(self, measure: bool) -> dict[str, Tensor]:
+        """pix2pix's D: (input, target) real, (input, G(input)) fake, judged patch by patch."""
+        inputs, real = self._paired_batch()
+        with torch.no_grad(), self._autocast():
+            fake = self.g_forward(inputs)
+        real, fake = self._instance_noise(real), self._instance_noise(fake)
+        loss_spec = self.spec.loss
+        with self._autocast():
+            out_real, out_fake = self.d_forward(inputs, real), self.d_forward(inputs, fake)
+            d_loss = self.loss.discriminator(out_real, out_fake, self.real_target)
+            stats = {"d_adv_loss": d_loss.detach()}
+            critic = lambda x: self.d_forward(inputs, x)  # noqa: E731
+            if loss_spec.gradient_penalty:
+                gp = regularizers.gradient_penalty(
+                    critic, real, fake, weight=loss_spec.gradient_penalty
+                )
+                d_loss, stats["gp"] = d_loss + gp, gp.detach()
+            if loss_spec.r1:
+                r1 = regularizers.r1_penalty(critic, real, gamma=loss_spec.r1)
+                d_loss, stats["r1"] = d_loss + r1, r1.detach()
+        self.d_optimizer.zero_grad(set_to_none=True)
+        d_loss.backward()
+        if measure:
+            stats["d_grad_norm"] = _grad_norm(self.D)
+        self.d_optimizer.step()
+        if loss_spec.weight_clip:
+            regularizers.clip_weights(self.D, loss_spec.weight_clip)
+        real_logits, fake_logits = out_real.detach().float(), out_fake.detach().float()
+        return {
+            **stats,
+            "d_loss": d_loss.detach(),
+            "d_real": real_logits.mean(),
+            "d_fake": fake_logits.mean(),
+            "p_real": real_logits.sigmoid().mean(),
+            "p_fake": fake_logits.sigmoid().mean(),
+        }
+
+    def translation_generator_step(self, measure: bool) -> dict[str, Tensor]:
+        """pix2pix's G: loss.adversarial · adversarial loss + loss.l1 · |G(input) - target|."""
+        inputs, target = self._paired_batch()
+        loss_spec = self.spec.loss
+        with self._autocast():
+            fake = self.g_forward(inputs)
+            l1 = (fake.float() - target).abs().mean()
+            g_loss = (loss_spec.l1 or 0.0) * l1
+            stats = {"l1": l1.detach()}
+            if self.trains_discriminator:
+                self.D.requires_grad_(False)
+                judged = self.d_forward(inputs, self._instance_noise(fake))
+                adversarial = self.loss.generator(judged)
+                g_loss = g_loss + loss_spec.adversarial * adversarial
+                stats["g_adv_loss"] = adversarial.detach()
         self.g_optimizer.zero_grad(set_to_none=True)
         g_loss.backward()
         self.D.requires_grad_(True)
@@ -279,12 +387,24 @@ class Trainer:
         finally:
             generator.train(was_training)
 
+    def translate(self, inputs: Tensor) -> Tensor:
+        """Translations (model range) of uint8 inputs by the exported generator in eval mode."""
+        with self._eval_mode() as generator:
+            return generator(to_model_range(inputs.to(self.device)))
+
     def generate(self, z: Tensor, labels: Tensor | None) -> Tensor:
         """Samples from the exported generator in eval mode; touches no RNG."""
         with self._eval_mode() as generator:
             return generator(z.to(self.device), None if labels is None else labels.to(self.device))
 
     def sample_grid_png(self) -> bytes:
+        if self.translating:
+            assert self.inputs is not None
+            index = holdout_split(len(self.dataset), EVALUATION_SEED)[1]
+            index = index[: self.spec.monitor.samples_per_class]
+            inputs = self.dataset.inputs[index]  # type: ignore[index]
+            outputs = to_uint8(self.translate(inputs))
+            return png_bytes(translation_grid(inputs, outputs, self.dataset.data[index]))
         if self.dataset.is_points:
             labels = self._grid_labels()
             points = self.generate(self._grid_z, labels).float().cpu().numpy()
@@ -316,6 +436,8 @@ class Trainer:
         return metrics
 
     def evaluate(self) -> dict[str, float]:
+        if self.translating:
+            return self.evaluator.evaluate(self.translate, announce=self._announce)
         seed_rng = torch.Generator().manual_seed(self.spec.training.seed + 1)
 
         def sample(n: int, labels: Tensor | None) -> Tensor:
@@ -389,6 +511,17 @@ class Trainer:
         x = to_model_range(self.data[index]).contiguous(memory_format=self._layout)
         labels = self.labels[index] if self.labels is not None and self.num_classes else None
         return x, labels
+
+    def _paired_batch(self) -> tuple[Tensor, Tensor]:
+        """(inputs, targets) in [-1, 1] of a batch drawn from the training pairs."""
+        assert self.inputs is not None and self.train_index is not None
+        draw = torch.randint(
+            len(self.train_index), (self.spec.training.batch_size,), generator=self.data_rng
+        )
+        index = self.train_index[draw.to(self.device)]
+        layout = self._layout
+        inputs = to_model_range(self.inputs[index]).contiguous(memory_format=layout)
+        return inputs, to_model_range(self.data[index]).contiguous(memory_format=layout)
 
     def _latent(self, n: int) -> Tensor:
         return torch.randn(n, self.spec.model.latent_dim, device=self.device)

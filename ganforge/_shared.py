@@ -112,6 +112,31 @@ def sample_body(
     return {key: value for key, value in body.items() if value is not None} | {"format": format}
 
 
+TRANSLATE_SUFFIXES = (".png", ".jpg", ".jpeg", ".npy")
+
+
+@contextmanager
+def translation_upload(inputs: str | Path | np.ndarray, fmt: str) -> Iterator[Upload]:
+    """A PNG/JPEG/.npy file as it is, or an array of uint8 images saved as a temporary .npy."""
+    fields = {"format": fmt}
+    if isinstance(inputs, str | Path):
+        source = Path(inputs).expanduser()
+        if not source.is_file() or source.suffix.lower() not in TRANSLATE_SUFFIXES:
+            raise APIError(
+                f"{source}: translate a .png, .jpg or .npy file, or pass a uint8 array",
+                code="invalid_translation_input",
+                param="file",
+            )
+        yield Upload(source, source.name, fields)
+        return
+    import numpy as np
+
+    with tempfile.TemporaryDirectory(prefix="ganforge-translate-") as scratch:
+        path = Path(scratch) / "inputs.npy"
+        np.save(path, np.ascontiguousarray(inputs), allow_pickle=False)
+        yield Upload(path, path.name, fields)
+
+
 def read_npy(content: bytes) -> np.ndarray:
     import numpy as np
 

@@ -399,6 +399,18 @@ class AsyncModels:
         )  # fmt: skip
         return await self._samples(model_id, body)
 
+    async def translate(self, model_id: str, inputs: str | Path | np.ndarray) -> np.ndarray:
+        with _shared.translation_upload(inputs, "npy") as upload:
+            # the same inputs always give the same bytes, so resending is safe
+            call = Call(
+                "POST",
+                f"/v1/models/{model_id}/translate",
+                upload=upload,
+                timeout=UPLOAD_TIMEOUT,
+                idempotent=True,
+            )
+            return _shared.read_npy((await self._client.request(call)).content)
+
     async def export(self, model_id: str, path: str | Path) -> Path:
         content = (await self._client.request(Call("GET", f"/v1/models/{model_id}/export"))).content
         return _shared.save_export(content, path)

@@ -466,6 +466,21 @@ class Models:
         )  # fmt: skip
         return self._samples(model_id, body)
 
+    def translate(self, model_id: str, inputs: str | Path | np.ndarray) -> np.ndarray:
+        """Translations by a model trained with task 'translation': uint8 ``(N, H, W[, C])``.
+        ``inputs``: a PNG/JPEG/.npy path or a uint8 array ``(H, W[, C])`` or ``(N, H, W[, C])``;
+        the same inputs always give the same outputs."""
+        with _shared.translation_upload(inputs, "npy") as upload:
+            # the same inputs always give the same bytes, so resending is safe
+            call = Call(
+                "POST",
+                f"/v1/models/{model_id}/translate",
+                upload=upload,
+                timeout=UPLOAD_TIMEOUT,
+                idempotent=True,
+            )
+            return _shared.read_npy((self._client.request(call)).content)
+
     def export(self, model_id: str, path: str | Path) -> Path:
         """The model's weights, config and spec: a ``.zip`` path gets the zip, any other path
         becomes a folder that ``python -m gan_engine sample`` reads."""

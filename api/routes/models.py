@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Query, Request, Response
 
 from api.deps import (
     BatcherDep,
@@ -28,7 +28,9 @@ from api.schemas import (
     error,
 )
 from api.services import models as service
+from api.services import translation
 from api.services.tenancy import relabel_from
+from api.uploads import received_upload
 from store.models import TrainedModel
 
 router = APIRouter(
@@ -120,6 +122,82 @@ async def generate_samples(
         metrics=metrics,
         max_samples=settings.max_generate_samples,
     )
+    headers = {}
+    if encoded.filename:
+        headers["Content-Disposition"] = f'attachment; filename="{encoded.filename}"'
+    return Response(encoded.body, media_type=encoded.media_type, headers=headers)
+
+
+TRANSLATE_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": ["file"],
+                    "properties": {
+                        "file": {
+                            "type": "string",
+                            "format": "binary",
+                            "description": "one PNG/JPEG image, or an .npy array of uint8 "
+                            "images (H×W[×C] or N×H×W[×C]); resized (bicubic) to the model's "
+                            "input size, grey/RGB converted to what it takes",
+                        },
+                        "format": {"type": "string", "enum": list(translation.FORMATS),
+                                   "default": "png_grid"},
+                    },
+                }
+            }
+        },
+    }
+}  # fmt: skip
+
+
+@router.post(
+    "/{model_id}/translate",
+    summary="Translate images",
+    response_class=Response,
+    openapi_extra=TRANSLATE_BODY,
+    responses={
+        200: {
+            "description": "by `format`: a PNG grid, a zip of PNGs, an .npy array or JSON",
+            "content": {
+                "image/png": {},
+                "application/zip": {},
+                "application/octet-stream": {},
+                "application/json": {"schema": SamplesJson.model_json_schema()},
+            },
+        },
+        415: error("not a PNG, JPEG or .npy file"),
+        422: error("`not_a_translation_model`, or inputs that cannot be read"),
+    },
+)
+async def translate_images(
+    model_id: ModelId,
+    request: Request,
+    reads: ReadsDep,
+    caller: TenantDep,
+    settings: SettingsDep,
+    storage: StorageDep,
+    cache: ModelCacheDep,
+    batcher: BatcherDep,
+    metrics: MetricsDep,
+) -> Response:
+    """A model trained with task 'translation' (pix2pix) maps each input to its output; the same
+    input always gives the same bytes (its dropout is off when serving)."""
+    await service.check_model_owned(reads, tenant_id=caller.tenant_id, model_id=model_id)
+    async with received_upload(request, max_bytes=settings.max_json_body_bytes) as upload:
+        encoded = await translation.translate(
+            model_id=model_id,
+            path=upload.path,
+            fmt=upload.fields.get("format", "png_grid"),
+            settings=settings,
+            storage=storage,
+            cache=cache,
+            batcher=batcher,
+            metrics=metrics,
+        )
     headers = {}
     if encoded.filename:
         headers["Content-Disposition"] = f'attachment; filename="{encoded.filename}"'

@@ -1,5 +1,7 @@
 """Turning an uploaded file into validated pack arrays: an ``.npz`` pack or a ``.zip`` of class
-folders.
+folders. Paired data (task 'translation') comes as an ``.npz`` with ``inputs`` and ``targets``, or
+as a ``.zip`` whose only two folders are ``A/`` (inputs) and ``B/`` (targets) holding the same
+file names.
 
 Everything a user sends is checked before it is trusted, from headers before anything is decoded:
 the type by magic bytes; the archive's entry count, names (no absolute paths, ``..`` or
@@ -65,9 +67,10 @@ Reserve = Callable[[int], None]
 
 @dataclass(frozen=True)
 class Converted:
-    images: np.ndarray  # uint8 (N, H, W) or (N, H, W, C): the pack layout
+    images: np.ndarray  # uint8 (N, H, W) or (N, H, W, C): the pack layout; paired: the targets
     labels: np.ndarray | None
     class_names: list[str] | None
+    inputs: np.ndarray | None = None  # paired data's inputs, one per target
 
 
 def _invalid(message: str) -> InvalidRequest:
@@ -245,14 +248,18 @@ def from_npz(archive: zipfile.ZipFile, settings: ApiSettings, reserve: Reserve) 
     """The pack's arrays, read once their headers fit. Their bytes equal the members' sizes
     (``pack_headers`` checks it), which ``check_archive`` bounded by MAX_UNCOMPRESSED_BYTES."""
     headers = packs.pack_headers(archive, max_classes=settings.max_classes)
-    check_count_and_side(*headers["images"].shape[:3], settings)
+    image_keys = [key for key in ("images", *packs.PAIRED_KEYS) if key in headers]
+    for key in image_keys:
+        check_count_and_side(*headers[key].shape[:3], settings)
     reserve(sum(header.nbytes for header in headers.values()))
     arrays = packs.read_arrays(archive, headers)
-    images, labels = arrays["images"], arrays.get("labels")
+    images, labels, inputs = arrays.get("images"), arrays.get("labels"), arrays.get("inputs")
+    if images is None:
+        images = arrays["targets"]
     names = packs.check_pack(
-        images, labels, arrays.get("class_names"), max_classes=settings.max_classes
+        images, labels, arrays.get("class_names"), max_classes=settings.max_classes, inputs=inputs
     )
-    return Converted(images, labels, names)
+    return Converted(images, labels, names, inputs)
 
 
 # --- a zip of class folders --------------------------------------------------------------------
@@ -322,10 +329,60 @@ def images_from_folders(
     entries, labelled = image_entries(archive)
     if len(entries) > settings.max_images:
         raise _too_large(f"{len(entries):,} images; at most {settings.max_images:,} (MAX_IMAGES)")
+    folders = sorted({folder for folder, _ in entries})
+    if labelled and folders == list(PAIRED_FOLDERS):
+        return _paired_from_folders(archive, entries, settings, reserve)
     class_names = None
     if labelled:
-        folders = sorted({folder for folder, _ in entries})
         class_names = packs.checked_class_names(folders, max_classes=settings.max_classes)
+    images = _decoded_images(archive, [info for _, info in entries], settings, reserve)
+    labels = None
+    names = None
+    if class_names is not None:
+        index = {name: k for k, name in enumerate(class_names)}
+        labels = np.array([index[folder] for folder, _ in entries], dtype=np.int64)
+        names = np.array(class_names)
+    packs.check_pack(images, labels, names, max_classes=settings.max_classes)
+    return Converted(images, labels, class_names)
+
+
+PAIRED_FOLDERS = ("A", "B")  # a zip of exactly these two folders is paired: A/x.png -> B/x.png
+
+
+def _paired_from_folders(
+    archive: zipfile.ZipFile,
+    entries: list[tuple[str, zipfile.ZipInfo]],
+    settings: ApiSettings,
+    reserve: Reserve,
+) -> Converted:
+    """Inputs from ``A/``, targets from ``B/``, paired by file name (extension aside)."""
+    sides: dict[str, dict[str, zipfile.ZipInfo]] = {"A": {}, "B": {}}
+    for folder, info in entries:
+        stem = info.filename.rsplit("/", 1)[-1].rsplit(".", 1)[0]
+        sides[folder][stem] = info
+    only_a, only_b = (
+        sorted(set(sides["A"]) - set(sides["B"])),
+        sorted(set(sides["B"]) - set(sides["A"])),
+    )
+    if only_a or only_b:
+        unmatched = [f"A/{name}" for name in only_a[:3]] + [f"B/{name}" for name in only_b[:3]]
+        raise _invalid(
+            "a paired archive (folders A/ and B/) needs the same file names in both: "
+            f"{', '.join(unmatched)} {'has' if len(unmatched) == 1 else 'have'} no partner"
+        )
+    stems = sorted(sides["A"])
+    inputs = _decoded_images(archive, [sides["A"][k] for k in stems], settings, reserve)
+    targets = _decoded_images(archive, [sides["B"][k] for k in stems], settings, reserve)
+    packs.check_pack(targets, None, None, max_classes=settings.max_classes, inputs=inputs)
+    return Converted(targets, None, None, inputs)
+
+
+def _decoded_images(
+    archive: zipfile.ZipFile, infos: list[zipfile.ZipInfo], settings: ApiSettings, reserve: Reserve
+) -> np.ndarray:
+    """One array of the images at ``infos``, all of one size and mode, allocated (and reserved)
+    from the first image's size."""
+    entries = [("", info) for info in infos]
     first_name, first = entries[0][1].filename, _decode(archive, entries[0][1], settings)
     mode = "L" if first.mode in GREY_MODES else "RGB"
     shape = (len(entries), first.height, first.width, *(() if mode == "L" else (3,)))
@@ -352,11 +409,4 @@ def images_from_folders(
                 f"{kinds[image_mode]}, {first_name!r} is {kinds[mode]}"
             )
         images[k] = image.convert(mode)
-    labels = None
-    names = None
-    if class_names is not None:
-        index = {name: k for k, name in enumerate(class_names)}
-        labels = np.array([index[folder] for folder, _ in entries], dtype=np.int64)
-        names = np.array(class_names)
-    packs.check_pack(images, labels, names, max_classes=settings.max_classes)
-    return Converted(images, labels, class_names)
+    return images

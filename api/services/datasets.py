@@ -194,7 +194,13 @@ def _write_pack(
     """Decode the upload and write it to ``pack``: its decoded arrays live only in this call.
     Returns the image count, [H, W, C], the class names and the images per class."""
     with dataset_files.converted(path, settings) as converted:
-        write_pack(pack, converted.images, converted.labels, converted.class_names)
+        write_pack(
+            pack,
+            converted.images,
+            converted.labels,
+            converted.class_names,
+            inputs=converted.inputs,
+        )
         count, height, width, *channels = converted.images.shape
         names, labels = converted.class_names, converted.labels
         counts = (

@@ -31,6 +31,19 @@ class Dataset:
     # (height, width) of the images as stored, when they were padded or resized to the model's
     # size; None when used as they are.
     fitted_from: tuple[int, int] | None = None
+    # Paired data (task 'translation'): uint8 (N, C', H, W) inputs, one per image in ``data``
+    # (the targets), fitted to the same size.
+    inputs: torch.Tensor | None = None
+    # How the inputs are derived from the targets once these are fitted (the paired builtins:
+    # gan_engine.data.paired.DERIVATIONS); None when the inputs are given.
+    derive_inputs: str | None = None
+    # The inputs are the targets downsampled and upsampled again (bicubic): super-resolution,
+    # whose bicubic baseline the inputs themselves are.
+    super_resolution: bool = False
+
+    @property
+    def is_paired(self) -> bool:
+        return self.inputs is not None or self.derive_inputs is not None
 
     @property
     def is_points(self) -> bool:

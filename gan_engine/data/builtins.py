@@ -21,12 +21,20 @@ from gan_engine.data.idx import (
 )
 from gan_engine.data.mixtures import MIXTURES
 from gan_engine.data.packs import read_pack
+from gan_engine.data.paired import paired_fitted, photo_crops, with_derived_inputs
 from gan_engine.spec import DatasetSpec, Spec
 
 MIXTURE_POINTS = 50_000
 MIXTURE_SEEDS: dict[str, int] = {"train": 0, "test": 1}
 DIGITS_TEST_FRACTION = 0.2
 DIGITS_SPLIT_SEED = 0
+# The paired builtins (task 'translation'): the images they are derived from, and how.
+PAIRED_BUILTINS: dict[str, tuple[str, str]] = {
+    "edges2fashion": ("fashion-mnist", "edges"),
+    "superres-x4-fashion": ("fashion-mnist", "superres-x4"),
+    "superres-x4-mnist": ("mnist", "superres-x4"),
+    "superres-x4-photos": ("photos", "superres-x4"),
+}
 
 
 def load_dataset(
@@ -48,6 +56,14 @@ def load_dataset(
     if pack_path is not None or spec.path is not None:
         path = pack_path if pack_path is not None else Path(str(spec.path)).expanduser()
         dataset = load_pack_dataset(path, name=spec.id or path.stem)
+    elif spec.builtin in PAIRED_BUILTINS:
+        source, derivation = PAIRED_BUILTINS[spec.builtin]
+        targets = (
+            photo_crops(spec.split)
+            if source == "photos"
+            else load_idx_dataset(source, spec.split, data_dir)  # type: ignore[arg-type]
+        )
+        dataset = with_derived_inputs(targets, derivation, spec.builtin)
     elif spec.builtin in MIXTURES:
         dataset = load_mixture(spec.builtin, spec.split)
     elif spec.builtin == "digits":
@@ -70,7 +86,10 @@ def fit_data(spec: Spec, dataset: Dataset) -> tuple[Spec, Dataset]:
 
 
 def fitted(dataset: Dataset, image_size: int) -> Dataset:
-    """Images padded or resized to ``image_size`` squared (points and fitting images unchanged)."""
+    """Images padded or resized to ``image_size`` squared (points and fitting images unchanged);
+    paired data's inputs lined up with its targets."""
+    if dataset.is_paired:
+        return paired_fitted(dataset, image_size)
     if dataset.is_points or dataset.data.shape[-2:] == (image_size, image_size):
         return dataset
     height, width = dataset.data.shape[-2:]
@@ -134,4 +153,19 @@ def load_idx_dataset(name: IdxName, split: Split, data_dir: Path | None = None) 
 def load_pack_dataset(path: Path, *, name: str | None = None) -> Dataset:
     pack = read_pack(path)
     labels = None if pack.labels is None else torch.from_numpy(pack.labels)
-    return Dataset(torch.from_numpy(pack.images), labels, pack.class_names, name or path.stem)
+    inputs = None if pack.inputs is None else torch.from_numpy(pack.inputs)
+    return Dataset(
+        torch.from_numpy(pack.images),
+        labels,
+        pack.class_names,
+        name or path.stem,
+        inputs=inputs,
+        super_resolution=inputs is not None and is_super_resolution(inputs, pack.images.shape),
+    )
+
+
+def is_super_resolution(inputs: torch.Tensor, target_shape: tuple[int, ...]) -> bool:
+    """Inputs smaller than their targets, with the same channels: upsampling them (bicubic) is
+    the baseline a super-resolution model is read against."""
+    channels, height, width = target_shape[1:]
+    return inputs.shape[1] == channels and inputs.shape[2] < height and inputs.shape[3] < width

@@ -2,7 +2,9 @@
 
 A pack holds ``images`` uint8 (N, H, W) or (N, H, W, C) with C in {1, 3}, optional integer
 ``labels`` (N,) in 0..K-1 and optional ``class_names`` (K,): unique, printable text of
-1..MAX_CLASS_NAME_CHARS characters, at most ``max_classes`` of them.
+1..MAX_CLASS_NAME_CHARS characters, at most ``max_classes`` of them. A paired pack (task
+'translation') holds ``inputs`` and ``targets`` instead of ``images``: the same rules for each,
+the same N, sizes and channel counts free (labels, when given, are the targets' classes).
 Each member's ``.npy`` header is checked against these rules and against the member's real size
 before any array is allocated, and nothing is ever unpickled.
 """
@@ -24,7 +26,8 @@ import numpy as np
 
 from gan_engine.data import DatasetError
 
-PACK_KEYS = ("images", "labels", "class_names")
+PACK_KEYS = ("images", "labels", "class_names", "inputs", "targets")
+PAIRED_KEYS = ("inputs", "targets")
 MIN_SIDE, MAX_SIDE = 4, 256
 CHANNEL_COUNTS = (1, 3)
 MAX_CLASSES = 10_000  # the format's ceiling; a service may allow fewer
@@ -51,9 +54,10 @@ PackSource = str | Path | BinaryIO
 
 @dataclass(frozen=True)
 class Pack:
-    images: np.ndarray  # uint8 (N, C, H, W)
+    images: np.ndarray  # uint8 (N, C, H, W); a paired pack's targets
     labels: np.ndarray | None  # int64 (N,)
     class_names: list[str] | None  # set exactly when labels are
+    inputs: np.ndarray | None = None  # uint8 (N, C', H', W'): a paired pack's inputs
 
 
 @dataclass(frozen=True)
@@ -76,15 +80,24 @@ def read_pack(source: PackSource, *, max_classes: int = MAX_CLASSES) -> Pack:
     """Read and validate a pack; images come back as (N, C, H, W)."""
     with open_pack(source) as archive:
         arrays = read_arrays(archive, pack_headers(archive, max_classes=max_classes))
-    images, labels = arrays["images"], arrays.get("labels")
-    names = check_pack(images, labels, arrays.get("class_names"), max_classes=max_classes)
-    if images.ndim == 3:
-        images = images[..., None]
+    images, labels = arrays.get("images", arrays.get("targets")), arrays.get("labels")
+    assert images is not None  # pack_headers requires images or targets
+    inputs = arrays.get("inputs")
+    names = check_pack(
+        images, labels, arrays.get("class_names"), max_classes=max_classes, inputs=inputs
+    )
     return Pack(
-        np.ascontiguousarray(images.transpose(0, 3, 1, 2)),
+        _channels_first(images),
         None if labels is None else labels.astype(np.int64),
         names,
+        None if inputs is None else _channels_first(inputs),
     )
+
+
+def _channels_first(images: np.ndarray) -> np.ndarray:
+    if images.ndim == 3:
+        images = images[..., None]
+    return np.ascontiguousarray(images.transpose(0, 3, 1, 2))
 
 
 def open_pack(source: PackSource) -> zipfile.ZipFile:
@@ -108,20 +121,35 @@ def pack_headers(
     real size, so that ``read_arrays`` then allocates exactly the sum of their ``nbytes``."""
     names = [info.filename for info in archive.infolist()]
     members = {f"{key}.npy": key for key in PACK_KEYS}
-    if "images.npy" not in names:
+    paired = any(f"{key}.npy" in names for key in PAIRED_KEYS)
+    if paired and not all(f"{key}.npy" in names for key in PAIRED_KEYS):
+        raise DatasetError(
+            "a paired pack needs both 'inputs' and 'targets' arrays (uint8, N×H×W or N×H×W×C)"
+        )
+    if paired and "images.npy" in names:
+        raise DatasetError(
+            "the pack holds 'images' and 'inputs'/'targets': a pack is either images "
+            "(to generate) or inputs and targets (to translate), not both"
+        )
+    if not paired and "images.npy" not in names:
         raise DatasetError("the pack has no 'images' array (uint8, N×H×W or N×H×W×C)")
     unknown = sorted({name.removesuffix(".npy") for name in names if name not in members})
     if unknown:
         raise DatasetError(
             f"unexpected key(s) {', '.join(map(repr, unknown))} in the pack: a pack holds "
-            "'images', optional 'labels' and optional 'class_names'"
+            "'images' (or paired 'inputs' and 'targets'), optional 'labels' and optional "
+            "'class_names'"
         )
     if len(set(names)) != len(names):
         raise DatasetError("the pack holds an array twice")
     headers = {members[name]: _member_header(archive, members[name]) for name in names}
-    _check_images(headers["images"])
+    images = headers["targets" if paired else "images"]
+    for key in PAIRED_KEYS if paired else ("images",):
+        _check_images(headers[key], key)
+    if paired:
+        _check_same_count(headers["inputs"], images)
     if "labels" in headers:
-        _check_labels(headers["labels"], headers["images"].shape[0])
+        _check_labels(headers["labels"], images.shape[0])
     if "class_names" in headers:
         _check_class_names_array(headers["class_names"], max_classes)
     return headers
@@ -144,13 +172,20 @@ def write_pack(
     images: np.ndarray,
     labels: np.ndarray | Sequence[int] | None = None,
     class_names: Sequence[str] | np.ndarray | None = None,
+    *,
+    inputs: np.ndarray | None = None,
 ) -> None:
-    """Validate and write a compressed pack; ``images`` is (N, H, W) or (N, H, W, C)."""
+    """Validate and write a compressed pack; ``images`` is (N, H, W) or (N, H, W, C). With
+    ``inputs``, a paired pack: ``images`` are written as its ``targets``."""
     images = np.asarray(images)
     labels = None if labels is None else np.asarray(labels)
     names = None if class_names is None else np.asarray(class_names, dtype=str)
-    check_pack(images, labels, names)
-    arrays = {"images": images, "labels": labels, "class_names": names}
+    check_pack(images, labels, names, inputs=inputs)
+    arrays = {"labels": labels, "class_names": names}
+    if inputs is None:
+        arrays["images"] = images
+    else:
+        arrays.update(inputs=np.asarray(inputs), targets=images)
     with zipfile.ZipFile(target, "w", zipfile.ZIP_DEFLATED) as archive:
         for key, array in arrays.items():
             if array is not None:
@@ -176,10 +211,17 @@ def check_pack(
     class_names: np.ndarray | None,
     *,
     max_classes: int = MAX_CLASSES,
+    inputs: np.ndarray | None = None,
 ) -> list[str] | None:
-    """Check pack arrays (images N×H×W[×C]) without copying them. Returns the class names as
-    text (``"0"``, ``"1"``... when labels come without names), None when unlabelled."""
-    _check_images(ArrayHeader.of(images))
+    """Check pack arrays (images N×H×W[×C]; with ``inputs``, a paired pack's targets) without
+    copying them. Returns the class names as text (``"0"``, ``"1"``... when labels come without
+    names), None when unlabelled."""
+    if inputs is None:
+        _check_images(ArrayHeader.of(images))
+    else:
+        _check_images(ArrayHeader.of(inputs), "inputs")
+        _check_images(ArrayHeader.of(images), "targets")
+        _check_same_count(ArrayHeader.of(inputs), ArrayHeader.of(images))
     if labels is None:
         if class_names is not None:
             raise DatasetError("'class_names' given without 'labels': add labels or drop the names")
@@ -269,25 +311,33 @@ def _member_header(archive: zipfile.ZipFile, key: str) -> ArrayHeader:
     return header
 
 
-def _check_images(images: ArrayHeader) -> None:
+def _check_images(images: ArrayHeader, key: str = "images") -> None:
     if images.dtype != np.uint8:
-        raise DatasetError(f"'images' must be uint8 (0..255), got {images.dtype}")
+        raise DatasetError(f"'{key}' must be uint8 (0..255), got {images.dtype}")
     if len(images.shape) not in (3, 4):
         raise DatasetError(
-            f"'images' must be N×H×W or N×H×W×C, got {len(images.shape)} dimensions {images.shape}"
+            f"'{key}' must be N×H×W or N×H×W×C, got {len(images.shape)} dimensions {images.shape}"
         )
     count, height, width = images.shape[:3]
     channels = images.shape[3] if len(images.shape) == 4 else 1
     if channels not in CHANNEL_COUNTS:
         raise DatasetError(
-            f"'images' must have 1 (grey) or 3 (RGB) channels in the last axis, got {channels}"
+            f"'{key}' must have 1 (grey) or 3 (RGB) channels in the last axis, got {channels}"
         )
     if not (MIN_SIDE <= height <= MAX_SIDE and MIN_SIDE <= width <= MAX_SIDE):
         raise DatasetError(
-            f"'images' height and width must lie in {MIN_SIDE}..{MAX_SIDE}, got {height}×{width}"
+            f"'{key}' height and width must lie in {MIN_SIDE}..{MAX_SIDE}, got {height}×{width}"
         )
     if count < 1:
-        raise DatasetError("'images' holds no image")
+        raise DatasetError(f"'{key}' holds no image")
+
+
+def _check_same_count(inputs: ArrayHeader, targets: ArrayHeader) -> None:
+    if inputs.shape[0] != targets.shape[0]:
+        raise DatasetError(
+            f"'inputs' holds {inputs.shape[0]:,} images and 'targets' {targets.shape[0]:,}: "
+            "a paired pack needs one target per input"
+        )
 
 
 def _check_labels(labels: ArrayHeader, count: int) -> None:

@@ -12,6 +12,7 @@ from gan_engine.nets.dcgan import DCGANDiscriminatorBody, DCGANGenerator, init_d
 from gan_engine.nets.mlp import MLPDiscriminatorBody, MLPGenerator
 from gan_engine.nets.networks import Discriminator, Generator
 from gan_engine.nets.resnet import ResNetDiscriminatorBody, ResNetGenerator
+from gan_engine.nets.unet import PatchGANDiscriminator, UNetGenerator
 from gan_engine.spec import ModelSpec
 
 
@@ -84,6 +85,45 @@ def build_discriminator(
     if model.spectral_norm:
         apply_spectral_norm(discriminator, skip=(label_input,) if label_input else ())
     return discriminator
+
+
+def build_translator(
+    model: ModelSpec, *, input_shape: tuple[int, ...], sample_shape: tuple[int, ...]
+) -> UNetGenerator:
+    """Task 'translation''s G: forward(inputs (N, *input_shape)) -> (N, *sample_shape), in
+    [-1, 1]."""
+    _check_pair(model, input_shape, sample_shape)
+    return UNetGenerator(input_shape[0], sample_shape[0], model.image_size or 0, model.width)
+
+
+def build_patch_discriminator(
+    model: ModelSpec, *, input_shape: tuple[int, ...], sample_shape: tuple[int, ...]
+) -> PatchGANDiscriminator:
+    """Task 'translation''s D: forward(inputs, images) -> patch logits (N, P), no sigmoid."""
+    _check_pair(model, input_shape, sample_shape)
+    if model.d_norm == "auto":
+        raise ValueError("model.d_norm 'auto' is resolved by the whole spec: use a validated Spec")
+    discriminator = PatchGANDiscriminator(
+        input_shape[0], sample_shape[0], model.image_size or 0, model.width, model.d_norm
+    )
+    if model.spectral_norm:
+        apply_spectral_norm(discriminator)
+    return discriminator
+
+
+def _check_pair(
+    model: ModelSpec, input_shape: tuple[int, ...], sample_shape: tuple[int, ...]
+) -> None:
+    size = (model.image_size, model.image_size)
+    if (
+        len(input_shape) != 3
+        or len(sample_shape) != 3
+        or {input_shape[1:], sample_shape[1:]} != {size}
+    ):
+        raise ValueError(
+            f"inputs {input_shape} and targets {sample_shape} must both be (C, S, S) images with "
+            f"S = model.image_size {model.image_size}"
+        )
 
 
 def _check(model: ModelSpec, sample_shape: tuple[int, ...], num_classes: int) -> None:

@@ -558,6 +558,35 @@ def sample(
 
 
 @client_command(app)
+def translate(
+    ctx: typer.Context,
+    model_id: ModelId,
+    input_path: Annotated[
+        Path, typer.Option("--input", "-i", help="FILE.png / FILE.jpg, or FILE.npy (a batch)")
+    ],
+    out_path: Annotated[
+        Path, typer.Option("--out", "-o", help="FILE.png (the image, or a grid) or FILE.npy")
+    ],
+) -> None:
+    """Translate images with a model trained with task 'translation'."""
+    if out_path.suffix.lower() not in SAMPLE_SUFFIXES:
+        raise fail(f"--out must end in .png or .npy, not {out_path.name!r}", USAGE)
+    import numpy as np
+
+    with connect(ctx) as client:
+        array = client.models.translate(model_id, input_path)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    if out_path.suffix.lower() == ".npy":
+        np.save(out_path, array)
+    else:
+        from gan_engine.images import grid, png_bytes
+
+        image = array[0] if len(array) == 1 else grid(array, columns=min(len(array), 8))
+        out_path.write_bytes(png_bytes(image))
+    err.print(f"wrote {out_path}: {array.dtype} {tuple(array.shape)}", highlight=False)
+
+
+@client_command(app)
 def export(
     ctx: typer.Context,
     model_id: ModelId,

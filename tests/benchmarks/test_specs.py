@@ -66,3 +66,16 @@ def test_mixture2d_override_changes_the_run_and_its_label() -> None:
     assert result["row"] == 'GAN (pack 1) + {"model":{"width":16}}'
     assert set(result) == {"dataset", "row", "seed", "seconds", "modes", "hq", "kl"}
     assert 0 <= result["hq"] <= 100 and 0 <= result["modes"] <= 25
+
+
+def test_the_blur_study_s_rows_are_valid_translation_specs() -> None:
+    from benchmarks.blur_study import DATASETS, ROWS, spec_for
+
+    weights = {}
+    for dataset in DATASETS:
+        for row in ROWS:
+            spec = parse_spec(spec_for(dataset, row, seed=2))
+            assert spec.task == "translation" and spec.training.seed == 2
+            weights[row] = (spec.loss.adversarial, spec.loss.l1)
+    assert list(weights.values()) == [(0.0, 100.0), (1.0, 0.0), (1.0, 100.0)]
+    assert load_spec(SPECS / "superres-x4-photos.yaml").dataset.builtin == "superres-x4-photos"
