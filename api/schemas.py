@@ -483,7 +483,7 @@ class InterpolationRequest(BaseModel):
     embedding moves linearly at fixed z; conditional models) or both. Classes by index (a JSON
     number) or name (a string); a conditional model's ``from_class`` defaults to 0 and
     ``to_class`` to ``from_class``. Frame 0 is the sample ``{"labels": [from_class], "n": 1,
-    "seed": from_seed}`` gives. Same request, same bytes."""
+    "seed": from_seed}`` gives (the same z and class). Same request, same bytes."""
 
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
