@@ -8,10 +8,10 @@ A class walk keeps z fixed and moves the label input linearly from one class to 
 conditioning kind (concat, projection, acgan) feeds G the same way, a learned class embedding
 concatenated to z (``gan_engine.nets.conditioning.LabelConcat``), so the walk is between the two
 classes' embedding vectors; the in-between frames are G's answer to codes it was never trained on,
-which is what a class interpolation shows. Both walks at once (``to_seed`` and ``to_class``) move z
-and the code together. Frame 0 is the sample ``sample(labels=[from_class], n=1, seed=from_seed)`` gives
-(the same z and label; float kernels may round the last bits differently for another batch
-size), and the last frame that of the other end.
+which is what a class interpolation shows. Both walks at once (``to_seed`` and ``to_class``) move
+z and the code together. Frame 0 is the sample ``sample(labels=[from_class], n=1,
+seed=from_seed)`` gives (the same z and label; float kernels may round the last bits differently
+for another batch size), and the last frame that of the other end.
 """
 
 from __future__ import annotations
