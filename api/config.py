@@ -17,6 +17,11 @@ class ApiSettings(Settings):
     )
     model_cache_size: int = Field(8, ge=1, description="generators kept loaded (LRU)")
     max_generate_samples: int = Field(1024, ge=1, le=4096, description="samples per request")
+    max_synthetic_images: int = Field(
+        10_000,
+        ge=1,
+        description="images one POST /v1/models/{id}/datasets may materialise (and MAX_IMAGES)",
+    )
     generation_precision: Precision = Field(
         "auto",
         description="sampling: auto = bf16 autocast for conv generators on CPUs with bf16 units "

@@ -470,6 +470,52 @@ class SamplesJson(BaseModel):
     class_names: list[str] | None = Field(description="the class of each sample, or null")
 
 
+InterpolationFormat = Literal["png_strip", "gif", "npy"]
+ClassRef = (
+    Annotated[StrictInt, Field(ge=0, le=MAX_LABEL)]
+    | Annotated[str, Field(min_length=1, max_length=200)]
+)
+
+
+class InterpolationRequest(BaseModel):
+    """A latent walk of ``frames`` samples from (``from_seed``, ``from_class``) to (``to_seed``,
+    ``to_class``): give ``to_seed`` (slerp between the two seeds' z), ``to_class`` (the class
+    embedding moves linearly at fixed z; conditional models) or both. Classes by index (a JSON
+    number) or name (a string); a conditional model's ``from_class`` defaults to 0 and
+    ``to_class`` to ``from_class``. Frame 0 is the sample ``{"labels": [from_class], "n": 1,
+    "seed": from_seed}`` gives (the same z and class). Same request, same bytes."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+    from_seed: StrictInt = Field(0, ge=0, lt=2**63)
+    to_seed: StrictInt | None = Field(None, ge=0, lt=2**63)
+    from_class: ClassRef | None = None
+    to_class: ClassRef | None = None
+    frames: StrictInt = Field(8, ge=2, le=64)
+    truncation: Annotated[float, Field(strict=True)] | None = Field(
+        None, gt=0, le=10, description="z from a normal truncated to [-t, t]"
+    )
+    format: InterpolationFormat = Field(
+        "png_strip",
+        description="png_strip: image/png, the frames in one row; gif: image/gif, played there "
+        "and back, looping; npy: uint8 (F,H,W[,C]) images or float32 (F,2) points (2-D point "
+        "models: npy only)",
+    )
+
+
+class SyntheticDatasetRequest(LabelsIn):
+    """Materialise ``per_class`` samples of every class of a conditional image model as a new
+    dataset of this account: the images ``POST /v1/models/{id}/samples`` gives for the same
+    ``per_class``, ``seed`` and ``truncation``. ``name`` defaults to ``{model id}-synthetic``;
+    ``metadata`` gains ``source_model``, ``seed`` and ``truncation`` (yours win)."""
+
+    per_class: StrictInt = Field(ge=1, le=100_000)
+    seed: StrictInt = Field(0, ge=0, lt=2**63)
+    truncation: Annotated[float, Field(strict=True)] | None = Field(
+        None, gt=0, le=10, description="z from a normal truncated to [-t, t]"
+    )
+
+
 # --- health ------------------------------------------------------------------------------------
 
 

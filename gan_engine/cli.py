@@ -1,4 +1,4 @@
-"""``python -m gan_engine train|sample``: the engine on its own, against a folder."""
+"""``python -m gan_engine train|sample|interpolate``: the engine on its own, against a folder."""
 
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ from gan_engine.data import DatasetError
 from gan_engine.evaluation import FolderEvaluatorCache
 from gan_engine.events import Event, Phase
 from gan_engine.images import decode_image, png_bytes
+from gan_engine.interpolation import MAX_FRAMES, gif_bytes, interpolate, npy_bytes, strip_png
 from gan_engine.precision import Precision
 from gan_engine.progress import RunProgress
 from gan_engine.run import build_trainer, export_files, load_training_data
@@ -210,6 +211,50 @@ def translate(
     else:
         out.write_bytes(artifact.png(samples))
     err.print(f"wrote {len(samples.data)} translations to {out}")
+
+
+def _class_arg(value: str | None) -> int | str | None:
+    """A class by name, or by index when it is a number (a model whose class names are numbers,
+    like digits', names class k "k", so both readings agree)."""
+    if value is None:
+        return None
+    return int(value) if value.isdigit() else value
+
+
+@app.command("interpolate")
+def interpolate_command(
+    run_dir: Annotated[Path, typer.Argument(metavar="DIR", help="a finished run folder")],
+    out: Annotated[
+        Path, typer.Option("--out", help="FILE.png (a strip), FILE.gif (animated) or FILE.npy")
+    ],
+    from_seed: Annotated[int, typer.Option(help="the seed of the first frame's z")] = 0,
+    to_seed: Annotated[int | None, typer.Option(help="the last frame's seed (slerp)")] = None,
+    from_class: Annotated[
+        str | None, typer.Option(help="name or index; conditional models (default 0)")
+    ] = None,
+    to_class: Annotated[
+        str | None, typer.Option(help="name or index: walk to it at fixed noise")
+    ] = None,
+    frames: Annotated[int, typer.Option(help=f"2 to {MAX_FRAMES}")] = 8,
+    truncation: Annotated[float | None, typer.Option(help="truncate z to [-t, t]")] = None,
+    precision: Annotated[Precision, typer.Option(help="as for sample")] = "off",
+) -> None:
+    """A latent walk between two seeds and/or two classes; the same arguments give the same file."""
+    if out.suffix not in (".png", ".gif", ".npy"):
+        raise _fail(f"--out must end in .png, .gif or .npy, not '{out.suffix}'")
+    try:
+        artifact = GeneratorArtifact.load(run_dir, precision=precision)
+        walk = interpolate(
+            artifact, from_seed=from_seed, to_seed=to_seed, from_class=_class_arg(from_class),
+            to_class=_class_arg(to_class), frames=frames, truncation=truncation,
+        )  # fmt: skip
+        encoders = {".png": strip_png, ".gif": gif_bytes}
+        body = npy_bytes(walk) if out.suffix == ".npy" else encoders[out.suffix](artifact, walk)
+    except ValueError as error:  # ArtifactError
+        raise _fail(str(error)) from None
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_bytes(body)
+    err.print(f"wrote {frames} frames to {out}")
 
 
 def main() -> None:

@@ -137,6 +137,47 @@ def translation_upload(inputs: str | Path | np.ndarray, fmt: str) -> Iterator[Up
         yield Upload(path, path.name, fields)
 
 
+def interpolation_body(
+    *,
+    format: str,
+    from_seed: int,
+    to_seed: int | None,
+    from_class: int | str | None,
+    to_class: int | str | None,
+    frames: int,
+    truncation: float | None,
+) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "from_seed": from_seed,
+        "to_seed": to_seed,
+        "from_class": from_class,
+        "to_class": to_class,
+        "frames": frames,
+        "truncation": truncation,
+    }
+    return {key: value for key, value in body.items() if value is not None} | {"format": format}
+
+
+def synthetic_dataset_body(
+    *,
+    per_class: int,
+    seed: int,
+    truncation: float | None,
+    name: str | None,
+    tags: Sequence[str] | None,
+    metadata: Mapping[str, str] | None,
+) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "per_class": per_class,
+        "seed": seed,
+        "truncation": truncation,
+        "name": name,
+        "tags": list(tags) if tags is not None else None,
+        "metadata": dict(metadata) if metadata is not None else None,
+    }
+    return {key: value for key, value in body.items() if value is not None}
+
+
 def read_npy(content: bytes) -> np.ndarray:
     import numpy as np
 

@@ -8,7 +8,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import httpx
 from httpx_sse import EventSource
@@ -410,6 +410,69 @@ class AsyncModels:
                 idempotent=True,
             )
             return _shared.read_npy((await self._client.request(call)).content)
+
+    async def translate_grid(self, model_id: str, inputs: str | Path | np.ndarray) -> bytes:
+        with _shared.translation_upload(inputs, "png_grid") as upload:
+            call = Call("POST", f"/v1/models/{model_id}/translate", upload=upload,
+                        timeout=UPLOAD_TIMEOUT, idempotent=True)  # fmt: skip
+            return (await self._client.request(call)).content
+
+    async def _interpolation(self, model_id: str, body: dict[str, Any]) -> bytes:
+        call = Call("POST", f"/v1/models/{model_id}/interpolations", json=body, idempotent=True)
+        return (await self._client.request(call)).content
+
+    async def interpolate(
+        self,
+        model_id: str,
+        *,
+        from_seed: int = 0,
+        to_seed: int | None = None,
+        from_class: int | str | None = None,
+        to_class: int | str | None = None,
+        frames: int = 8,
+        truncation: float | None = None,
+    ) -> np.ndarray:
+        body = _shared.interpolation_body(
+            format="npy", from_seed=from_seed, to_seed=to_seed, from_class=from_class,
+            to_class=to_class, frames=frames, truncation=truncation,
+        )  # fmt: skip
+        return _shared.read_npy(await self._interpolation(model_id, body))
+
+    async def interpolation_image(
+        self,
+        model_id: str,
+        *,
+        from_seed: int = 0,
+        to_seed: int | None = None,
+        from_class: int | str | None = None,
+        to_class: int | str | None = None,
+        frames: int = 8,
+        truncation: float | None = None,
+        format: Literal["png_strip", "gif"] = "png_strip",
+    ) -> bytes:
+        body = _shared.interpolation_body(
+            format=format, from_seed=from_seed, to_seed=to_seed, from_class=from_class,
+            to_class=to_class, frames=frames, truncation=truncation,
+        )  # fmt: skip
+        return await self._interpolation(model_id, body)
+
+    async def materialize_dataset(
+        self,
+        model_id: str,
+        per_class: int,
+        *,
+        seed: int = 0,
+        truncation: float | None = None,
+        name: str | None = None,
+        tags: Sequence[str] | None = None,
+        metadata: Mapping[str, str] | None = None,
+    ) -> Dataset:
+        body = _shared.synthetic_dataset_body(
+            per_class=per_class, seed=seed, truncation=truncation, name=name, tags=tags,
+            metadata=metadata,
+        )  # fmt: skip
+        call = Call("POST", f"/v1/models/{model_id}/datasets", json=body)
+        return Dataset.model_validate(await self._client.json(call))
 
     async def export(self, model_id: str, path: str | Path) -> Path:
         content = (await self._client.request(Call("GET", f"/v1/models/{model_id}/export"))).content

@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import httpx
 from httpx_sse import EventSource
@@ -480,6 +480,78 @@ class Models:
                 idempotent=True,
             )
             return _shared.read_npy((self._client.request(call)).content)
+
+    def translate_grid(self, model_id: str, inputs: str | Path | np.ndarray) -> bytes:
+        """The same translations as one PNG (the image, or a grid of a batch)."""
+        with _shared.translation_upload(inputs, "png_grid") as upload:
+            call = Call("POST", f"/v1/models/{model_id}/translate", upload=upload,
+                        timeout=UPLOAD_TIMEOUT, idempotent=True)  # fmt: skip
+            return self._client.request(call).content
+
+    def _interpolation(self, model_id: str, body: dict[str, Any]) -> bytes:
+        # the same request always gives the same bytes, so resending it is safe
+        call = Call("POST", f"/v1/models/{model_id}/interpolations", json=body, idempotent=True)
+        return self._client.request(call).content
+
+    def interpolate(
+        self,
+        model_id: str,
+        *,
+        from_seed: int = 0,
+        to_seed: int | None = None,
+        from_class: int | str | None = None,
+        to_class: int | str | None = None,
+        frames: int = 8,
+        truncation: float | None = None,
+    ) -> np.ndarray:
+        """A latent walk of ``frames`` (2 to 64) samples: uint8 ``(F, H, W[, C])`` images or
+        float32 ``(F, 2)`` points. ``to_seed`` slerps between two seeds' z; ``to_class`` (a
+        name or an index) moves the class embedding at fixed z; both move both."""
+        body = _shared.interpolation_body(
+            format="npy", from_seed=from_seed, to_seed=to_seed, from_class=from_class,
+            to_class=to_class, frames=frames, truncation=truncation,
+        )  # fmt: skip
+        return _shared.read_npy(self._interpolation(model_id, body))
+
+    def interpolation_image(
+        self,
+        model_id: str,
+        *,
+        from_seed: int = 0,
+        to_seed: int | None = None,
+        from_class: int | str | None = None,
+        to_class: int | str | None = None,
+        frames: int = 8,
+        truncation: float | None = None,
+        format: Literal["png_strip", "gif"] = "png_strip",
+    ) -> bytes:
+        """The same walk as a PNG strip (the frames in one row) or an animated GIF (image
+        models only)."""
+        body = _shared.interpolation_body(
+            format=format, from_seed=from_seed, to_seed=to_seed, from_class=from_class,
+            to_class=to_class, frames=frames, truncation=truncation,
+        )  # fmt: skip
+        return self._interpolation(model_id, body)
+
+    def materialize_dataset(
+        self,
+        model_id: str,
+        per_class: int,
+        *,
+        seed: int = 0,
+        truncation: float | None = None,
+        name: str | None = None,
+        tags: Sequence[str] | None = None,
+        metadata: Mapping[str, str] | None = None,
+    ) -> Dataset:
+        """Store ``per_class`` generated images of every class as a new dataset of this account
+        (conditional image models), usable in a spec as ``{"dataset": {"id": ...}}``."""
+        body = _shared.synthetic_dataset_body(
+            per_class=per_class, seed=seed, truncation=truncation, name=name, tags=tags,
+            metadata=metadata,
+        )  # fmt: skip
+        call = Call("POST", f"/v1/models/{model_id}/datasets", json=body)
+        return Dataset.model_validate(self._client.json(call))
 
     def export(self, model_id: str, path: str | Path) -> Path:
         """The model's weights, config and spec: a ``.zip`` path gets the zip, any other path

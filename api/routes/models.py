@@ -12,6 +12,7 @@ from api.deps import (
     ModelCacheDep,
     ReadsDep,
     SessionDep,
+    SessionmakerDep,
     SettingsDep,
     StorageDep,
     TenantDep,
@@ -20,13 +21,17 @@ from api.json_body import StrictJSONRoute
 from api.params import DEFAULT_LIMIT, AfterId, Limit, ModelId, TagFilter
 from api.schemas import (
     ERROR_RESPONSES,
+    DatasetOut,
+    InterpolationRequest,
     LabelsPatch,
     ModelOut,
     Page,
     SampleRequest,
     SamplesJson,
+    SyntheticDatasetRequest,
     error,
 )
+from api.services import model_applications as applications
 from api.services import models as service
 from api.services import translation
 from api.services.tenancy import relabel_from
@@ -228,4 +233,76 @@ def export_model(
     disposition = f'attachment; filename="{model_id}.zip"'
     return Response(
         body, media_type="application/zip", headers={"Content-Disposition": disposition}
+    )
+
+
+@router.post(
+    "/{model_id}/interpolations",
+    summary="Walk between two seeds or two classes",
+    response_class=Response,
+    responses={
+        200: {
+            "description": "by `format`: a PNG strip, an animated GIF or an .npy array",
+            "content": {"image/png": {}, "image/gif": {}, "application/octet-stream": {}},
+        },
+        500: error("`model_unreadable`: the stored weights are damaged (our fault; logged)"),
+    },
+)
+async def interpolate_model(
+    model_id: ModelId,
+    body: InterpolationRequest,
+    reads: ReadsDep,
+    caller: TenantDep,
+    storage: StorageDep,
+    cache: ModelCacheDep,
+    batcher: BatcherDep,
+) -> Response:
+    """`{"from_seed": 1, "to_seed": 2, "frames": 8}` slerps between two seeds' z;
+    `{"from_class": "Sneaker", "to_class": "Bag", "from_seed": 3}` moves the class embedding
+    at fixed z (conditional models). 2 to 64 frames; 2-D point models answer npy only
+    (`wrong_model_kind` otherwise), as unconditional ones do for a class walk."""
+    await service.check_model_owned(reads, tenant_id=caller.tenant_id, model_id=model_id)
+    encoded = await applications.interpolation(
+        model_id=model_id, request=body, storage=storage, cache=cache, batcher=batcher
+    )
+    headers = {}
+    if encoded.filename:
+        headers["Content-Disposition"] = f'attachment; filename="{encoded.filename}"'
+    return Response(encoded.body, media_type=encoded.media_type, headers=headers)
+
+
+@router.post(
+    "/{model_id}/datasets",
+    status_code=201,
+    summary="Materialise samples as a dataset",
+    response_model=DatasetOut,
+    responses={
+        413: error("more images than MAX_SYNTHETIC_IMAGES (or MAX_IMAGES) in one request"),
+        429: error("`quota_exceeded`: the account's storage quota is used up"),
+    },
+)
+async def materialise_dataset(
+    model_id: ModelId,
+    body: SyntheticDatasetRequest,
+    reads: ReadsDep,
+    caller: TenantDep,
+    settings: SettingsDep,
+    sessions: SessionmakerDep,
+    storage: StorageDep,
+    cache: ModelCacheDep,
+    batcher: BatcherDep,
+) -> Any:
+    """`{"per_class": 500, "seed": 1}`: 500 generated images of every class, stored as a new
+    dataset of this account (listed, usable as `{"dataset": {"id": ...}}` in a job, deletable).
+    Conditional image models only (`wrong_model_kind` otherwise)."""
+    await service.check_model_owned(reads, tenant_id=caller.tenant_id, model_id=model_id)
+    return await applications.materialise(
+        model_id=model_id,
+        tenant_id=caller.tenant_id,
+        request=body,
+        sessions=sessions,
+        storage=storage,
+        settings=settings,
+        cache=cache,
+        batcher=batcher,
     )

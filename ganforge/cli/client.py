@@ -573,17 +573,24 @@ def translate(
         raise fail(f"--out must end in .png or .npy, not {out_path.name!r}", USAGE)
     import numpy as np
 
-    with connect(ctx) as client:
-        array = client.models.translate(model_id, input_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    if out_path.suffix.lower() == ".npy":
-        np.save(out_path, array)
-    else:
-        from gan_engine.images import grid, png_bytes
+    with connect(ctx) as client:
+        if out_path.suffix.lower() == ".npy":
+            array = client.models.translate(model_id, input_path)
+            np.save(out_path, array)
+            what = f"{array.dtype} {tuple(array.shape)}"
+        else:
+            array = client.models.translate(model_id, input_path)
+            if len(array) == 1:  # the image itself, at the model's size
+                from PIL import Image
 
-        image = array[0] if len(array) == 1 else grid(array, columns=min(len(array), 8))
-        out_path.write_bytes(png_bytes(image))
-    err.print(f"wrote {out_path}: {array.dtype} {tuple(array.shape)}", highlight=False)
+                Image.fromarray(array[0].squeeze(-1) if array.shape[-1] == 1 else array[0]).save(
+                    out_path, format="PNG"
+                )
+            else:  # a batch: the service's grid
+                out_path.write_bytes(client.models.translate_grid(model_id, input_path))
+            what = f"{len(array)} image(s) as a PNG"
+    err.print(f"wrote {out_path}: {what}", highlight=False)
 
 
 @client_command(app)
@@ -596,3 +603,74 @@ def export(
     with connect(ctx) as client:
         path = client.models.export(model_id, out_dir)
     err.print(f"wrote {path}", highlight=False)
+
+
+def _class_option(value: str | None) -> int | str | None:
+    """A class by index when it is a number, else by name (a model whose names are numbers
+    names class k "k", so both readings agree)."""
+    if value is None:
+        return None
+    return int(value) if value.isdigit() else value
+
+
+@client_command(app)
+def interpolate(
+    ctx: typer.Context,
+    model_id: ModelId,
+    out_path: Annotated[
+        Path, typer.Option("--out", "-o", help="FILE.png (a strip), FILE.gif or FILE.npy")
+    ],
+    from_seed: Annotated[int, typer.Option(min=0, help="the first frame's seed")] = 0,
+    to_seed: Annotated[int | None, typer.Option(min=0, help="the last frame's (slerp)")] = None,
+    from_class: Annotated[str | None, typer.Option(help="name or index (default 0)")] = None,
+    to_class: Annotated[str | None, typer.Option(help="walk to it at fixed noise")] = None,
+    frames: Annotated[int, typer.Option(min=2, max=64, help="2 to 64")] = 8,
+    truncation: Annotated[float | None, typer.Option(help="truncate z to [-t, t]")] = None,
+) -> None:
+    """A latent walk between two seeds and/or two classes into a PNG strip, a GIF or .npy."""
+    suffix = out_path.suffix.lower()
+    if suffix not in (".png", ".gif", ".npy"):
+        raise fail(f"--out must end in .png, .gif or .npy, not {out_path.name!r}", USAGE)
+    if to_seed is None and to_class is None:
+        raise fail("give --to-seed, --to-class or both", USAGE)
+    request: dict[str, Any] = {
+        "from_seed": from_seed, "to_seed": to_seed, "from_class": _class_option(from_class),
+        "to_class": _class_option(to_class), "frames": frames, "truncation": truncation,
+    }  # fmt: skip
+    with connect(ctx) as client:
+        if suffix == ".npy":
+            import numpy as np
+
+            array = client.models.interpolate(model_id, **request)
+            out_path.parent.mkdir(parents=True, exist_ok=True)
+            np.save(out_path, array)
+            err.print(f"wrote {out_path}: {array.dtype} {tuple(array.shape)}", highlight=False)
+            return
+        image_format = "gif" if suffix == ".gif" else "png_strip"
+        body = client.models.interpolation_image(model_id, **request, format=image_format)
+        out_path.parent.mkdir(parents=True, exist_ok=True)
+        out_path.write_bytes(body)
+        err.print(f"wrote {out_path}", highlight=False)
+
+
+@client_command(models_app, "materialize")
+def models_materialize(
+    ctx: typer.Context,
+    model_id: ModelId,
+    per_class: Annotated[int, typer.Option(min=1, help="images of every class")],
+    seed: Annotated[int, typer.Option(min=0, help="same seed, same images")] = 0,
+    truncation: Annotated[float | None, typer.Option(help="truncate z to [-t, t]")] = None,
+    name: Annotated[str | None, typer.Option(help="default: MODEL-synthetic")] = None,
+    tags: Annotated[str | None, typer.Option(help="comma-separated tags")] = None,
+    as_json: Json = False,
+) -> None:
+    """Store generated samples of every class as a new dataset (conditional image models)."""
+    with connect(ctx) as client:
+        dataset = client.models.materialize_dataset(
+            model_id, per_class, seed=seed, truncation=truncation, name=name, tags=_split(tags)
+        )
+    if as_json:
+        print_json(dump(dataset))
+    else:
+        err.print(f"{dataset.name}: {dataset.n_images} images", highlight=False)
+        out.print(dataset.id, highlight=False)

@@ -134,3 +134,17 @@ def test_python_dash_m_entry_point(tmp_path: Path) -> None:
 def test_sample_refuses_unknown_output_types(tmp_path: Path, suffix: str) -> None:
     result = invoke("sample", tmp_path, "--out", tmp_path / f"x{suffix}", cache=tmp_path)
     assert result.exit_code == 2 and ".png or .npy" in result.output
+
+
+def test_interpolate_writes_a_strip_a_gif_and_npy(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    assert invoke("train", write_spec(tmp_path / "s.yaml"), "--out", out,
+                  cache=tmp_path).exit_code == 0  # fmt: skip
+    npy = tmp_path / "walk.npy"
+    walk = ["--from-seed", "1", "--to-seed", "2", "--from-class", "mode3", "--to-class", "5"]
+    result = invoke("interpolate", out, *walk, "--frames", "6", "--out", npy, cache=tmp_path)
+    assert result.exit_code == 0, result.output
+    assert np.load(npy).shape == (6, 2)
+    bad = invoke("interpolate", out, "--to-seed", "2", "--out", tmp_path / "w.gif", cache=tmp_path)
+    assert bad.exit_code == 2 and "2-D points" in bad.output
+    assert invoke("interpolate", out, "--out", npy, cache=tmp_path).exit_code == 2

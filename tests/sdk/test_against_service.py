@@ -126,6 +126,20 @@ def test_a_job_trains_and_its_model_samples_and_exports(
     assert any("tfevents" in name for name in zipfile.ZipFile(board).namelist())
 
 
+def test_a_model_walks_and_refuses_what_its_kind_cannot(client: Client, trained: Job) -> None:
+    assert trained.model_id is not None
+    seeds = client.models.interpolate(trained.model_id, from_seed=1, to_seed=2, frames=5)
+    assert seeds.shape == (5, 2) and seeds.dtype == np.float32
+    first = client.models.sample(trained.model_id, labels=[0], n=1, seed=1)
+    assert np.allclose(seeds[0], first[0], atol=1e-5)  # the same z; batch-size rounding aside
+    classes = client.models.interpolate(trained.model_id, from_class="mode1", to_class=5)
+    assert classes.shape == (8, 2)
+    with pytest.raises(APIError, match="wrong_model_kind"):
+        client.models.interpolation_image(trained.model_id, to_seed=2, format="gif")
+    with pytest.raises(APIError, match="wrong_model_kind"):
+        client.models.materialize_dataset(trained.model_id, per_class=2)
+
+
 def test_labels_change_and_filter_lists(client: Client, trained: Job) -> None:
     renamed = client.jobs.update(trained.id, name="renamed", metadata={"owner": "sdk"})
     assert (renamed.name, renamed.tags, renamed.metadata) == ("renamed", ["sdk"], {"owner": "sdk"})
@@ -157,6 +171,12 @@ def test_the_async_client_reads_and_samples(service: Up, trained: Job) -> None:
             job = await client.jobs.wait(trained.id, timeout=10)
             assert job.model_id is not None
             points = await client.models.sample(job.model_id, n=16)
+            walk = await client.models.interpolate(job.model_id, to_seed=1, frames=3)
+            assert walk.shape == (3, 2)
+            with pytest.raises(APIError, match="wrong_model_kind"):
+                await client.models.interpolation_image(job.model_id, to_seed=1)
+            with pytest.raises(APIError, match="wrong_model_kind"):
+                await client.models.materialize_dataset(job.model_id, per_class=1)
             return job.status, points.shape
 
     assert asyncio.run(main()) == ("succeeded", (16, 2))
@@ -195,6 +215,13 @@ def test_cli_login_submit_follow_sample_and_list(service: Up, cli_env: Path) -> 
         runner.invoke(app, ["sample", model, "--labels", "0,3", "--out", str(grid)]).exit_code == 0
     )
     assert grid.read_bytes().startswith(PNG_MAGIC)
+    walk = cli_env / "walk.npy"
+    walked = runner.invoke(app, ["interpolate", model, "--from-class", "mode2", "--to-class", "6",
+                                 "--frames", "4", "--out", str(walk)])  # fmt: skip
+    assert walked.exit_code == 0, walked.output
+    assert np.load(walk).shape == (4, 2)
+    refused = runner.invoke(app, ["models", "materialize", model, "--per-class", "2"])
+    assert refused.exit_code == 1 and "wrong_model_kind" in refused.stderr
     exported = runner.invoke(app, ["export", model, "--out", str(cli_env / "model")])
     assert exported.exit_code == 0 and (cli_env / "model" / "config.json").is_file()
 

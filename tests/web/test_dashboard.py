@@ -75,6 +75,12 @@ def test_train_from_the_form_then_sample_its_model(page: Page, service: Up) -> N
     browser.wait_for_selector("canvas.grid[data-loaded$='/samples']")
     width = browser.eval_on_selector("canvas.grid", "canvas => canvas.width")
     assert width > 110  # the class labels' column and the images
+    browser.select_option("form.walk select[name=from_class]", "3")
+    browser.select_option("form.walk select[name=to_class]", "8")
+    browser.click("form.walk button[type=submit]")
+    browser.wait_for_selector("canvas.strip[data-loaded$='/interpolations']")
+    strip = browser.eval_on_selector("canvas.strip", "c => [c.width, c.height]")
+    assert strip[0] > 4 * strip[1]  # 8 frames in one row
     page.screenshot("model")
 
     browser.click("nav a:text('Jobs')")

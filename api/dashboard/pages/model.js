@@ -1,5 +1,6 @@
 // One model: a generation playground (class, n, seed, truncation -> a grid from
-// POST /v1/models/{id}/samples) and its export.
+// POST /v1/models/{id}/samples), a latent walk (a strip from POST /v1/models/{id}/interpolations,
+// image models) and its export.
 import { download, drawPng, getJson } from "../api.js";
 import { h, notice, number } from "../dom.js";
 
@@ -54,4 +55,49 @@ export async function render(root, { params: [modelId], signal }) {
       message.replaceChildren(notice(error.param ? `${error.param}: ${error.message}` : error.message));
     }
   });
+
+  if (model.image_shape.length === 3) root.append(walkSection(model, signal));
+}
+
+// Two seeds (slerp) and/or two classes (the class embedding at fixed noise), as one strip.
+function walkSection(model, signal) {
+  const canvas = h("canvas", { class: "strip", "aria-label": "latent walk" });
+  const message = h("div");
+  const classes = (model.class_names ?? []).map((name) => h("option", { value: name }, name));
+  const fromClass = h("select", { name: "from_class" }, classes.map((o) => o.cloneNode(true)));
+  const toClass = h("select", { name: "to_class" },
+    h("option", { value: "" }, "the same class"), classes);
+  const form = h("form", { class: "card walk" },
+    h("h2", {}, "Latent walk"),
+    h("div", { class: "fields" },
+      h("label", {}, "From seed",
+        h("input", { name: "from_seed", type: "number", min: 0, value: 0 })),
+      h("label", {}, "To seed (blank: the same)",
+        h("input", { name: "to_seed", type: "number", min: 0, value: 1 })),
+      model.class_names ? [h("label", {}, "From class", fromClass),
+        h("label", {}, "To class", toClass)] : [],
+      h("label", {}, "Frames",
+        h("input", { name: "frames", type: "number", min: 2, max: 64, value: 8 })),
+      h("label", {}, "Truncation (blank: none)",
+        h("input", { name: "truncation", type: "number", min: 0.05, max: 10, step: 0.05 }))),
+    h("button", { type: "submit" }, "Walk"), message, canvas);
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const { elements } = form;
+    const body = { from_seed: Number(elements.from_seed.value),
+      frames: Number(elements.frames.value), format: "png_strip" };
+    if (elements.to_seed.value) body.to_seed = Number(elements.to_seed.value);
+    if (elements.truncation.value) body.truncation = Number(elements.truncation.value);
+    if (model.class_names) {
+      body.from_class = fromClass.value;
+      if (toClass.value) body.to_class = toClass.value;
+    }
+    message.replaceChildren();
+    try {
+      await drawPng(canvas, `/v1/models/${model.id}/interpolations`, { json: body, signal });
+    } catch (error) {
+      message.replaceChildren(notice(error.param ? `${error.param}: ${error.message}` : error.message));
+    }
+  });
+  return form;
 }
