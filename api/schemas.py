@@ -233,6 +233,11 @@ class DatasetOut(LabelsOut, FromRow):
     class_counts: list[int] | None = Field(
         None, description="images per class, in class_names order; null when unlabelled"
     )
+    input_shape: list[int] | None = Field(
+        None,
+        description="paired data (inputs -> targets, for task 'translation'): the inputs' "
+        "[height, width, channels], image_shape being the targets'; null for plain images",
+    )
     created_at: datetime
 
     @computed_field  # type: ignore[prop-decorator]

@@ -34,6 +34,7 @@ class Dataset(Labelled):
     image_shape: list[int]
     class_names: list[str] | None = None
     class_counts: list[int] | None = None
+    input_shape: list[int] | None = None
     num_classes: int = 0
     size_bytes: int
     created_at: datetime

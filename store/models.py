@@ -204,7 +204,10 @@ class Dataset(Labelled, Base):
     class_names: Mapped[list[str] | None] = mapped_column(JSONType)
     size_bytes: Mapped[int] = mapped_column(BigInteger)
     class_counts: Mapped[list[int] | None] = mapped_column(
-        JSONType, doc="images per class; null when unlabelled or uploaded before 0006"
+        JSONType, doc="images per class; null when unlabelled or uploaded before 0007"
+    )
+    input_shape: Mapped[list[int] | None] = mapped_column(
+        JSONType, doc="paired data (task 'translation'): the inputs' [H, W, C]; null otherwise"
     )
     created_at: Mapped[datetime] = _created()
 

@@ -155,7 +155,9 @@ def create_dataset(
     key = dataset_pack_key(dataset_id)
     with tempfile.TemporaryDirectory(prefix="ganforge-pack-") as folder:
         pack = Path(folder) / "pack.npz"
-        n_images, image_shape, class_names, class_counts = _write_pack(path, settings, pack)
+        n_images, image_shape, class_names, class_counts, input_shape = _write_pack(
+            path, settings, pack
+        )
         row = Dataset(
             id=dataset_id,
             tenant_id=tenant_id,
@@ -165,6 +167,7 @@ def create_dataset(
             image_shape=image_shape,
             class_names=class_names,
             class_counts=class_counts,
+            input_shape=input_shape,
             size_bytes=pack.stat().st_size,
             tags=list(labels.tags) if labels else [],
             metadata_=dict(labels.metadata) if labels else {},
@@ -190,9 +193,10 @@ def create_dataset(
 
 def _write_pack(
     path: Path, settings: ApiSettings, pack: Path
-) -> tuple[int, list[int], list[str] | None, list[int] | None]:
+) -> tuple[int, list[int], list[str] | None, list[int] | None, list[int] | None]:
     """Decode the upload and write it to ``pack``: its decoded arrays live only in this call.
-    Returns the image count, [H, W, C], the class names and the images per class."""
+    Returns the image count, [H, W, C], the class names, the images per class and (paired data)
+    the inputs' [H, W, C]."""
     with dataset_files.converted(path, settings) as converted:
         write_pack(
             pack,
@@ -201,14 +205,26 @@ def _write_pack(
             converted.class_names,
             inputs=converted.inputs,
         )
-        count, height, width, *channels = converted.images.shape
+        count = len(converted.images)
         names, labels = converted.class_names, converted.labels
         counts = (
             None
             if names is None or labels is None
             else np.bincount(labels, minlength=len(names)).tolist()
         )
-        return count, [height, width, channels[0] if channels else 1], names, counts
+        return (
+            count,
+            _hwc(converted.images),
+            names,
+            counts,
+            (None if converted.inputs is None else _hwc(converted.inputs)),
+        )
+
+
+def _hwc(images: np.ndarray) -> list[int]:
+    """[H, W, C] of a stack of images (N, H, W) or (N, H, W, C)."""
+    _, height, width, *channels = images.shape
+    return [height, width, channels[0] if channels else 1]
 
 
 def delete_dataset(

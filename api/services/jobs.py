@@ -131,7 +131,7 @@ async def training_data_facts(
         height, width, channels = (shape[0], shape[1], shape[2]) if len(shape) == 3 else (0, 0, 0)
         return DataFacts(builtin.n_images, height, width, channels, builtin.num_classes)
     found = await connection.execute(
-        select(Dataset.n_images, Dataset.image_shape, Dataset.class_names)
+        select(Dataset.n_images, Dataset.image_shape, Dataset.class_names, Dataset.input_shape)
         .where(Dataset.id == spec.dataset.id, Dataset.tenant_id == tenant_id)
         .with_for_update(read=True)  # not deleted before this job is committed
     )
@@ -139,6 +139,16 @@ async def training_data_facts(
     if dataset is None:
         raise SpecError(
             f"no dataset {spec.dataset.id!r} in this account; GET /v1/datasets lists yours",
+            param="dataset.id",
+        )
+    paired = dataset.input_shape is not None
+    if paired != (spec.task == "translation"):
+        raise SpecError(
+            f"dataset {spec.dataset.id} is paired data (inputs -> targets): train it with task "
+            "'translation'"
+            if paired
+            else f"task 'translation' needs paired data (an .npz of inputs and targets, or a .zip "
+            f"of A/ and B/ folders); dataset {spec.dataset.id} is plain images",
             param="dataset.id",
         )
     height, width, channels = dataset.image_shape

@@ -88,6 +88,7 @@ def test_a_paired_npz_upload_keeps_its_inputs(
     assert response.status_code == 201, response.text
     body = response.json()
     assert body["n_images"] == 5 and body["image_shape"] == [16, 16, 3]
+    assert body["input_shape"] == [4, 4, 3]
     pack = pack_of(body["id"])
     assert np.array_equal(pack.inputs.transpose(0, 2, 3, 1), inputs)
     assert np.array_equal(pack.images.transpose(0, 2, 3, 1), targets)
@@ -105,10 +106,32 @@ def test_a_zip_of_a_and_b_folders_is_paired_by_file_name(
     response = upload(client, account, zip_bytes(entries), "pairs.zip")
     assert response.status_code == 201, response.text
     assert response.json()["image_shape"] == [16, 16, 1]
+    assert response.json()["input_shape"] == [8, 8, 1]
     assert response.json()["class_names"] is None
     pack = pack_of(response.json()["id"])
     assert np.array_equal(pack.inputs[:, 0], np.stack([a["x"], a["y"], a["z"]]))
     assert np.array_equal(pack.images[:, 0], np.stack([b["x"], b["y"], b["z"]]))
+
+
+def test_a_job_and_its_dataset_must_agree_on_pairing(client: TestClient, account: Account) -> None:
+    pairs = npz_bytes(inputs=np.zeros((8, 4, 4), np.uint8), targets=np.zeros((8, 16, 16), np.uint8))
+    paired = upload(client, account, pairs, "sr.npz").json()
+    plain = upload(client, account, npz_bytes(images=np.zeros((8, 16, 16), np.uint8)), "p.npz")
+    small = {"model": {"width": 8, "latent_dim": 8}, "training": {"steps": 2, "batch_size": 4}}
+
+    generation = client.post("/v1/jobs", headers=account.headers,
+                             json=small | {"dataset": {"id": paired["id"]}})  # fmt: skip
+    error = assert_error(generation, 422, param="dataset.id")
+    assert "task 'translation'" in error["message"]
+    translation = client.post("/v1/jobs", headers=account.headers,
+                              json=small | {"task": "translation",
+                                            "dataset": {"id": plain.json()["id"]}})  # fmt: skip
+    assert "needs paired data" in assert_error(translation, 422, param="dataset.id")["message"]
+    ok = client.post("/v1/jobs", headers=account.headers,
+                     json={"task": "translation", "dataset": {"id": paired["id"]},
+                           "training": {"steps": 2, "batch_size": 4}})  # fmt: skip
+    assert ok.status_code == 202, ok.text
+    assert plain.json()["input_shape"] is None
 
 
 @pytest.mark.parametrize(
