@@ -250,8 +250,13 @@ class BuiltinDatasetOut(BaseModel):
     """A dataset every account can train on: ``{"dataset": {"builtin": name}}``."""
 
     name: str
-    kind: Literal["image", "points"]
-    sample_shape: list[int] = Field(description="[height, width, channels], or [2] for points")
+    kind: Literal["image", "points", "paired"]
+    sample_shape: list[int] = Field(
+        description="[height, width, channels] (paired: the targets'), or [2] for points"
+    )
+    input_shape: list[int] | None = Field(
+        None, description="paired data (task 'translation'): the inputs' [height, width, channels]"
+    )
     n_images: int = Field(description="samples in the training split")
     class_names: list[str]
     num_classes: int

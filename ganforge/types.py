@@ -46,6 +46,7 @@ class BuiltinDataset(Resource):
     name: str
     kind: str
     sample_shape: list[int]
+    input_shape: list[int] | None = None
     n_images: int
     class_names: list[str]
     num_classes: int

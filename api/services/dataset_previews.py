@@ -13,15 +13,17 @@ from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
+import torch
 from cachetools import LRUCache
 from sqlalchemy.orm import Session
 
 from api.schemas import BuiltinDatasetDetail
 from api.services.datasets import BUILTINS_BY_NAME, get_dataset
 from gan_engine.data import Dataset
-from gan_engine.data.builtins import load_dataset
+from gan_engine.data.builtins import PAIRED_BUILTINS, load_dataset
 from gan_engine.data.idx import CLASS_NAMES, missing_files, resolve_data_dir
 from gan_engine.data.packs import read_pack
+from gan_engine.data.paired import DERIVATIONS
 from gan_engine.images import grid, png_bytes, scatter_png
 from gan_engine.spec import DatasetSpec
 from store.errors import NotFound, Unavailable
@@ -91,11 +93,12 @@ class BuiltinFacts:
 
 def _available_split(name: str) -> str:
     """The split that is on disk (train first); Unavailable when neither is."""
-    if name not in CLASS_NAMES:  # generated (mixtures) or shipped in a wheel (digits)
+    source = PAIRED_BUILTINS[name][0] if name in PAIRED_BUILTINS else name  # derived from it
+    if source not in CLASS_NAMES:  # generated (mixtures) or shipped in a wheel (digits, photos)
         return PREFERRED_SPLITS[0]
     missing: list[str] = []
     for split in PREFERRED_SPLITS:
-        absent = missing_files(name, split)  # type: ignore[arg-type]
+        absent = missing_files(source, split)  # type: ignore[arg-type]
         if not absent:
             return split
         missing += absent
@@ -113,7 +116,19 @@ def _builtin_facts(name: str, split: str, data_dir: Path) -> BuiltinFacts:
         DatasetSpec(builtin=name, split=split),  # type: ignore[arg-type]
         data_dir=data_dir,
     )
-    assert dataset.labels is not None and dataset.class_names is not None  # every builtin is
+    if dataset.derive_inputs is not None:  # paired: (input, target) side by side
+        targets = dataset.data[: UNLABELLED_ROWS * PER_CLASS // 2]
+        inputs = DERIVATIONS[dataset.derive_inputs](targets)
+        if inputs.shape[1] != targets.shape[1]:
+            inputs = inputs.expand(-1, targets.shape[1], -1, -1)
+        pairs = torch.stack([inputs, targets], dim=1).flatten(0, 1).numpy()
+        counts = (
+            []
+            if dataset.labels is None
+            else _counts(dataset.labels.numpy(), len(dataset.class_names or []))
+        )
+        return BuiltinFacts(split, counts, preview_png(pairs, None, 0))
+    assert dataset.labels is not None and dataset.class_names is not None  # the others are
     labels = dataset.labels.numpy()
     num_classes = len(dataset.class_names)
     if dataset.is_points:

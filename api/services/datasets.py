@@ -58,6 +58,26 @@ def _images(name: str, count: int, classes: list[str], what: str) -> BuiltinData
     )
 
 
+def _paired(
+    name: str, source: BuiltinDatasetOut, channels: int, what: str, count: int | None = None
+) -> BuiltinDatasetOut:
+    side = BUILTIN_IMAGE_SIDES[name]
+    return BuiltinDatasetOut(
+        name=name,
+        kind="paired",
+        sample_shape=[side, side, channels],
+        input_shape=[side, side, channels],
+        n_images=source.n_images if count is None else count,
+        class_names=source.class_names,
+        num_classes=source.num_classes,
+        description=f"paired, for task 'translation': {what}",
+    )
+
+
+_PHOTOS = BuiltinDatasetOut(
+    name="photos", kind="image", sample_shape=[64, 64, 3], n_images=360, class_names=[],
+    num_classes=0, description="64×64 crops of scikit-learn's two sample photographs",
+)  # fmt: skip
 BUILTINS: tuple[BuiltinDatasetOut, ...] = (
     _mixture("ring8", "8 Gaussians on the unit circle, std 0.01"),
     _mixture("grid25", "25 Gaussians at {-4,-2,0,2,4}², std 0.05"),
@@ -72,6 +92,15 @@ BUILTINS: tuple[BuiltinDatasetOut, ...] = (
         "fashion-mnist", 60_000, CLASS_NAMES["fashion-mnist"], "Fashion-MNIST clothing articles"
     ),
 )
+BUILTINS += (
+    _paired("edges2fashion", BUILTINS[-1], 1, "an edge map of each Fashion-MNIST image -> it"),
+    _paired("superres-x4-fashion", BUILTINS[-1], 1,
+            "each Fashion-MNIST image downsampled 4× (and upsampled bicubically) -> it"),
+    _paired("superres-x4-mnist", BUILTINS[-2], 1,
+            "each MNIST image downsampled 4× (and upsampled bicubically) -> it"),
+    _paired("superres-x4-photos", _PHOTOS, 3,
+            "64×64 crops of scikit-learn's two photographs downsampled 4× -> the crops"),
+)  # fmt: skip
 
 
 BUILTINS_BY_NAME: dict[str, BuiltinDatasetOut] = {builtin.name: builtin for builtin in BUILTINS}

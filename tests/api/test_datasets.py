@@ -196,7 +196,9 @@ def test_an_unset_image_size_follows_the_uploaded_images(
 def test_builtins_are_listed(client: TestClient, account: Account) -> None:
     body = client.get("/v1/datasets?builtin=true", headers=account.headers).json()
     by_name = {d["name"]: d for d in body["data"]}
-    assert list(by_name) == ["ring8", "grid25", "digits", "mnist", "fashion-mnist"]
+    assert list(by_name) == ["ring8", "grid25", "digits", "mnist", "fashion-mnist",
+                             "edges2fashion", "superres-x4-fashion", "superres-x4-mnist",
+                             "superres-x4-photos"]  # fmt: skip
     assert by_name["fashion-mnist"]["class_names"][7] == "Sneaker"
     assert by_name["fashion-mnist"]["sample_shape"] == [28, 28, 1]
     assert by_name["ring8"]["kind"] == "points" and by_name["ring8"]["num_classes"] == 8

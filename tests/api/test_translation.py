@@ -221,3 +221,25 @@ def test_translate_refusals(
         translate(client, account, translator, edge, "e.png", format="gif"), 422, param="format"
     )
     assert_error(translate(client, other, translator, edge, "e.png"), 404)
+
+
+def test_the_paired_builtins_are_listed_described_previewed_and_trainable(
+    client: TestClient, account: Account, tmp_path: Path
+) -> None:
+    listed = client.get("/v1/datasets?builtin=true", headers=account.headers).json()["data"]
+    paired = {d["name"]: d for d in listed if d["kind"] == "paired"}
+    assert set(paired) == {"edges2fashion", "superres-x4-fashion", "superres-x4-mnist",
+                           "superres-x4-photos"}  # fmt: skip
+    assert paired["superres-x4-photos"]["input_shape"] == [64, 64, 3]
+    detail = client.get("/v1/datasets/builtin/superres-x4-photos", headers=account.headers)
+    assert detail.status_code == 200 and detail.json()["class_counts"] == []
+    preview = client.get("/v1/datasets/builtin/superres-x4-photos/preview.png",
+                         headers=account.headers)  # fmt: skip
+    assert preview.status_code == 200 and preview.content.startswith(b"\x89PNG")
+    (tmp_path / "photos-preview.png").write_bytes(preview.content)
+
+    spec = {"dataset": {"builtin": "superres-x4-photos"}, "training": {"steps": 2}}
+    job = client.post("/v1/jobs", headers=account.headers, json=spec | {"task": "translation"})
+    assert job.status_code == 202, job.text
+    refused = client.post("/v1/jobs", headers=account.headers, json=spec)
+    assert_error(refused, 422, param="dataset.builtin")

@@ -49,8 +49,11 @@ export async function render(root, { signal }) {
   }
   const builtins = await getJson("/v1/datasets?builtin=true", { signal });
   builtin.replaceChildren(...builtins.data.map((d) => {
-    const card = datasetCard({ title: d.name, subtitle: d.description, classNames: d.class_names,
-      counts: null, preview: `/v1/datasets/builtin/${d.name}/preview.png`, signal });
+    const subtitle = d.kind === "paired" ? `${d.description} (shown as input, target pairs)`
+      : d.description;
+    const card = datasetCard({ title: d.name, subtitle, classNames: d.class_names,
+      counts: null, preview: `/v1/datasets/builtin/${d.name}/preview.png`, signal,
+      pairs: d.kind === "paired" });
     getJson(`/v1/datasets/builtin/${d.name}`, { signal })
       .then((detail) => card.showCounts(detail.class_counts))
       .catch((error) => card.append(notice(error.message)));
@@ -59,7 +62,8 @@ export async function render(root, { signal }) {
   await listUploaded();
 }
 
-function datasetCard({ title, subtitle, classNames, counts, tags = [], preview, signal }) {
+function datasetCard({ title, subtitle, classNames, counts, tags = [], preview, signal,
+  pairs = false }) {
   const canvas = h("canvas", { class: "grid" });
   const classes = h("ul", { class: "classes" });
   const labels = h("span", { class: "tags" }, tags.map((t) => h("span", { class: "tag" }, t)));
@@ -69,8 +73,9 @@ function datasetCard({ title, subtitle, classNames, counts, tags = [], preview, 
     h("li", {}, name, values ? h("small", {}, ` ${values[i]}`) : null)));
   card.showCounts(counts);
   if (!classNames) classes.append(h("li", {}, "unlabelled"));
-  const isImages = !classNames?.[0]?.startsWith("mode");
-  drawPng(canvas, preview, { rowLabels: isImages ? classNames : null, signal })
+  // a row a class, except for points (a scatter) and pairs (input, target side by side)
+  const byClass = !pairs && !classNames?.[0]?.startsWith("mode");
+  drawPng(canvas, preview, { rowLabels: byClass ? classNames : null, signal })
     .catch((error) => canvas.replaceWith(notice(error.message)));
   return card;
 }
