@@ -44,7 +44,8 @@ def build_trainer(
 
 
 def export_files(trainer: Trainer, result: TrainResult) -> dict[str, bytes]:
-    """generator.safetensors + config.json of the trained (EMA) generator."""
+    """The one place that decides a trained run's artifact files: the (EMA) generator's
+    weights, config.json, and the discriminator's weights (for anomaly scores)."""
     return artifact_files(
         trainer.sampling_generator,
         model=trainer.spec.model,
@@ -53,4 +54,5 @@ def export_files(trainer: Trainer, result: TrainResult) -> dict[str, bytes]:
         dataset=trainer.dataset.name,
         step=result.step,
         metrics=result.summary,
+        discriminator=trainer.D,
     )
