@@ -18,6 +18,10 @@ Prints AUROC per class and the mean, as a markdown table, and writes the rows as
         --classes 0 1 2 3 4 5 6 7 8 9 --seeds 1 --out runs/anomaly
 
 ``--protocol leave-one-out`` trains on the nine other classes instead (class k the anomaly).
+
+MNIST (``--dataset mnist``): only its 10,000-image test split is on this machine, so it is split
+in two fixed halves (seed 0): the GANs, the kNN references and the evaluator see the first half,
+the scores are measured on the second.
 """
 
 from __future__ import annotations
@@ -35,8 +39,13 @@ from sklearn.metrics import roc_auc_score
 from gan_engine.anomaly import SearchSettings, discriminator_scores, reconstruction_scores
 from gan_engine.artifacts import GeneratorArtifact, write_artifact
 from gan_engine.data import Dataset, load_dataset
-from gan_engine.evaluation.evaluator import FolderEvaluatorCache, load_or_train_evaluator
-from gan_engine.run import export_files, load_training_data
+from gan_engine.data.builtins import fit_data, of_classes
+from gan_engine.evaluation.evaluator import (
+    FolderEvaluatorCache,
+    holdout_split,
+    load_or_train_evaluator,
+)
+from gan_engine.run import export_files
 from gan_engine.spec import DatasetSpec, Spec, load_spec, parse_spec
 from gan_engine.trainer import Trainer
 
@@ -62,10 +71,27 @@ def knn_distance(reference: torch.Tensor, query: torch.Tensor, k: int = KNN) -> 
     return distances.topk(k, dim=1, largest=False).values.mean(dim=1)
 
 
+def subset(dataset: Dataset, index: torch.Tensor) -> Dataset:
+    assert dataset.labels is not None
+    return Dataset(dataset.data[index], dataset.labels[index], dataset.class_names, dataset.name,
+                   fitted_from=dataset.fitted_from)  # fmt: skip
+
+
+def splits(name: str, image_size: int) -> tuple[Dataset, Dataset]:
+    """(training images, test images) of ``name``; MNIST's test split cut in two halves."""
+    if name == "mnist":
+        whole = load_dataset(DatasetSpec(builtin=name, split="test"), image_size=image_size)
+        first, second = holdout_split(len(whole), seed=0, fraction=0.5)
+        return subset(whole, first), subset(whole, second)
+    train = load_dataset(DatasetSpec(builtin=name), image_size=image_size)
+    return train, load_dataset(DatasetSpec(builtin=name, split="test"), image_size=image_size)
+
+
 def run_one(
     base: dict[str, Any],
     normal: list[int],
     seed: int,
+    full_train: Dataset,
     test_x: torch.Tensor,
     test_y: torch.Tensor,
     evaluator_features: Any,
@@ -73,10 +99,10 @@ def run_one(
     out: Path | None,
 ) -> dict[str, Any]:
     data = json.loads(json.dumps(base))
-    data["dataset"]["classes"] = normal
+    data["dataset"]["classes"] = normal  # the override; of_classes applies it to full_train
     data["training"]["seed"] = seed
     spec: Spec = parse_spec(data)
-    spec, dataset = load_training_data(spec)
+    spec, dataset = fit_data(spec, of_classes(full_train, normal))
     started = time.perf_counter()
     trainer = Trainer(spec, dataset)  # no evaluator: the scores below are this run's measure
     result = trainer.fit()
@@ -127,11 +153,10 @@ def main() -> None:
         base["training"]["steps"] = args.steps
     name = base["dataset"]["builtin"]
     size = base["model"]["image_size"]
-    full_train = load_dataset(DatasetSpec(builtin=name), image_size=size)
+    full_train, test = splits(name, size)
     evaluator = load_or_train_evaluator(
         full_train, cache=FolderEvaluatorCache(args.cache_dir), device=torch.device("cpu")
     )
-    test = load_dataset(DatasetSpec(builtin=name, split="test"), image_size=size)
     test_x, test_y = test.batch(stratified(test, args.per_class))
     assert test_y is not None
     search = SearchSettings(steps=args.search_steps, starts=args.search_starts, seed=0)
@@ -139,7 +164,8 @@ def main() -> None:
     for k in args.classes:
         normal = [k] if args.protocol == "one-class" else [c for c in range(10) if c != k]
         for seed in args.seeds:
-            row = run_one(base, normal, seed, test_x, test_y, evaluator.features, search, args.out)
+            row = run_one(base, normal, seed, full_train, test_x, test_y, evaluator.features,
+                          search, args.out)  # fmt: skip
             row["class"] = k
             rows.append(row)
             print(json.dumps(row), flush=True)
