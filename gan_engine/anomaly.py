@@ -200,7 +200,8 @@ def reconstruction_scores(
     count, starts = len(images), settings.starts
     # every image searched from `starts` latents, for every class tried: one batch of rows
     target = images.repeat(starts * len(tried), 1, 1, 1)
-    y = None if tried[0] is None else torch.cat([t.repeat(starts) for t in tried])  # type: ignore[arg-type]
+    labelled = [t for t in tried if t is not None]
+    y = torch.cat([t.repeat(starts) for t in labelled]) if labelled else None
     rng = torch.Generator().manual_seed(settings.seed)
     z0 = torch.randn(count * starts, artifact.config.model.latent_dim, generator=rng)
     z = z0.repeat(len(tried), 1).requires_grad_(True)

@@ -125,6 +125,8 @@ def test_uploaded_images_must_have_the_model_shape(zeros_model) -> None:
     artifact, _ = zeros_model
     assert images_from_uint8(artifact, np.zeros((2, 8, 8), np.uint8)).shape == (2, 1, 8, 8)
     assert images_from_uint8(artifact, np.full((1, 8, 8, 1), 255, np.uint8)).max() == 1.0
+    padded = images_from_uint8(artifact, np.full((1, 6, 6), 255, np.uint8))  # as training pads
+    assert padded.shape == (1, 1, 8, 8) and padded[0, 0, 0, 0] == -1 and padded[0, 0, 1, 1] == 1
     with pytest.raises(ArtifactError, match="8×8"):
         images_from_uint8(artifact, np.zeros((2, 9, 9), np.uint8))
     with pytest.raises(ArtifactError, match="8×8"):
