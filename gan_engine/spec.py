@@ -76,7 +76,7 @@ class DatasetSpec(_Strict):
         None, max_length=4096, description="a local .npz pack (engine CLI only)"
     )
     split: Literal["train", "test"] = "train"
-    classes: list[Annotated[int, Field(ge=0, le=9999)]] | None = Field(
+    classes: list[Annotated[Int, Field(ge=0, le=9999)]] | None = Field(
         None,
         min_length=1,
         max_length=1000,
