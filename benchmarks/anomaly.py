@@ -12,7 +12,8 @@ k-nearest-neighbour baselines (mean distance to the k=5 nearest normal training 
   baseline is privileged, not a one-class method);
 - ``knn_pixels``: on raw pixels, using the normal class only (a fair one-class baseline).
 
-Prints AUROC per class and the mean, as a markdown table, and writes the rows as JSON.
+Prints AUROC per class and the mean, as a markdown table, and writes the rows as JSON;
+``--from-logs LOG...`` prints the table of runs made apart (seeds in several processes).
 
     GANFORGE_DATA_DIR=../shared/datasets OMP_NUM_THREADS=1 python benchmarks/anomaly.py \\
         --classes 0 1 2 3 4 5 6 7 8 9 --seeds 1 --out runs/anomaly
@@ -145,7 +146,11 @@ def main() -> None:
     parser.add_argument("--search-starts", type=int, default=2)
     parser.add_argument("--cache-dir", type=Path, default=Path("runs/evaluators"))
     parser.add_argument("--out", type=Path, default=Path("runs/anomaly"))
+    parser.add_argument("--from-logs", type=Path, nargs="+", help="only print these logs' table")
     args = parser.parse_args()
+    if args.from_logs:
+        table_from_logs(args.from_logs, args.dataset or "fashion-mnist")
+        return
     base = load_spec(args.spec).to_dict()
     if args.dataset:
         base["dataset"]["builtin"] = args.dataset
@@ -171,21 +176,37 @@ def main() -> None:
             print(json.dumps(row), flush=True)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / f"{name}-{args.protocol}.json").write_text(json.dumps(rows, indent=2))
-    names = test.class_names or [str(k) for k in range(10)]
-    steps = base["training"]["steps"]
-    print(f"\n{name}, {args.protocol}, seeds {args.seeds}, {steps} steps, {len(test_x)} test "
-          f"images ({args.per_class} per class), search {search.steps} steps x {search.starts} "
-          f"starts, evaluator accuracy {evaluator.accuracy:.3f}\n")  # fmt: skip
+    print(f"\n{name}, {args.protocol}, seeds {args.seeds}, {base['training']['steps']} steps, "
+          f"{len(test_x)} test images ({args.per_class} per class), search {search.steps} steps "
+          f"x {search.starts} starts, evaluator accuracy {evaluator.accuracy:.3f}\n")  # fmt: skip
+    print_table(rows, test.class_names or [str(k) for k in range(10)])
+
+
+def print_table(rows: list[dict[str, Any]], names: list[str]) -> None:
+    """AUROC per class (mean ± std over seeds) and the mean over classes (± std over seeds)."""
     print("| class | " + " | ".join(METHODS) + " |\n|---|" + "---|" * len(METHODS))
-    for k in args.classes:
+    classes = sorted({r["class"] for r in rows})
+    for k in classes:
         of_class = [r for r in rows if r["class"] == k]
         cells = [mean_std([r["auroc"][m] for r in of_class]) for m in METHODS]
         print(f"| {k} {names[k]} | " + " | ".join(cells) + " |")
-    means = [statistics.mean(r["auroc"][m] for r in rows) for m in METHODS]
-    print("| **mean** | " + " | ".join(f"**{v:.3f}**" for v in means) + " |")
+    seeds = sorted({r["seed"] for r in rows})
+    per_seed = {
+        m: [statistics.mean(r["auroc"][m] for r in rows if r["seed"] == s) for s in seeds]
+        for m in METHODS
+    }
+    print("| **mean** | " + " | ".join(f"**{mean_std(per_seed[m])}**" for m in METHODS) + " |")
     train_s = statistics.mean(r["train_s"] for r in rows)
     score_s = statistics.mean(r["score_s"] for r in rows)
-    print(f"\nmean seconds per class: training {train_s:.0f}, scoring {score_s:.0f}")
+    print(f"\nseeds {seeds}; mean seconds per class: training {train_s:.0f}, scoring {score_s:.0f}")
+
+
+def table_from_logs(logs: list[Path], dataset: str) -> None:
+    """The table of several runs' logs together (their JSON rows), e.g. seeds run apart."""
+    rows = [json.loads(line) for log in logs for line in log.read_text().splitlines()
+            if line.startswith("{")]  # fmt: skip
+    names = load_dataset(DatasetSpec(builtin=dataset, split="test")).class_names or []
+    print_table(rows, names)
 
 
 if __name__ == "__main__":
