@@ -46,6 +46,12 @@ class ApiSettings(Settings):
         description="decoded upload arrays this process holds at once, all uploads together: "
         "an upload that does not fit now is a 503 busy, one larger than it all a 413",
     )
+    max_score_images: int = Field(
+        256, ge=1, le=4096, description="POST /v1/models/{id}/scores: images per request"
+    )
+    max_score_upload_bytes: int = Field(
+        16 * MB, gt=0, description="POST /v1/models/{id}/scores: the uploaded file, at most"
+    )
     stream_poll_s: float = Field(0.5, gt=0, description="SSE: database poll interval")
     stream_keepalive_s: float = Field(15.0, gt=0, description="SSE: comment after this silence")
     max_json_body_bytes: int = Field(

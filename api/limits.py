@@ -6,6 +6,7 @@ Uploads (``POST /v1/datasets``) stream to disk under their own limit, ``MAX_UPLO
 
 from __future__ import annotations
 
+import re
 from collections.abc import Collection
 
 from starlette.datastructures import Headers
@@ -42,18 +43,28 @@ class HeaderLimits:
 class BodyLimit:
     """Bodies larger than ``max_bytes`` are a 413: at once when ``Content-Length`` says so, else
     as soon as the streamed bytes pass it (the route's read then raises, and the handlers answer).
-    Paths in ``streamed`` (POST only) enforce their own limit."""
+    Paths in ``streamed``, or matching one of ``streamed_patterns`` (POST only), enforce their
+    own limit."""
 
-    def __init__(self, app: ASGIApp, *, max_bytes: int, streamed: Collection[str] = ()) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        max_bytes: int,
+        streamed: Collection[str] = (),
+        streamed_patterns: Collection[re.Pattern[str]] = (),
+    ) -> None:
         self.app, self.max_bytes, self.streamed = app, max_bytes, frozenset(streamed)
+        self.streamed_patterns = tuple(streamed_patterns)
+
+    def _streamed(self, path: str) -> bool:
+        return path in self.streamed or any(p.fullmatch(path) for p in self.streamed_patterns)
 
     def _too_large(self) -> str:
         return f"the request body is larger than {self.max_bytes:,} bytes (MAX_JSON_BODY_BYTES)"
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or (
-            scope["method"] == "POST" and scope["path"] in self.streamed
-        ):
+        if scope["type"] != "http" or (scope["method"] == "POST" and self._streamed(scope["path"])):
             await self.app(scope, receive, send)
             return
         declared = Headers(scope=scope).get("content-length", "")

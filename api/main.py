@@ -108,7 +108,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(app)
     app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)
     app.add_middleware(
-        BodyLimit, max_bytes=config.max_json_body_bytes, streamed=[datasets.UPLOAD_PATH]
+        BodyLimit,
+        max_bytes=config.max_json_body_bytes,
+        streamed=[datasets.UPLOAD_PATH],
+        streamed_patterns=[models.SCORES_PATH],
     )
     app.add_middleware(HeaderLimits)
     for module in (datasets, jobs, models, account, health, presets):

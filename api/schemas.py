@@ -552,3 +552,52 @@ class UsageOut(BaseModel):
         "null: no quota"
     )
     job_seconds: float = Field(description="seconds this account's jobs have held a worker")
+
+
+# --- anomaly scores ------------------------------------------------------------------------------
+
+ScoreMethodChoice = Literal["discriminator", "reconstruction", "both"]
+
+
+class ScoreRequest(BaseModel):
+    """The form fields beside the uploaded images of ``POST /v1/models/{id}/scores``."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+    method: ScoreMethodChoice = Field(
+        "both",
+        description="discriminator: -D(x), needs a model that keeps its discriminator (trained "
+        "since scores exist); reconstruction: the AnoGAN latent-search residual; both",
+    )
+    seed: int = Field(0, ge=0, lt=2**63, description="the latent search's starting points")
+    steps: int = Field(100, ge=1, le=500, description="Adam steps of the latent search")
+    starts: int = Field(4, ge=1, le=16, description="starting latents per image; the best wins")
+    distance: Literal["l1", "l2"] = Field("l1", description="the reconstruction's pixel residual")
+    feature_weight: float = Field(
+        0.0,
+        ge=0,
+        le=100,
+        description="adds this times the L1 distance of D's penultimate features (AnoGAN's "
+        "discrimination loss); > 0 needs the discriminator",
+    )
+
+
+class SearchOut(BaseModel):
+    seed: int
+    steps: int
+    starts: int
+    distance: str
+    feature_weight: float
+
+
+class ScoresOut(BaseModel):
+    model_id: str
+    count: int = Field(description="images scored, in the upload's order")
+    scores: dict[str, list[float]] = Field(
+        description="per method asked for, one score per image; higher = more anomalous"
+    )
+    labels: list[int] | None = Field(
+        description="the class each image was scored as, when the model is conditional and the "
+        "upload gave labels; null: the best class per image"
+    )
+    search: SearchOut | None = Field(description="the reconstruction's latent search, if run")

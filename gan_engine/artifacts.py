@@ -1,4 +1,5 @@
-"""Generator artifacts: ``generator.safetensors`` + ``config.json``, and sampling from them.
+"""Model artifacts: ``generator.safetensors`` + ``config.json`` (+ ``discriminator.safetensors``
+for generation models trained since anomaly scores exist), and sampling from them.
 
 A translation model's artifact (``task`` 'translation') holds its U-Net generator and the shape
 of the inputs it takes; it translates images instead of sampling.
@@ -6,6 +7,7 @@ of the inputs it takes; it translates images instead of sampling.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,12 +23,13 @@ from torch import nn
 
 from gan_engine.errors import EngineError
 from gan_engine.images import grid, png_bytes, scatter_png, to_uint8
-from gan_engine.nets import build_generator, build_translator
+from gan_engine.nets import Discriminator, build_discriminator, build_generator, build_translator
 from gan_engine.precision import Precision, autocast, uses_bf16
 from gan_engine.spec import ModelSpec
 
 ARTIFACT_FORMAT = 1
 WEIGHTS_FILE, CONFIG_FILE = "generator.safetensors", "config.json"
+DISCRIMINATOR_FILE = "discriminator.safetensors"  # optional: models trained before it lack it
 MAX_SAMPLES = 4096
 TRANSLATE_CHUNK = 256
 
@@ -50,6 +53,7 @@ class ArtifactConfig(BaseModel):
     metrics: dict[str, float] = {}
     task: Literal["generation", "translation"] = "generation"
     input_shape: list[int] | None = None  # (C', S, S) of a translation model's inputs
+    discriminator: bool = False  # whether DISCRIMINATOR_FILE is part of the artifact
 
 
 def artifact_files(
@@ -63,8 +67,10 @@ def artifact_files(
     metrics: dict[str, float] | None = None,
     task: Literal["generation", "translation"] = "generation",
     input_shape: tuple[int, ...] | None = None,
+    discriminator: nn.Module | None = None,
 ) -> dict[str, bytes]:
-    """The two files of an artifact, as bytes (the CLI writes them, the worker uploads them)."""
+    """The files of an artifact, as bytes (the CLI writes them, the worker uploads them): the
+    generator's weights, config.json, and the discriminator's weights when given."""
     conditional = model.conditioning != "none"
     config = ArtifactConfig(
         kind="points" if len(sample_shape) == 1 else "image",
@@ -77,12 +83,30 @@ def artifact_files(
         metrics=metrics or {},
         task=task,
         input_shape=None if input_shape is None else list(input_shape),
+        discriminator=discriminator is not None,
     )
-    weights = {k: v.detach().cpu().contiguous() for k, v in generator.state_dict().items()}
-    return {
-        WEIGHTS_FILE: save_safetensors(weights, metadata={"format": str(ARTIFACT_FORMAT)}),
+    files = {
+        WEIGHTS_FILE: _weights(generator),
         CONFIG_FILE: config.model_dump_json(indent=2).encode(),
     }
+    if discriminator is not None:
+        files[DISCRIMINATOR_FILE] = _weights(discriminator)
+    return files
+
+
+def _weights(network: nn.Module) -> bytes:
+    state = {k: v.detach().cpu().contiguous() for k, v in network.state_dict().items()}
+    return save_safetensors(state, metadata={"format": str(ARTIFACT_FORMAT)})
+
+
+def stores_discriminator(config: bytes | str) -> bool:
+    """Whether an artifact's config.json says DISCRIMINATOR_FILE belongs to it (False for a
+    config that cannot be read: ``GeneratorArtifact.from_bytes`` reports that)."""
+    try:
+        raw = json.loads(config)
+    except ValueError:
+        return False
+    return isinstance(raw, dict) and raw.get("discriminator") is True
 
 
 def write_artifact(directory: Path, files: dict[str, bytes]) -> None:
@@ -105,11 +129,21 @@ class GeneratorArtifact:
     gives the same bytes on the same machine."""
 
     def __init__(
-        self, config: ArtifactConfig, generator: nn.Module, *, precision: Precision = "off"
+        self,
+        config: ArtifactConfig,
+        generator: nn.Module,
+        *,
+        precision: Precision = "off",
+        discriminator: Discriminator | None = None,
     ) -> None:
         self.config, self.generator = config, generator.eval()
+        self.discriminator = None if discriminator is None else discriminator.eval()
         self.bf16 = uses_bf16(precision, torch.device("cpu"), config.model.architecture)
         self._autocast = autocast(torch.device("cpu"), self.bf16)
+
+    def precision_context(self) -> contextlib.AbstractContextManager[Any]:
+        """The context this artifact's forward passes run in (bf16 autocast or nothing)."""
+        return self._autocast()
 
     @classmethod
     def from_bytes(
@@ -118,44 +152,52 @@ class GeneratorArtifact:
         config: bytes | str | dict[str, Any],
         *,
         precision: Precision = "off",
+        discriminator: bytes | None = None,
     ) -> GeneratorArtifact:
+        """``discriminator``: the DISCRIMINATOR_FILE's bytes, when the artifact has one and the
+        caller needs it (anomaly scores); sampling needs only the generator."""
         try:
             raw = json.loads(config) if isinstance(config, bytes | str) else config
             parsed = ArtifactConfig.model_validate(raw)
             state = load_safetensors(weights)
+            d_state = None if discriminator is None else load_safetensors(discriminator)
         except (ValueError, ValidationError, SafetensorError) as error:
             raise ArtifactError(f"not a readable generator artifact: {error}") from error
+        shape, classes = tuple(parsed.sample_shape), parsed.num_classes
         generator: nn.Module
         if parsed.task == "translation":
             if parsed.input_shape is None:
                 raise ArtifactError("a translation artifact's config.json needs input_shape")
             generator = build_translator(
-                parsed.model,
-                input_shape=tuple(parsed.input_shape),
-                sample_shape=tuple(parsed.sample_shape),
+                parsed.model, input_shape=tuple(parsed.input_shape), sample_shape=shape
             )
         else:
-            generator = build_generator(
-                parsed.model,
-                sample_shape=tuple(parsed.sample_shape),
-                num_classes=parsed.num_classes,
-            )
-        try:
-            generator.load_state_dict(state)
-        except RuntimeError as error:
-            raise ArtifactError(f"weights do not match config.json: {error}") from error
-        return cls(parsed, generator, precision=precision)
+            generator = build_generator(parsed.model, sample_shape=shape, num_classes=classes)
+        _load(generator, state, "generator")
+        d_net = None
+        if d_state is not None and parsed.task == "generation":
+            d_net = build_discriminator(parsed.model, sample_shape=shape, num_classes=classes)
+            _load(d_net, d_state, "discriminator")
+        return cls(parsed, generator, precision=precision, discriminator=d_net)
 
     @classmethod
     def load(cls, directory: str | Path, *, precision: Precision = "off") -> GeneratorArtifact:
+        """The artifact in ``directory``, with its discriminator when config.json lists one."""
         directory = Path(directory)
         missing = [n for n in (WEIGHTS_FILE, CONFIG_FILE) if not (directory / n).is_file()]
         if missing:
             raise ArtifactError(f"{directory} has no generator artifact: missing {missing}")
+        config = (directory / CONFIG_FILE).read_bytes()
+        discriminator = None
+        if stores_discriminator(config):
+            if not (directory / DISCRIMINATOR_FILE).is_file():
+                raise ArtifactError(f"{directory}: config.json lists {DISCRIMINATOR_FILE}, absent")
+            discriminator = (directory / DISCRIMINATOR_FILE).read_bytes()
         return cls.from_bytes(
             (directory / WEIGHTS_FILE).read_bytes(),
-            (directory / CONFIG_FILE).read_bytes(),
+            config,
             precision=precision,
+            discriminator=discriminator,
         )
 
     @property
@@ -336,6 +378,13 @@ class GeneratorArtifact:
         if columns is None:
             columns = _row_length(samples.labels) or min(len(samples.data), 8)
         return png_bytes(grid(samples.data, columns=columns))
+
+
+def _load(network: nn.Module, state: dict[str, torch.Tensor], what: str) -> None:
+    try:
+        network.load_state_dict(state)
+    except RuntimeError as error:
+        raise ArtifactError(f"{what} weights do not match config.json: {error}") from error
 
 
 def _row_length(labels: np.ndarray | None) -> int | None:

@@ -46,7 +46,8 @@ def build_trainer(
 
 
 def export_files(trainer: Trainer, result: TrainResult) -> dict[str, bytes]:
-    """generator.safetensors + config.json of the trained (EMA) generator."""
+    """The one place that decides a trained run's artifact files: the (EMA) generator's
+    weights, config.json, and the discriminator's weights (for anomaly scores)."""
     return artifact_files(
         trainer.sampling_generator,
         model=trainer.spec.model,
@@ -57,4 +58,6 @@ def export_files(trainer: Trainer, result: TrainResult) -> dict[str, bytes]:
         metrics=result.summary,
         task=trainer.spec.task,
         input_shape=None if trainer.dataset.inputs is None else trainer.dataset.inputs.shape[1:],
+        # the scores' discriminator; a translation model's PatchGAN scores nothing (yet)
+        discriminator=trainer.D if trainer.spec.task == "generation" else None,
     )

@@ -89,6 +89,13 @@ class DatasetSpec(_Strict):
         None, max_length=4096, description="a local .npz pack (engine CLI only)"
     )
     split: Literal["train", "test"] = "train"
+    classes: list[Annotated[Int, Field(ge=0, le=9999)]] | None = Field(
+        None,
+        min_length=1,
+        max_length=1000,
+        description="keep only the images of these class indices (labels and class names stay "
+        "the dataset's); e.g. [0] trains on one class, as anomaly detection's one-class protocol",
+    )
 
     @model_validator(mode="after")
     def _exactly_one_source(self) -> Self:

@@ -91,6 +91,49 @@ def dataset_upload(
     yield Upload(source, source.name, fields)
 
 
+@contextmanager
+def scores_upload(
+    images: np.ndarray | str | Path,
+    labels: Sequence[int] | np.ndarray | None,
+    fields: Mapping[str, Any],
+) -> Iterator[Upload]:
+    """The images of ``POST /v1/models/{id}/scores``: an array (uint8 (N, H, W[, C]), with
+    optional labels) sent as an .npz written to a temp file, or an .npz/.zip file as it is.
+    Fields left None are not sent (the server's defaults apply)."""
+    sent = {name: str(value) for name, value in fields.items() if value is not None}
+    if isinstance(images, str | Path):
+        source = Path(images).expanduser()
+        if labels is not None:
+            raise APIError("labels go inside the .npz (or as class folders of the .zip)",
+                           code="invalid_scoring_request", param="labels")  # fmt: skip
+        if not source.is_file() or source.suffix.lower() not in UPLOAD_SUFFIXES:
+            raise APIError(f"{source}: give an array, an .npz or a .zip of images",
+                           code="invalid_scoring_request", param="file")  # fmt: skip
+        yield Upload(source, source.name, sent)
+        return
+    import numpy as np
+
+    arrays = {"images": np.asarray(images)}
+    if labels is not None:
+        arrays["labels"] = np.asarray(labels, dtype=np.int64)
+    with tempfile.TemporaryDirectory(prefix="ganforge-scores-") as scratch:
+        path = Path(scratch) / "images.npz"
+        np.savez(path, **arrays)
+        yield Upload(path, path.name, sent)
+
+
+def score_fields(
+    method: str,
+    seed: int | None,
+    steps: int | None,
+    starts: int | None,
+    distance: str | None,
+    feature_weight: float | None,
+) -> dict[str, Any]:
+    return {"method": method, "seed": seed, "steps": steps, "starts": starts,
+            "distance": distance, "feature_weight": feature_weight}  # fmt: skip
+
+
 def sample_body(
     *,
     format: str,

@@ -33,6 +33,7 @@ from ganforge.types import (
     Job,
     Model,
     Sample,
+    Scores,
     StreamMessage,
     Usage,
     Webhook,
@@ -552,6 +553,32 @@ class Models:
         )  # fmt: skip
         call = Call("POST", f"/v1/models/{model_id}/datasets", json=body)
         return Dataset.model_validate(self._client.json(call))
+
+    def scores(
+        self,
+        model_id: str,
+        images: np.ndarray | str | Path,
+        *,
+        method: str = "both",
+        labels: Sequence[int] | np.ndarray | None = None,
+        seed: int | None = None,
+        steps: int | None = None,
+        starts: int | None = None,
+        distance: str | None = None,
+        feature_weight: float | None = None,
+    ) -> Scores:
+        """Anomaly scores, one per image (higher = more anomalous), by ``method``:
+        ``"discriminator"`` (-D(x), for models that keep their discriminator),
+        ``"reconstruction"`` (the AnoGAN latent-search residual; ``seed``, ``steps``,
+        ``starts``, ``distance``, ``feature_weight`` tune its search) or ``"both"``.
+        ``images``: a uint8 array (N, H, W[, C]) of the model's image shape, with optional
+        ``labels`` (the class to score each as, for a conditional model), or the path of an
+        ``.npz``/``.zip`` of images. At most 256 images a call (MAX_SCORE_IMAGES)."""
+        fields = _shared.score_fields(method, seed, steps, starts, distance, feature_weight)
+        with _shared.scores_upload(images, labels, fields) as upload:
+            call = Call("POST", f"/v1/models/{model_id}/scores", upload=upload,
+                        timeout=UPLOAD_TIMEOUT, idempotent=True)  # fmt: skip
+            return Scores.model_validate(self._client.json(call))
 
     def export(self, model_id: str, path: str | Path) -> Path:
         """The model's weights, config and spec: a ``.zip`` path gets the zip, any other path

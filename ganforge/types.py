@@ -194,6 +194,27 @@ class Model(Labelled):
     created_at: datetime
 
 
+class ScoreSearch(Resource):
+    """The latent search behind a reconstruction score (``SearchOut``)."""
+
+    seed: int
+    steps: int
+    starts: int
+    distance: str
+    feature_weight: float
+
+
+class Scores(Resource):
+    """Anomaly scores of uploaded images (``ScoresOut``): ``scores[method]`` holds one value
+    per image, in the upload's order; higher = more anomalous."""
+
+    model_id: str
+    count: int
+    scores: dict[str, list[float]]
+    labels: list[int] | None = None
+    search: ScoreSearch | None = None
+
+
 class StreamMessage(Resource):
     """A message of ``GET /v1/jobs/{id}/stream``: ``event`` (``data`` an :class:`Event`),
     ``progress`` (a :class:`Progress`), ``metrics`` (the newest point per name) or ``status``

@@ -72,6 +72,11 @@ def model_config_key(model_id: str) -> str:
     return f"models/{model_id}/config.json"
 
 
+def model_discriminator_key(model_id: str) -> str:
+    """Models trained since anomaly scores exist keep their discriminator (config says so)."""
+    return f"models/{model_id}/discriminator.safetensors"
+
+
 def validate_key(key: str) -> str:
     """A relative ``a/b/c`` path: no empty, ``.`` or ``..`` segment, no backslash or NUL."""
     if not isinstance(key, str) or not key:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Request, Response
@@ -28,11 +29,14 @@ from api.schemas import (
     Page,
     SampleRequest,
     SamplesJson,
+    ScoreRequest,
+    ScoresOut,
     SyntheticDatasetRequest,
     error,
 )
 from api.services import model_applications as applications
 from api.services import models as service
+from api.services import scores as scores_service
 from api.services import translation
 from api.services.tenancy import relabel_from
 from api.uploads import received_upload
@@ -306,3 +310,75 @@ async def materialise_dataset(
         cache=cache,
         batcher=batcher,
     )
+
+
+# POST: streams to disk under MAX_SCORE_UPLOAD_BYTES, not the JSON body limit
+SCORES_PATH = re.compile(r"/v1/models/[^/]+/scores")
+SCORES_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": ["file"],
+                    "properties": {
+                        "file": {
+                            "type": "string",
+                            "format": "binary",
+                            "description": "the images: an .npz with `images` uint8 N×H×W or "
+                            "N×H×W×C (optional `labels`, `class_names`: the class to score "
+                            "each as, for a conditional model), or a .zip of PNG/JPEG images "
+                            "(in class-named folders to give their classes)",
+                        },
+                        **ScoreRequest.model_json_schema()["properties"],
+                    },
+                }
+            }
+        },
+    }
+}
+
+
+@router.post(
+    "/{model_id}/scores",
+    summary="Anomaly scores of images",
+    response_model=ScoresOut,
+    openapi_extra=SCORES_BODY,
+    responses={
+        409: error(
+            "`no_discriminator`: a model trained before models kept their discriminator has "
+            "only the reconstruction score; `model_cannot_score`: a 2-D points model"
+        ),
+        413: error("larger than MAX_SCORE_UPLOAD_BYTES or more than MAX_SCORE_IMAGES images"),
+        415: error("not an .npz or a .zip of images"),
+    },
+)
+async def score_images(
+    model_id: ModelId,
+    request: Request,
+    reads: ReadsDep,
+    caller: TenantDep,
+    settings: SettingsDep,
+    storage: StorageDep,
+    cache: ModelCacheDep,
+    batcher: BatcherDep,
+) -> Any:
+    """One anomaly score per image, higher = more anomalous: `discriminator` = -D(x) of the
+    trained discriminator; `reconstruction` = the residual |x - G(z*)| of the best latent z* a
+    short seeded Adam search finds (AnoGAN); `method=both` gives both. The images must have the
+    model's `image_shape` (square images training padded to it, e.g. 28×28 for a 32×32
+    Fashion-MNIST model, are padded the same). At most MAX_SCORE_IMAGES (256) images."""
+    await service.check_model_owned(reads, tenant_id=caller.tenant_id, model_id=model_id)
+    async with received_upload(request, max_bytes=settings.max_score_upload_bytes) as upload:
+        body = scores_service.score_request(upload.fields)
+        return await scores_service.score(
+            model_id=model_id,
+            request=body,
+            path=upload.path,
+            filename=upload.filename,
+            storage=storage,
+            cache=cache,
+            batcher=batcher,
+            settings=settings,
+        )

@@ -1,8 +1,9 @@
 """Generators in memory, forward passes shared by concurrent requests, samples in every format.
 
 ``ModelCache`` keeps the most recently used artifacts loaded (an LRU of ``GeneratorArtifact``
-keyed by model id); it is thread-safe, and loading happens outside its lock, so a slow download
-never blocks requests for other models.
+keyed by model id, with the discriminator where the artifact keeps one, for anomaly scores); it
+is thread-safe, and loading happens outside its lock, so a slow download never blocks requests
+for other models.
 
 ``ForwardBatcher`` lets concurrent requests for one generator share forward passes (continuous
 batching): many small requests cost about one pass. Each sample depends on its own z and label
@@ -29,11 +30,16 @@ from typing import Any, TypeVar
 import numpy as np
 import torch
 
-from gan_engine.artifacts import ArtifactError, GeneratorArtifact, Samples
+from gan_engine.artifacts import ArtifactError, GeneratorArtifact, Samples, stores_discriminator
 from gan_engine.images import png_bytes
 from gan_engine.precision import Precision
 from store.errors import Damaged
-from store.storage import ObjectStorage, model_config_key, model_weights_key
+from store.storage import (
+    ObjectStorage,
+    model_config_key,
+    model_discriminator_key,
+    model_weights_key,
+)
 
 log = logging.getLogger("api.generation")
 T = TypeVar("T")
@@ -53,10 +59,14 @@ class ModelCache:
                 self._items.move_to_end(model_id)
                 return artifact
         try:
+            config = storage.get_bytes(model_config_key(model_id))
             artifact = GeneratorArtifact.from_bytes(
                 storage.get_bytes(model_weights_key(model_id)),
-                storage.get_bytes(model_config_key(model_id)),
+                config,
                 precision=self.precision,
+                discriminator=storage.get_bytes(model_discriminator_key(model_id))
+                if stores_discriminator(config)
+                else None,
             )
         except ArtifactError as error:  # our stored file is damaged: not the client's fault
             log.error("model %s: stored artifact unreadable: %s", model_id, error)

@@ -23,7 +23,13 @@ from api.services.generation import (
 )
 from api.services.tenancy import get_owned, list_owned
 from api.telemetry import ApiMetrics
-from gan_engine.artifacts import CONFIG_FILE, WEIGHTS_FILE, GeneratorArtifact
+from gan_engine.artifacts import (
+    CONFIG_FILE,
+    DISCRIMINATOR_FILE,
+    WEIGHTS_FILE,
+    GeneratorArtifact,
+    stores_discriminator,
+)
 from store.errors import InvalidRequest, NotFound
 from store.models import TrainedModel
 from store.reads import AsyncReads
@@ -31,6 +37,7 @@ from store.storage import (
     ObjectStorage,
     delete_objects,
     model_config_key,
+    model_discriminator_key,
     model_prefix,
     model_weights_key,
 )
@@ -117,12 +124,16 @@ def latents_of(
 
 
 def export_zip(*, model: TrainedModel, storage: ObjectStorage) -> bytes:
-    """generator.safetensors + config.json (what ``gan_engine sample DIR`` reads) and spec.json."""
+    """generator.safetensors + config.json (what ``gan_engine sample DIR`` reads), spec.json,
+    and discriminator.safetensors when the model keeps one."""
+    config = storage.get_bytes(model_config_key(model.id))
     files = {
         WEIGHTS_FILE: storage.get_bytes(model_weights_key(model.id)),
-        CONFIG_FILE: storage.get_bytes(model_config_key(model.id)),
+        CONFIG_FILE: config,
         SPEC_FILE: json.dumps(model.spec, indent=2, sort_keys=True).encode(),
     }
+    if stores_discriminator(config):
+        files[DISCRIMINATOR_FILE] = storage.get_bytes(model_discriminator_key(model.id))
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
         for name, data in files.items():

@@ -72,7 +72,34 @@ def load_dataset(
         dataset = load_idx_dataset(spec.builtin, spec.split, data_dir)
     else:
         raise DatasetError(f"unknown builtin dataset {spec.builtin!r}")
+    if spec.classes is not None:
+        dataset = of_classes(dataset, spec.classes)
     return dataset if image_size is None else fitted(dataset, image_size)
+
+
+def of_classes(dataset: Dataset, classes: list[int]) -> Dataset:
+    """Only the samples whose label is in ``classes`` (``dataset.classes``)."""
+    if dataset.labels is None:
+        raise DatasetError(
+            f"dataset.classes needs a labelled dataset; '{dataset.name}' has no labels",
+            param="dataset.classes",
+        )
+    unknown = sorted(set(classes) - set(range(dataset.num_classes)))
+    if unknown:
+        raise DatasetError(
+            f"dataset.classes {unknown[:5]} out of range: '{dataset.name}' has classes "
+            f"0..{dataset.num_classes - 1}",
+            param="dataset.classes",
+        )
+    keep = torch.isin(dataset.labels, torch.tensor(classes, dtype=dataset.labels.dtype))
+    if not bool(keep.any()):
+        raise DatasetError(
+            f"'{dataset.name}' has no sample of classes {classes}", param="dataset.classes"
+        )
+    return Dataset(
+        dataset.data[keep], dataset.labels[keep], dataset.class_names, dataset.name,
+        fitted_from=dataset.fitted_from,
+    )  # fmt: skip
 
 
 def fit_data(spec: Spec, dataset: Dataset) -> tuple[Spec, Dataset]:

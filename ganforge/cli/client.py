@@ -490,6 +490,38 @@ def models_delete(ctx: typer.Context, model_id: ModelId) -> None:
     err.print(f"deleted {model_id}", highlight=False)
 
 
+@client_command(models_app, "score")
+def models_score(
+    ctx: typer.Context,
+    model_id: ModelId,
+    images: Annotated[
+        Path, typer.Argument(help="an .npz (images, optional labels), a .zip of PNG/JPEG, or .npy")
+    ],
+    method: Annotated[str, typer.Option(help="discriminator | reconstruction | both")] = "both",
+    seed: Annotated[int | None, typer.Option(min=0, help="the latent search's seed")] = None,
+    steps: Annotated[int | None, typer.Option(min=1, help="latent search steps")] = None,
+    starts: Annotated[int | None, typer.Option(min=1, help="latent search starts")] = None,
+    as_json: Json = False,
+) -> None:
+    """Anomaly scores of images under a model, one per image; higher = more anomalous."""
+    source: Any = images
+    if images.suffix.lower() == ".npy":
+        import numpy as np
+
+        source = np.load(images, allow_pickle=False)
+    with connect(ctx) as client:
+        found = client.models.scores(
+            model_id, source, method=method, seed=seed, steps=steps, starts=starts
+        )
+    if as_json:
+        print_json(dump(found))
+        return
+    table = Table("image", *found.scores, box=None)
+    for k in range(found.count):
+        table.add_row(str(k), *(f"{values[k]:.4f}" for values in found.scores.values()))
+    out.print(table)
+
+
 @client_command(app, "usage")
 def usage(ctx: typer.Context, as_json: Json = False) -> None:
     """What this account stores, by kind, and the worker time its jobs took."""

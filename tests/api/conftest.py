@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from api.config import ApiSettings
 from api.main import create_app
-from gan_engine.artifacts import CONFIG_FILE, WEIGHTS_FILE
+from gan_engine.artifacts import CONFIG_FILE, DISCRIMINATOR_FILE
 from gan_engine.data import load_dataset
 from gan_engine.run import export_files
 from gan_engine.spec import Spec, parse_spec
@@ -27,7 +27,7 @@ from store.auth import create_tenant_with_key
 from store.db import get_sessionmaker, session_scope
 from store.migrate import upgrade
 from store.models import new_id
-from store.storage import ObjectStorage, model_config_key, model_weights_key
+from store.storage import ObjectStorage, model_prefix
 from tests.fixtures.services import fresh_pg_database
 
 
@@ -170,6 +170,14 @@ def artifacts() -> dict[str, tuple[Spec, dict[str, bytes]]]:
 Publish = Callable[..., str]
 
 
+def without_discriminator(files: dict[str, bytes]) -> dict[str, bytes]:
+    """An artifact as written before models kept their discriminator."""
+    config = json.loads(files[CONFIG_FILE])
+    del config["discriminator"]
+    kept = {name: data for name, data in files.items() if name != DISCRIMINATOR_FILE}
+    return kept | {CONFIG_FILE: json.dumps(config).encode()}
+
+
 @pytest.fixture
 def publish(
     artifacts: dict[str, tuple[Spec, dict[str, bytes]]],
@@ -178,14 +186,17 @@ def publish(
 ) -> Publish:
     """What a worker does when a job succeeds: upload the generator, then register the model."""
 
-    def make(account: Account, which: str = "digits") -> str:
+    def make(account: Account, which: str = "digits", *, discriminator: bool = True) -> str:
+        """``discriminator`` False: a model trained before artifacts kept the discriminator."""
         spec, files = artifacts[which]
+        if not discriminator:
+            files = without_discriminator(files)
         config = json.loads(files[CONFIG_FILE])
         shape = config["sample_shape"]  # (C, H, W) or (2,); models list [H, W, C] as datasets do
         image_shape = [*shape[1:], shape[0]] if len(shape) == 3 else shape
         model_id = new_id("mdl")
-        storage.put_bytes(model_weights_key(model_id), files[WEIGHTS_FILE])
-        storage.put_bytes(model_config_key(model_id), files[CONFIG_FILE])
+        for name, data in files.items():  # every file of the artifact, as the worker uploads
+            storage.put_bytes(model_prefix(model_id) + name, data)
         with session_scope(sessions) as session:
             job, _ = store_jobs.create_job(session, tenant_id=account.tenant_id, spec=spec)
             store_jobs.claim_job(session, job_id=job.id, worker_id="w", lease_s=60)

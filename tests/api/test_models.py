@@ -163,7 +163,9 @@ def test_export(client: TestClient, account: Account, publish: Publish) -> None:
     assert response.status_code == 200 and response.headers["content-type"] == "application/zip"
     assert model_id in response.headers["content-disposition"]
     with zipfile.ZipFile(io.BytesIO(response.content)) as archive:
-        assert sorted(archive.namelist()) == ["config.json", "generator.safetensors", "spec.json"]
+        assert sorted(archive.namelist()) == [
+            "config.json", "discriminator.safetensors", "generator.safetensors", "spec.json"
+        ]  # fmt: skip
         artifact = GeneratorArtifact.from_bytes(  # sampled as the service does (its default)
             archive.read(WEIGHTS_FILE), archive.read(CONFIG_FILE), precision="auto"
         )

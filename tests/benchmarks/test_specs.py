@@ -79,3 +79,23 @@ def test_the_blur_study_s_rows_are_valid_translation_specs() -> None:
             weights[row] = (spec.loss.adversarial, spec.loss.l1)
     assert list(weights.values()) == [(0.0, 100.0), (1.0, 0.0), (1.0, 100.0)]
     assert load_spec(SPECS / "superres-x4-photos.yaml").dataset.builtin == "superres-x4-photos"
+
+
+def test_the_anomaly_spec_trains_one_class_through_the_engine_cli(tmp_path: Path) -> None:
+    """anomaly-fashion.yaml with its data swapped for 8×8 digits (the same one-class override,
+    ``dataset.classes``) and a few steps: the run folder keeps the discriminator."""
+    data = yaml.safe_load((SPECS / "anomaly-fashion.yaml").read_text())
+    assert data["dataset"]["classes"] == [0] and data["model"]["conditioning"] == "none"
+    data["dataset"] = {"builtin": "digits", "classes": [3]}
+    data["model"].update(image_size=8, width=8)
+    data["training"]["steps"] = 4
+    data["monitor"].update(eval_every=4, checkpoint_every=4, sample_every=4, eval_samples=100)
+    short = tmp_path / "anomaly.yaml"
+    short.write_text(yaml.safe_dump(data))
+    out = tmp_path / "run"
+    command = ["train", str(short), "--out", str(out), "--cache-dir", str(tmp_path / "cache")]
+    result = CliRunner().invoke(app, command)
+    assert result.exit_code == 0, result.output
+    assert (out / "discriminator.safetensors").is_file()
+    assert json.loads((out / "config.json").read_text())["discriminator"] is True
+    assert json.loads((out / "spec.json").read_text())["dataset"]["classes"] == [3]

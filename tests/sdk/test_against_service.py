@@ -309,3 +309,54 @@ def test_the_accounts_default_webhook_is_set_read_and_removed(client: Client) ->
     assert (refused.value.status, refused.value.param) == (422, "url")
     client.delete_default_webhook()
     assert client.default_webhook() is None
+
+
+DIGITS_SPEC = {
+    "name": "sdk digits",
+    "dataset": {"builtin": "digits", "classes": [0]},
+    "model": {"image_size": 8, "width": 8, "latent_dim": 16},
+    "training": {"steps": 20, "batch_size": 16, "device": "cpu"},
+    "monitor": {"log_every": 5, "sample_every": 20, "checkpoint_every": 20, "eval_samples": 100,
+                "metrics": []},
+}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def digits_model(client: Client) -> str:
+    """A tiny image model trained by the real worker, which exports its discriminator too."""
+    job = client.jobs.wait(client.jobs.create(DIGITS_SPEC).id, timeout=180)
+    assert job.status == "succeeded" and job.model_id is not None
+    return job.model_id
+
+
+def test_scores_sync_async_and_from_the_cli(
+    service: Up, client: Client, digits_model: str, cli_env: Path
+) -> None:
+    images = np.zeros((3, 8, 8), np.uint8)
+    images[1] = 255
+    found = client.models.scores(digits_model, images, steps=5, starts=1, seed=2)
+    assert found.count == 3 and set(found.scores) == {"discriminator", "reconstruction"}
+    assert found.search is not None and found.search.steps == 5
+    only = client.models.scores(digits_model, images, method="discriminator")
+    assert only.scores == {"discriminator": found.scores["discriminator"]}
+    with pytest.raises(APIError, match="image_shape"):
+        client.models.scores(digits_model, np.zeros((1, 9, 9), np.uint8))
+
+    async def scored() -> dict[str, list[float]]:
+        async with AsyncClient(service.url, service.key()) as async_client:
+            result = await async_client.models.scores(digits_model, images, steps=5, starts=1,
+                                                      seed=2)  # fmt: skip
+            return result.scores
+
+    assert asyncio.run(scored()) == found.scores
+
+    archive = cli_env / "images.npz"
+    np.savez(archive, images=images)
+    runner = CliRunner()
+    assert runner.invoke(app, ["login", service.url, "--key", service.key()]).exit_code == 0
+    command = ["models", "score", digits_model, str(archive), "--method", "discriminator", "--json"]
+    result = runner.invoke(app, command)
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["scores"] == only.scores
+    exported = client.models.export(digits_model, cli_env / "model")
+    assert (exported / "discriminator.safetensors").is_file()

@@ -26,6 +26,8 @@ PAIRS = [
     (types.WebhookDelivery, schemas.WebhookDeliveryOut),
     (types.StorageBytes, schemas.StorageBytes),
     (types.Usage, schemas.UsageOut),
+    (types.Scores, schemas.ScoresOut),
+    (types.ScoreSearch, schemas.SearchOut),
 ]
 
 
