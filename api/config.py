@@ -52,6 +52,9 @@ class ApiSettings(Settings):
     max_score_upload_bytes: int = Field(
         16 * MB, gt=0, description="POST /v1/models/{id}/scores: the uploaded file, at most"
     )
+    max_translate_upload_bytes: int = Field(
+        16 * MB, gt=0, description="POST /v1/models/{id}/translate: the uploaded file, at most"
+    )
     stream_poll_s: float = Field(0.5, gt=0, description="SSE: database poll interval")
     stream_keepalive_s: float = Field(15.0, gt=0, description="SSE: comment after this silence")
     max_json_body_bytes: int = Field(

@@ -111,7 +111,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         BodyLimit,
         max_bytes=config.max_json_body_bytes,
         streamed=[datasets.UPLOAD_PATH],
-        streamed_patterns=[models.SCORES_PATH],
+        streamed_patterns=[models.SCORES_PATH, models.TRANSLATE_PATH],
     )
     app.add_middleware(HeaderLimits)
     for module in (datasets, jobs, models, account, health, presets):

@@ -196,7 +196,7 @@ async def translate_images(
     """A model trained with task 'translation' (pix2pix) maps each input to its output; the same
     input always gives the same bytes (its dropout is off when serving)."""
     await service.check_model_owned(reads, tenant_id=caller.tenant_id, model_id=model_id)
-    async with received_upload(request, max_bytes=settings.max_json_body_bytes) as upload:
+    async with received_upload(request, max_bytes=settings.max_translate_upload_bytes) as upload:
         encoded = await translation.translate(
             model_id=model_id,
             path=upload.path,
@@ -314,6 +314,8 @@ async def materialise_dataset(
 
 # POST: streams to disk under MAX_SCORE_UPLOAD_BYTES, not the JSON body limit
 SCORES_PATH = re.compile(r"/v1/models/[^/]+/scores")
+# POST: streams to disk under MAX_TRANSLATE_UPLOAD_BYTES, not the JSON body limit
+TRANSLATE_PATH = re.compile(r"/v1/models/[^/]+/translate")
 SCORES_BODY: dict[str, Any] = {
     "requestBody": {
         "required": True,

@@ -10,13 +10,14 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
+from api.main import create_app
 from gan_engine.artifacts import CONFIG_FILE, GeneratorArtifact
 from gan_engine.data.builtins import load_digits
 from gan_engine.data.packs import read_pack, write_pack
 from gan_engine.data.paired import edge_map
 from gan_engine.spec import Spec
 from store.storage import ObjectStorage, dataset_pack_key
-from tests.api.conftest import TINY_MONITOR, Account, Publish, assert_error, train
+from tests.api.conftest import TINY_MONITOR, Account, Publish, assert_error, make_settings, train
 from tests.api.test_datasets import npz_bytes, png, upload, zip_bytes
 
 EDGES = {
@@ -180,6 +181,18 @@ def test_translate_a_png_an_npy_batch_and_json(
     assert body["shape"] == [2, 8, 8] and np.array_equal(np.array(body["samples"]), outputs[:2])
     single = translate(client, account, translator, npy(inputs[0]), "one.npy", format="npy")
     assert np.array_equal(np.load(io.BytesIO(single.content)), outputs[:1])
+
+
+def test_a_translate_upload_may_pass_the_json_body_limit_up_to_its_own(
+    tmp_path: Path, pg_url: str, account: Account, translator: str
+) -> None:
+    big = npy(np.zeros((80, 128, 128), np.uint8))  # 1.3 MB: over the 1 MiB JSON body limit
+    assert len(big) > 1024 * 1024
+    for limit, status in ((16 * 1024 * 1024, 200), (1024 * 1024, 413)):
+        settings = make_settings(tmp_path, pg_url, max_translate_upload_bytes=limit)
+        with TestClient(create_app(settings)) as client:  # the same database and storage
+            answer = translate(client, account, translator, big, "big.npy", format="npy")
+            assert answer.status_code == status, answer.text[:300]
 
 
 def test_the_served_translation_is_the_artifact_s(
