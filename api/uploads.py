@@ -12,7 +12,7 @@ import tempfile
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser, parse_options_header
@@ -156,3 +156,13 @@ async def received_upload(request: Request, *, max_bytes: int) -> AsyncIterator[
         yield ReceivedUpload(path, receiver.filename, receiver.size, receiver.fields)
     finally:
         path.unlink(missing_ok=True)
+
+
+def multipart_body(file_description: str, **fields: dict[str, Any]) -> dict[str, Any]:
+    """The ``openapi_extra`` of a route that reads its upload with ``received_upload``: a required
+    ``file`` described by ``file_description`` and the optional form ``fields`` (JSON Schemas)."""
+    properties = {"file": {"type": "string", "format": "binary",
+                           "description": file_description}, **fields}  # fmt: skip
+    schema = {"type": "object", "required": ["file"], "properties": properties}
+    return {"requestBody": {"required": True,
+                            "content": {"multipart/form-data": {"schema": schema}}}}  # fmt: skip

@@ -21,7 +21,7 @@ from api.schemas import (
 )
 from api.services import dataset_previews as previews
 from api.services import datasets as service
-from api.uploads import received_upload
+from api.uploads import multipart_body, received_upload
 
 PREFIX = "/v1/datasets"
 UPLOAD_PATH = PREFIX  # POST: streams to disk under MAX_UPLOAD_BYTES, not the JSON body limit
@@ -29,41 +29,15 @@ router = APIRouter(
     prefix=PREFIX, tags=["datasets"], responses=ERROR_RESPONSES, route_class=StrictJSONRoute
 )
 
-UPLOAD_BODY: dict[str, Any] = {
-    "requestBody": {
-        "required": True,
-        "content": {
-            "multipart/form-data": {
-                "schema": {
-                    "type": "object",
-                    "required": ["file"],
-                    "properties": {
-                        "file": {
-                            "type": "string",
-                            "format": "binary",
-                            "description": "an .npz pack (images uint8 N×H×W or N×H×W×C, "
-                            "optional labels, optional class_names) or a .zip of class-named "
-                            "folders of PNG/JPEG images (all one size; grey or RGB)",
-                        },
-                        "name": {
-                            "type": "string",
-                            "maxLength": 200,
-                            "description": "default: the file name without extension",
-                        },
-                        "tags": {
-                            "type": "string",
-                            "description": "comma-separated tags, e.g. shoes,v2",
-                        },
-                        "metadata": {
-                            "type": "string",
-                            "description": 'a JSON object of strings, e.g. {"source": "scan-2"}',
-                        },
-                    },
-                }
-            }
-        },
-    }
-}
+UPLOAD_BODY = multipart_body(
+    "an .npz pack (images uint8 N×H×W or N×H×W×C, optional labels, optional class_names) or a "
+    ".zip of class-named folders of PNG/JPEG images (all one size; grey or RGB)",
+    name={"type": "string", "maxLength": 200,
+          "description": "default: the file name without extension"},
+    tags={"type": "string", "description": "comma-separated tags, e.g. shoes,v2"},
+    metadata={"type": "string",
+              "description": 'a JSON object of strings, e.g. {"source": "scan-2"}'},
+)  # fmt: skip
 
 
 @router.post(

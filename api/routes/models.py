@@ -38,13 +38,22 @@ from api.services import model_applications as applications
 from api.services import models as service
 from api.services import scores as scores_service
 from api.services import translation
+from api.services.generation import Encoded
 from api.services.tenancy import relabel_from
-from api.uploads import received_upload
+from api.uploads import multipart_body, received_upload
 from store.models import TrainedModel
 
 router = APIRouter(
     prefix="/v1/models", tags=["models"], responses=ERROR_RESPONSES, route_class=StrictJSONRoute
 )
+
+
+def encoded_response(encoded: Encoded) -> Response:
+    """Samples, translations or a walk as the format asked for them (a download when named)."""
+    headers = {}
+    if encoded.filename:
+        headers["Content-Disposition"] = f'attachment; filename="{encoded.filename}"'
+    return Response(encoded.body, media_type=encoded.media_type, headers=headers)
 
 
 @router.get("", summary="List models", response_model=Page[ModelOut])
@@ -131,36 +140,16 @@ async def generate_samples(
         metrics=metrics,
         max_samples=settings.max_generate_samples,
     )
-    headers = {}
-    if encoded.filename:
-        headers["Content-Disposition"] = f'attachment; filename="{encoded.filename}"'
-    return Response(encoded.body, media_type=encoded.media_type, headers=headers)
+    return encoded_response(encoded)
 
 
-TRANSLATE_BODY: dict[str, Any] = {
-    "requestBody": {
-        "required": True,
-        "content": {
-            "multipart/form-data": {
-                "schema": {
-                    "type": "object",
-                    "required": ["file"],
-                    "properties": {
-                        "file": {
-                            "type": "string",
-                            "format": "binary",
-                            "description": "one PNG/JPEG image, or an .npy array of uint8 "
-                            "images (H×W[×C] or N×H×W[×C]); resized (bicubic) to the model's "
-                            "input size, grey/RGB converted to what it takes",
-                        },
-                        "format": {"type": "string", "enum": list(translation.FORMATS),
-                                   "default": "png_grid"},
-                    },
-                }
-            }
-        },
-    }
-}  # fmt: skip
+# POST: streams to disk under MAX_TRANSLATE_UPLOAD_BYTES, not the JSON body limit
+TRANSLATE_PATH = re.compile(r"/v1/models/[^/]+/translate")
+TRANSLATE_BODY = multipart_body(
+    "one PNG/JPEG image, or an .npy array of uint8 images (H×W[×C] or N×H×W[×C]); resized "
+    "(bicubic) to the model's input size, grey/RGB converted to what it takes",
+    format={"type": "string", "enum": list(translation.FORMATS), "default": "png_grid"},
+)
 
 
 @router.post(
@@ -207,10 +196,7 @@ async def translate_images(
             batcher=batcher,
             metrics=metrics,
         )
-    headers = {}
-    if encoded.filename:
-        headers["Content-Disposition"] = f'attachment; filename="{encoded.filename}"'
-    return Response(encoded.body, media_type=encoded.media_type, headers=headers)
+    return encoded_response(encoded)
 
 
 @router.get(
@@ -269,10 +255,7 @@ async def interpolate_model(
     encoded = await applications.interpolation(
         model_id=model_id, request=body, storage=storage, cache=cache, batcher=batcher
     )
-    headers = {}
-    if encoded.filename:
-        headers["Content-Disposition"] = f'attachment; filename="{encoded.filename}"'
-    return Response(encoded.body, media_type=encoded.media_type, headers=headers)
+    return encoded_response(encoded)
 
 
 @router.post(
@@ -314,32 +297,12 @@ async def materialise_dataset(
 
 # POST: streams to disk under MAX_SCORE_UPLOAD_BYTES, not the JSON body limit
 SCORES_PATH = re.compile(r"/v1/models/[^/]+/scores")
-# POST: streams to disk under MAX_TRANSLATE_UPLOAD_BYTES, not the JSON body limit
-TRANSLATE_PATH = re.compile(r"/v1/models/[^/]+/translate")
-SCORES_BODY: dict[str, Any] = {
-    "requestBody": {
-        "required": True,
-        "content": {
-            "multipart/form-data": {
-                "schema": {
-                    "type": "object",
-                    "required": ["file"],
-                    "properties": {
-                        "file": {
-                            "type": "string",
-                            "format": "binary",
-                            "description": "the images: an .npz with `images` uint8 N×H×W or "
-                            "N×H×W×C (optional `labels`, `class_names`: the class to score "
-                            "each as, for a conditional model), or a .zip of PNG/JPEG images "
-                            "(in class-named folders to give their classes)",
-                        },
-                        **ScoreRequest.model_json_schema()["properties"],
-                    },
-                }
-            }
-        },
-    }
-}
+SCORES_BODY = multipart_body(
+    "the images: an .npz with `images` uint8 N×H×W or N×H×W×C (optional `labels`, "
+    "`class_names`: the class to score each as, for a conditional model), or a .zip of PNG/JPEG "
+    "images (in class-named folders to give their classes)",
+    **ScoreRequest.model_json_schema()["properties"],
+)
 
 
 @router.post(

@@ -606,22 +606,23 @@ def translate(
     import numpy as np
 
     out_path.parent.mkdir(parents=True, exist_ok=True)
+    as_png, batch_in = out_path.suffix.lower() == ".png", input_path.suffix.lower() == ".npy"
     with connect(ctx) as client:
-        if out_path.suffix.lower() == ".npy":
-            array = client.models.translate(model_id, input_path)
-            np.save(out_path, array)
-            what = f"{array.dtype} {tuple(array.shape)}"
-        else:
-            array = client.models.translate(model_id, input_path)
-            if len(array) == 1:  # the image itself, at the model's size
-                from PIL import Image
+        if as_png and batch_in:  # a batch as one PNG: the service's grid
+            out_path.write_bytes(client.models.translate_grid(model_id, input_path))
+            err.print(f"wrote {out_path}: a grid", highlight=False)
+            return
+        array = client.models.translate(model_id, input_path)
+    if as_png:  # one image in (PNG/JPEG): the image itself, at the model's size
+        from PIL import Image
 
-                Image.fromarray(array[0].squeeze(-1) if array.shape[-1] == 1 else array[0]).save(
-                    out_path, format="PNG"
-                )
-            else:  # a batch: the service's grid
-                out_path.write_bytes(client.models.translate_grid(model_id, input_path))
-            what = f"{len(array)} image(s) as a PNG"
+        image = array[0]
+        Image.fromarray(image[..., 0] if image.ndim == 3 and image.shape[-1] == 1 else image).save(
+            out_path, format="PNG"
+        )
+    else:
+        np.save(out_path, array)
+    what = f"{array.dtype} {tuple(array.shape)}"
     err.print(f"wrote {out_path}: {what}", highlight=False)
 
 

@@ -8,7 +8,6 @@ import json
 import threading
 import time
 import zipfile
-from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -21,8 +20,7 @@ from typer.testing import CliRunner
 from ganforge import APIError, AsyncClient, Client, Job
 from ganforge.cli import app
 from store.webhooks import verify
-from tests.fixtures.embedded import Up, embedded_env
-from tests.fixtures.services import free_port
+from tests.fixtures.embedded import Up
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 SPEC = {
@@ -32,23 +30,6 @@ SPEC = {
     "training": {"steps": 20, "batch_size": 16, "device": "cpu"},
     "monitor": {"log_every": 5, "sample_every": 10, "checkpoint_every": 10, "eval_samples": 100},
 }  # fmt: skip
-
-
-@pytest.fixture(scope="module")
-def service(tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -> Iterator[Up]:
-    folder = tmp_path_factory.mktemp("up")
-    up = Up(folder / "data", free_port(), embedded_env(data_dir), folder / "up.log")
-    try:
-        up.wait_until(up.healthy, "/healthz", timeout=120)
-        yield up
-    finally:
-        up.stop()
-
-
-@pytest.fixture(scope="module")
-def client(service: Up) -> Iterator[Client]:
-    with Client(service.url, service.key()) as client:
-        yield client
 
 
 @pytest.fixture(scope="module")

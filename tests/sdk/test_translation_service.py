@@ -5,7 +5,6 @@ and async) and the client CLI."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -18,8 +17,7 @@ from gan_engine.data.packs import write_pack
 from gan_engine.data.paired import edge_map
 from ganforge import APIError, AsyncClient, Client, Job
 from ganforge.cli import app
-from tests.fixtures.embedded import Up, embedded_env
-from tests.fixtures.services import free_port
+from tests.fixtures.embedded import Up
 
 SPEC = {
     "task": "translation",
@@ -28,23 +26,6 @@ SPEC = {
     "monitor": {"log_every": 5, "sample_every": 5, "checkpoint_every": 5, "eval_every": 10,
                 "eval_samples": 100, "metrics": []},
 }  # fmt: skip
-
-
-@pytest.fixture(scope="module")
-def service(tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -> Iterator[Up]:
-    folder = tmp_path_factory.mktemp("up")
-    up = Up(folder / "data", free_port(), embedded_env(data_dir), folder / "up.log")
-    try:
-        up.wait_until(up.healthy, "/healthz", timeout=120)
-        yield up
-    finally:
-        up.stop()
-
-
-@pytest.fixture(scope="module")
-def client(service: Up) -> Iterator[Client]:
-    with Client(service.url, service.key()) as client:
-        yield client
 
 
 @pytest.fixture(scope="module")

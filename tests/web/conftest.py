@@ -13,8 +13,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from tests.fixtures.embedded import REPO_ROOT, Up, embedded_env
-from tests.fixtures.services import free_port
+from tests.fixtures.embedded import REPO_ROOT, Up, running
 
 CHROMIUM = Path("/usr/bin/chromium")
 SCREENSHOTS = REPO_ROOT / "test-artifacts" / "screenshots"
@@ -41,13 +40,8 @@ def browser() -> Iterator[Any]:
 
 @pytest.fixture(scope="module")
 def service(tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -> Iterator[Up]:
-    root = tmp_path_factory.mktemp("web")
-    up = Up(root / "data", free_port(), embedded_env(data_dir), root / "up.log")
-    try:
-        up.wait_until(up.healthy, "/healthz", timeout=120)
+    with running(tmp_path_factory.mktemp("web"), data_dir) as up:
         yield up
-    finally:
-        up.stop()
 
 
 class Page:
