@@ -109,7 +109,7 @@ def address_problem(
         else:
             try:
                 addresses = resolve(host)
-            except OSError as error:
+            except (OSError, UnicodeError) as error:  # UnicodeError: a name IDNA refuses
                 return f"{host} does not resolve: {error}"
     for text in addresses:
         address = ipaddress.ip_address(text)

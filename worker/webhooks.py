@@ -55,8 +55,12 @@ def _post(
     url: str, body: bytes, headers: dict[str, str], timeout_s: float
 ) -> tuple[int | None, str | None]:
     try:
-        with httpx.Client(timeout=timeout_s, follow_redirects=False) as client:
-            answer = client.post(url, content=body, headers=headers)
+        with (
+            httpx.Client(timeout=timeout_s, follow_redirects=False) as client,
+            # the status line is the answer: the body is never read, whatever its size
+            client.stream("POST", url, content=body, headers=headers) as answer,
+        ):
+            pass
     except httpx.TimeoutException:
         return None, f"no answer within {timeout_s:g} s"
     except httpx.HTTPError as error:

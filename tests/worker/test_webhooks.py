@@ -20,7 +20,7 @@ from store.db import session_scope
 from store.jobs import claim_job, create_job, heartbeat, record_event
 from store.models import WebhookDelivery
 from store.settings import Settings
-from store.webhooks import AddressPolicy, verify
+from store.webhooks import AddressPolicy, address_problem, verify
 from tests.worker.conftest import Service, tiny_spec
 from worker.runner import run_job
 from worker.webhooks import deliver
@@ -33,6 +33,7 @@ class Receiver:
     """An HTTP server on 127.0.0.1 that records each POST and answers as told."""
 
     fail_first: int = 0  # answer 500 to this many requests first
+    endless_body: bool = False  # answer 200 with a body that never ends
     hang_first_s: float = 0.0  # sleep this long before answering the first request
     requests: list[tuple[dict[str, str], bytes]] = field(default_factory=list)
     url: str = ""
@@ -47,6 +48,14 @@ class Receiver:
                 receiver.requests.append((dict(self.headers), body))
                 if n == 0 and receiver.hang_first_s:
                     time.sleep(receiver.hang_first_s)
+                if receiver.endless_body:
+                    self.send_response(200)
+                    self.send_header("Content-Length", str(10**12))
+                    self.end_headers()
+                    self.wfile.write(b"x" * 1024)
+                    self.wfile.flush()
+                    time.sleep(3)
+                    return
                 self.send_response(500 if n < receiver.fail_first else 204)
                 self.end_headers()
 
@@ -228,3 +237,24 @@ def test_nothing_is_sent_for_a_rolled_back_change(embedded: Service, sent: list[
         record_event(session, job_id=job_id, code="x", message="m", level="warning")
         raise RuntimeError("the change fails")
     assert sent == [] and deliveries(embedded, job_id) == []
+
+
+def test_a_receivers_answer_body_is_never_read(
+    embedded: Service, receiver: Receiver, sent: list[str]
+) -> None:
+    receiver.endless_body = True  # a terabyte announced, then silence
+    job_id = submit(embedded, receiver.url, ["completed"], steps=10)
+    run_job(job_id, settings=embedded.settings)
+
+    deliver_all(webhook_settings(embedded, webhook_timeout_s=0.5), embedded, sent)
+
+    [row] = deliveries(embedded, job_id)
+    assert (row.status, row.attempts[0]["status_code"]) == ("delivered", 200)
+
+
+def test_a_name_idna_refuses_is_a_refusal_not_a_crash() -> None:
+    def refuse(host: str) -> list[str]:
+        raise UnicodeError("label too long")
+
+    problem = address_problem("x" * 70 + ".example", AddressPolicy.PUBLIC, resolve=refuse)
+    assert problem is not None and "does not resolve" in problem
