@@ -126,7 +126,7 @@ def test_racing_workers_claim_different_jobs(db: Factory) -> None:
     for round_ in range(10):
         expected = set(cpu_jobs(db, tenant, 2))
 
-        def take(session: Any, i: int) -> str | None:
+        def take(session: Any, i: int, round_: int = round_) -> str | None:
             job = claim_next(session, queue=CPU_QUEUE, worker_id=f"w{round_}-{i}", lease_s=60)
             return None if job is None else job.id
 
