@@ -388,7 +388,8 @@ class SentTasks:
     def __init__(self) -> None:
         self.job_ids: list[str] = []
 
-    def send_task(self, name: str, *, args: list[str], queue: str) -> None:
+    def send_task(self, name: str, *, args: list[str], kwargs: dict[str, str], queue: str) -> None:
+        assert kwargs == {"queue": queue}  # the worker claims the fairest job of that queue
         self.job_ids.append(args[0])
 
 
