@@ -143,15 +143,20 @@ def main() -> None:
           f"UPDATE, {counts['delete']} DELETE statements")  # fmt: skip
     print(f"server: {server['xact_commit']} commits, {server['tup_inserted']} rows inserted, "
           f"{server['tup_updated']} rows updated")  # fmt: skip
-    print(f"per job-second: {server['xact_commit'] / seconds:.1f} commits, "
-          f"{(server['tup_inserted'] + server['tup_updated']) / seconds:.1f} row writes")
-    print(f"per logged step (every {monitor['log_every']}): "
-          f"{server['xact_commit'] / (steps / monitor['log_every']):.2f} commits")
+    print(
+        f"per job-second: {server['xact_commit'] / seconds:.1f} commits, "
+        f"{(server['tup_inserted'] + server['tup_updated']) / seconds:.1f} row writes"
+    )
+    print(
+        f"per logged step (every {monitor['log_every']}): "
+        f"{server['xact_commit'] / (steps / monitor['log_every']):.2f} commits"
+    )
     total = sum(blobs.values())
+    checkpoints = max(1, steps // monitor["checkpoint_every"])
+    samples = max(1, steps // monitor["sample_every"])
     print(f"storage: {json.dumps(blobs)}; {total / steps:.0f} bytes a step; "
-          f"{blobs.get('checkpoints', 0) / max(1, steps // monitor['checkpoint_every']):.0f} "
-          f"bytes a checkpoint, {blobs.get('samples', 0) / max(1, steps // monitor['sample_every']):.0f} "
-          "bytes a sample grid")  # fmt: skip
+          f"{blobs.get('checkpoints', 0) / checkpoints:.0f} bytes a checkpoint, "
+          f"{blobs.get('samples', 0) / samples:.0f} bytes a sample grid")  # fmt: skip
 
 
 if __name__ == "__main__":

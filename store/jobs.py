@@ -742,20 +742,31 @@ MAX_CLAIM_RACES = 20  # candidates a claim may lose to other workers before givi
 
 def fairest_job(session: Session, *, queue: str, skip: Sequence[str] = ()) -> str | None:
     """The id of the claimable job of ``queue`` that the fairness rule serves next (not in
-    ``skip``); None if none waits."""
-    others = Job.__table__.alias("others")
-    same_tenant = (others.c.queue == queue, others.c.tenant_id == Job.tenant_id)
-    running = (
-        select(func.count())
-        .where(*same_tenant, others.c.status == JobStatus.RUNNING)
-        .scalar_subquery()
-    )
-    last_started = select(func.max(others.c.started_at)).where(*same_tenant).scalar_subquery()
-    query = select(Job.id).where(Job.queue == queue, *_WAITING)
+    ``skip``); None if none waits. Two reads: the tenant (its load computed once for each tenant
+    with a job waiting, not for each waiting job), then that tenant's oldest waiting job."""
+    waiting = [Job.queue == queue, *_WAITING]
     if skip:
-        query = query.where(Job.id.not_in(list(skip)))
-    order = (running, last_started.asc().nulls_first(), Job.created_at, Job.id)
-    return session.scalar(query.order_by(*order).limit(1))
+        waiting.append(Job.id.not_in(list(skip)))
+    tenants = select(Job.tenant_id).where(*waiting).distinct().subquery("waiting_tenants")
+    others = Job.__table__.alias("others")
+    of_tenant = (others.c.queue == queue, others.c.tenant_id == tenants.c.tenant_id)
+    running = select(func.count()).where(*of_tenant, others.c.status == JobStatus.RUNNING)
+    last_started = select(func.max(others.c.started_at)).where(*of_tenant)
+    oldest = select(func.min(Job.created_at)).where(*waiting, Job.tenant_id == tenants.c.tenant_id)
+    tenant = session.scalar(
+        select(tenants.c.tenant_id)
+        .order_by(
+            running.scalar_subquery(),
+            last_started.scalar_subquery().asc().nulls_first(),
+            oldest.scalar_subquery(),
+            tenants.c.tenant_id,
+        )
+        .limit(1)
+    )
+    if tenant is None:
+        return None
+    first = select(Job.id).where(*waiting, Job.tenant_id == tenant)
+    return session.scalar(first.order_by(Job.created_at, Job.id).limit(1))
 
 
 def claim_next(
