@@ -141,7 +141,8 @@ def run_job(
     ``job_id`` the job trained).
 
     ``queue``: claim the fairest waiting job of that queue rather than ``job_id`` itself (the
-    message of ``job_id`` is then just the trigger of one claim; ``store.jobs.claim_next``).
+    message of ``job_id`` is then just the trigger of one claim; ``store.jobs.claim_next``); if
+    none waits, ``job_id`` itself if its worker's lease ran out (as ``claim_job`` takes it over).
 
     ``shutdown``: set it (the worker does on SIGTERM) to stop after the current step, save a
     checkpoint there, hand the job back as ``interrupted`` and re-enqueue it with ``requeue``
@@ -160,10 +161,9 @@ def run_job(
     claim = {"worker_id": worker_id, "lease_s": settings.lease_s,
              "max_attempts": settings.max_attempts}  # fmt: skip
     with session_scope(sessions) as session:
-        if queue is None:
+        job = None if queue is None else claim_next(session, queue=queue, **claim)
+        if job is None:  # also the message's own job, running on a lease that ran out
             job = claim_job(session, job_id=job_id, **claim)
-        else:
-            job = claim_next(session, queue=queue, **claim)
         if job is None:
             log.info(
                 "message of job %s claimed nothing (duplicate delivery, not queued, out of "
