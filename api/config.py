@@ -12,6 +12,12 @@ from store.settings import MB, Settings
 
 
 class ApiSettings(Settings):
+    gpu_pools: list[int] | None = Field(
+        None,
+        description="the GPU counts N of the worker pools this service runs (queues train.gpu.N), "
+        "e.g. [1, 8]: a job needing another count is refused (422). Unset: every count is "
+        "accepted and waits queued until a worker seeing that many GPUs consumes its queue",
+    )
     reaper_enabled: bool = Field(
         True, description="run the reaper loop (every REAP_INTERVAL_S) inside the API process"
     )

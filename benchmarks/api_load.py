@@ -38,6 +38,7 @@ import psycopg
 import redis
 
 from benchmarks.local_services import PG, free_port, pg_admin
+from store.queue import CPU_QUEUE
 
 BROKER_URL = "redis://127.0.0.1:6379/7"
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -356,7 +357,7 @@ def measure_submissions(
     for workers, who, keys in cases:
         with psycopg.connect(**PG, dbname=db_name, autocommit=True) as db:
             before = db.execute("SELECT count(*) FROM jobs").fetchone()[0]  # type: ignore[index]
-        queued_before = broker.llen("train")
+        queued_before = broker.llen(CPU_QUEUE)
         with ours(env, log, workers=workers) as api:
             wrk(api + "/v1/jobs", headers=auth, connections=c, duration=2, body=RING8, keys=keys)
             submitted = wrk(
@@ -364,7 +365,7 @@ def measure_submissions(
             )
         with psycopg.connect(**PG, dbname=db_name, autocommit=True) as db:
             after = db.execute("SELECT count(*) FROM jobs").fetchone()[0]  # type: ignore[index]
-        queued = broker.llen("train") - queued_before  # type: ignore[operator]
+        queued = broker.llen(CPU_QUEUE) - queued_before  # type: ignore[operator]
         rows = after - before
         processes = f", --workers {workers}" if workers > 1 else ""
         line(f"submissions, {who}{processes} (c={c})", submitted,

@@ -32,6 +32,7 @@ import numpy as np
 import redis
 
 from benchmarks.local_services import PG, free_port, pg_admin, stop
+from store.queue import CPU_QUEUE
 
 DEFAULT_LIMIT = 4
 SPEC: dict[str, Any] = {
@@ -196,7 +197,7 @@ def main() -> None:
         client = redis.Redis(port=redis_port)
         messages = Counter(
             job
-            for m in client.lrange("train", 0, -1)
+            for m in client.lrange(CPU_QUEUE, 0, -1)
             if (job := json.loads(base64.b64decode(json.loads(m)["body"]))[0][0]) not in warmed_up
         )
         client.close()

@@ -227,6 +227,13 @@ class TrainingSpec(_Strict):
     device: Literal["auto", "cpu", "cuda"] = Field(
         "auto", description="auto: CUDA when visible; the worker's hardware decides"
     )
+    devices: Int = Field(
+        1,
+        ge=1,
+        le=64,
+        description="devices one job trains on: N > 1 runs N DDP ranks under torchrun "
+        "(NCCL on GPUs, gloo on CPU), each with batch_size / N of the global batch",
+    )
 
 
 Metric = Literal["fid", "class_accuracy", "coverage", "precision_recall", "modes"]

@@ -60,6 +60,7 @@ from store.models import (
     new_id,
     utcnow,
 )
+from store.queue import train_queue
 from store.settings import DEFAULT_MAX_ATTEMPTS
 from store.storage import model_prefix
 
@@ -247,6 +248,14 @@ def count_active_jobs(session: Session, *, tenant_id: str) -> int:
     return int(session.scalar(query) or 0)
 
 
+def queues_of(session: Session, *, job_ids: Sequence[str]) -> dict[str, str]:
+    """The training queue of each of ``job_ids`` (those that exist)."""
+    if not job_ids:
+        return {}
+    rows = session.execute(select(Job.id, Job.queue).where(Job.id.in_(list(job_ids))))
+    return {job_id: queue for job_id, queue in rows}
+
+
 def latest_checkpoint(session: Session, *, job_id: str) -> Checkpoint | None:
     query = select(Checkpoint).where(Checkpoint.job_id == job_id)
     return session.scalar(query.order_by(Checkpoint.step.desc()).limit(1))
@@ -367,6 +376,7 @@ def _job_creation(
         "spec": spec_data,
         "dataset_id": (spec_data.get("dataset") or {}).get("id"),
         "status": JobStatus.QUEUED,
+        "queue": train_queue(spec_data),
         "step": 0,
         "total_steps": total_steps,
         "attempt": 0,
@@ -415,7 +425,7 @@ def _job_creation(
 
 
 # What a new job's row is written with; the other columns start NULL.
-NEW_JOB_COLUMNS: Final = ("id", "tenant_id", "spec", "dataset_id", "status", "step",
+NEW_JOB_COLUMNS: Final = ("id", "tenant_id", "spec", "dataset_id", "status", "queue", "step",
                           "total_steps", "attempt", "workers_lost", "cancel_requested",
                           "pause_requested", "continued_from", "idempotency_key", "name",
                           "tags", "metadata", "webhook", "latest_metrics", "event_seq",
@@ -713,6 +723,76 @@ def claim_job(
         now=now,
     )
     return get_job(session, job_id=job_id) if claimed else None
+
+
+# --- the fair claim ------------------------------------------------------------------------------
+#
+# A worker's message is a trigger, not an assignment: it claims the fairest claimable job of the
+# message's queue, which is not necessarily the message's own job. The fairness rule: the tenant
+# with the fewest running jobs in the queue goes first; among equals, the one whose last job
+# started longest ago (a tenant never served, first); within the tenant, its oldest job. So a
+# tenant's burst of 50 jobs takes one worker at a time in turn with every other waiting tenant,
+# never all of them. No job is lost: each message still makes one claim (while any job waits),
+# and every claimable job was sent a message of its own; none runs twice: the claim is
+# ``claim_job``'s conditional UPDATE.
+
+_WAITING: Final = (Job.status.in_(CLAIMABLE_STATUSES), Job.cancel_requested.is_(False))
+MAX_CLAIM_RACES = 20  # candidates a claim may lose to other workers before giving up
+
+
+def fairest_job(session: Session, *, queue: str, skip: Sequence[str] = ()) -> str | None:
+    """The id of the claimable job of ``queue`` that the fairness rule serves next (not in
+    ``skip``); None if none waits. Two reads: the tenant (its load computed once for each tenant
+    with a job waiting, not for each waiting job), then that tenant's oldest waiting job."""
+    waiting = [Job.queue == queue, *_WAITING]
+    if skip:
+        waiting.append(Job.id.not_in(list(skip)))
+    tenants = select(Job.tenant_id).where(*waiting).distinct().subquery("waiting_tenants")
+    others = Job.__table__.alias("others")
+    of_tenant = (others.c.queue == queue, others.c.tenant_id == tenants.c.tenant_id)
+    running = select(func.count()).where(*of_tenant, others.c.status == JobStatus.RUNNING)
+    last_started = select(func.max(others.c.started_at)).where(*of_tenant)
+    oldest = select(func.min(Job.created_at)).where(*waiting, Job.tenant_id == tenants.c.tenant_id)
+    tenant = session.scalar(
+        select(tenants.c.tenant_id)
+        .order_by(
+            running.scalar_subquery(),
+            last_started.scalar_subquery().asc().nulls_first(),
+            oldest.scalar_subquery(),
+            tenants.c.tenant_id,
+        )
+        .limit(1)
+    )
+    if tenant is None:
+        return None
+    first = select(Job.id).where(*waiting, Job.tenant_id == tenant)
+    return session.scalar(first.order_by(Job.created_at, Job.id).limit(1))
+
+
+def claim_next(
+    session: Session,
+    *,
+    queue: str,
+    worker_id: str,
+    lease_s: float,
+    max_attempts: int = DEFAULT_MAX_ATTEMPTS,
+) -> Job | None:
+    """Claim the fairest claimable job of ``queue`` (``fairest_job``; ``claim_job`` does the
+    claiming). A candidate another worker took meanwhile, or one out of attempts (failed here as
+    ``claim_job`` fails it), is passed over for the next. None: no job of ``queue`` waits.
+    Commit right after claiming."""
+    passed: list[str] = []
+    for _ in range(MAX_CLAIM_RACES):
+        job_id = fairest_job(session, queue=queue, skip=passed)
+        if job_id is None:
+            return None
+        job = claim_job(
+            session, job_id=job_id, worker_id=worker_id, lease_s=lease_s, max_attempts=max_attempts
+        )
+        if job is not None:
+            return job
+        passed.append(job_id)
+    return None
 
 
 def heartbeat(

@@ -221,6 +221,8 @@ class Job(Labelled, Base):
         Index("ix_jobs_tenant_status", "tenant_id", "status"),
         Index("ix_jobs_status_lease", "status", "lease_expires_at"),
         Index("ix_jobs_status_enqueued", "status", "enqueued_at"),
+        Index("ix_jobs_queue_status_created", "queue", "status", "created_at"),
+        Index("ix_jobs_queue_tenant_status", "queue", "tenant_id", "status"),
     )
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True, default=lambda: new_id("job"))
@@ -234,6 +236,11 @@ class Job(Labelled, Base):
         String(40), index=True, doc="the uploaded dataset the spec names (no FK: builtins)"
     )
     status: Mapped[str] = mapped_column(String(16), default=JobStatus.QUEUED)
+    queue: Mapped[str] = mapped_column(
+        String(64),
+        server_default="train",
+        doc="the training queue its spec routes it to (store.queue.train_queue)",
+    )
     step: Mapped[int] = mapped_column(Integer, default=0)
     total_steps: Mapped[int] = mapped_column(Integer)
     images_per_s: Mapped[float | None] = mapped_column(Float)

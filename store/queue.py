@@ -6,14 +6,19 @@ twice trains once because the worker claims the row with a conditional UPDATE.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from functools import cache
+from typing import Any
 
 from celery import Celery
 
 from store.settings import Settings, get_settings
 
 TRAIN_TASK = "ganforge.train"
-TRAIN_QUEUE = "train"
+# Training queues: one per kind of worker that can serve a job (docs/scaling.md, "Routing").
+TRAIN_QUEUE = "train"  # device auto on one device: any worker (and every message sent before 0009)
+CPU_QUEUE = "train.cpu"  # device cpu (N > 1 devices: N gloo ranks on one CPU worker)
+GPU_QUEUE_PREFIX = "train.gpu."  # + N: workers that see exactly N GPUs (cuda, or auto on N > 1)
 WEBHOOK_TASK = "ganforge.deliver_webhook"
 WEBHOOK_QUEUE = "webhooks"  # its own workers: a slow receiver never holds a training worker
 
@@ -35,14 +40,43 @@ def make_celery(settings: Settings | None = None) -> Celery:
     return app
 
 
+def train_queue(spec: Mapping[str, Any]) -> str:
+    """The queue of a job: a pure function of its spec's ``training.device`` and
+    ``training.devices`` (a resolved spec's dict; absent fields take the spec's defaults)."""
+    training = spec.get("training") or {}
+    device, devices = training.get("device", "auto"), int(training.get("devices", 1))
+    if device == "cpu":
+        return CPU_QUEUE
+    if device == "cuda" or devices > 1:
+        return gpu_queue(devices)
+    return TRAIN_QUEUE
+
+
+def gpu_queue(devices: int) -> str:
+    return f"{GPU_QUEUE_PREFIX}{devices}"
+
+
+def worker_queues(gpus: int, *, cpu_jobs: bool = True) -> list[str]:
+    """The training queues a worker that sees ``gpus`` GPUs consumes: ``train`` always, its GPU
+    pool's queue if it has GPUs, and ``train.cpu`` if it has none or ``cpu_jobs``."""
+    queues = [TRAIN_QUEUE]
+    if gpus > 0:
+        queues.append(gpu_queue(gpus))
+    if gpus == 0 or cpu_jobs:
+        queues.append(CPU_QUEUE)
+    return queues
+
+
 @cache
 def _client() -> Celery:
     return make_celery()
 
 
-def enqueue_train(job_id: str, *, app: Celery | None = None) -> None:
-    """Ask a worker to train ``job_id`` (idempotent: the worker's claim decides)."""
-    (app or _client()).send_task(TRAIN_TASK, args=[job_id], queue=TRAIN_QUEUE)
+def enqueue_train(job_id: str, *, queue: str, app: Celery | None = None) -> None:
+    """Ask a worker of ``queue`` (the job's, ``train_queue``) to train: the message is a trigger
+    for one claim of the fairest queued job of that queue (``store.jobs.claim_next``), which may
+    be ``job_id`` or another; a duplicate is harmless (the claim decides)."""
+    (app or _client()).send_task(TRAIN_TASK, args=[job_id], kwargs={"queue": queue}, queue=queue)
 
 
 def enqueue_webhook(

@@ -84,6 +84,20 @@ class Settings(BaseSettings):
         None, gt=0, description="quota: past it, uploads and submissions answer 429"
     )
 
+    # Workers: which training queues a worker consumes (store.queue.worker_queues).
+    worker_gpus: int | None = Field(
+        None,
+        ge=0,
+        le=64,
+        description="GPUs this worker serves jobs with (its queue train.gpu.N); default: the "
+        "GPUs torch sees",
+    )
+    worker_cpu_jobs: bool = Field(
+        True,
+        description="a GPU worker also takes device-cpu jobs (train.cpu); set false where a CPU "
+        "pool serves them, so no CPU job holds a GPU",
+    )
+
     # Faults: how often a job may lose its worker, and how long object storage may keep us
     # waiting (every request is bounded: a timeout per connection and read, a number of tries).
     max_attempts: int = Field(

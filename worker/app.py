@@ -1,10 +1,12 @@
-"""The Celery application of the worker: ``celery -A worker.app worker -Q train --concurrency 1``
-for training, ``-Q webhooks`` (threads) for webhook deliveries.
+"""The Celery application of the worker: ``celery -A worker.app worker -Q train,train.cpu
+--concurrency 1`` for training (plus ``train.gpu.N`` on a worker that sees N GPUs:
+``worker.training_worker_args``), ``-Q webhooks`` (threads) for webhook deliveries.
 
 One training task per process (``--concurrency 1``, prefetch 1, acks late); run one worker per
-GPU. ``ganforge worker`` starts it with the solo pool, so the task runs in the process that receives
-SIGTERM: a ``docker stop`` or Ctrl-C stops the job after its current step, saves a checkpoint, and
-hands the job back to the queue (status ``interrupted``) for the next worker to resume.
+GPU, or one per node for a pool of N-GPU jobs. ``ganforge worker`` starts it with the solo pool,
+so the task runs in the process that receives SIGTERM: a ``docker stop`` or Ctrl-C stops the job
+after its current step, saves a checkpoint, and hands the job back to the queue (status
+``interrupted``) for the next worker to resume.
 """
 
 from __future__ import annotations

@@ -43,12 +43,14 @@ class Outcome:
     ``status``: the job's status (a ``JobStatus``) or ``NOT_CLAIMED``, ``LEASE_LOST``,
     ``SHUTTING_DOWN``. ``error_code`` and ``message`` of a failed job are its error; the message of
     another outcome is a note (why an interrupted job was handed back). ``step``: where it stopped.
+    ``job_id``: the job it trained (the message's own job when nothing was claimed).
     """
 
     status: str
     error_code: str | None = None
     message: str | None = None
     step: int | None = None
+    job_id: str | None = None
 
     @classmethod
     def failed(cls, code: str, message: str, step: int | None = None) -> Outcome:

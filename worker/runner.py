@@ -2,7 +2,9 @@
 
 1. Claim the job row (a conditional UPDATE): a duplicate delivery, a job someone else runs or
    that is already finished, or a job whose retry budget is spent returns ``NOT_CLAIMED`` at once
-   and trains nothing. A worker that is shutting down claims nothing (``SHUTTING_DOWN``).
+   and trains nothing. A worker that is shutting down claims nothing (``SHUTTING_DOWN``). Given
+   the message's ``queue`` (the Celery task passes it), the claim takes the fairest waiting job
+   of that queue instead (``store.jobs.claim_next``), which may be another than ``job_id``.
 2. Load the data: a builtin from ``GANFORGE_DATA_DIR``; ``{"id": "ds_..."}`` is the tenant's
    uploaded pack, downloaded from ``datasets/{id}/pack.npz`` to a temporary file whose path goes
    to the loader. Check the spec's memory estimate against ``MAX_JOB_MEMORY_BYTES``.
@@ -19,6 +21,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import os
 import secrets
@@ -42,7 +45,7 @@ from gan_engine.run import build_trainer, export_files, load_training_data
 from gan_engine.spec import Spec, SpecError, parse_spec
 from gan_engine.trainer import Trainer, TrainingDiverged, TrainResult
 from store.db import get_sessionmaker, session_scope
-from store.jobs import claim_job, finish_job, get_job, latest_checkpoint, succeed_job
+from store.jobs import claim_job, claim_next, finish_job, get_job, latest_checkpoint, succeed_job
 from store.models import Dataset as DatasetRow
 from store.models import JobStatus, finite_or_none, new_id
 from store.queue import enqueue_train, make_celery
@@ -131,9 +134,15 @@ def run_job(
     worker_id: str | None = None,
     shutdown: threading.Event | None = None,
     requeue: Callable[[str], None] | None = None,
+    queue: str | None = None,
 ) -> Outcome:
     """Train job ``job_id`` if this call can claim it; returns how it left the job (``Outcome``;
-    its status is a ``JobStatus``, or ``NOT_CLAIMED`` / ``LEASE_LOST`` / ``SHUTTING_DOWN``).
+    its status is a ``JobStatus``, or ``NOT_CLAIMED`` / ``LEASE_LOST`` / ``SHUTTING_DOWN``; its
+    ``job_id`` the job trained).
+
+    ``queue``: claim the fairest waiting job of that queue rather than ``job_id`` itself (the
+    message of ``job_id`` is then just the trigger of one claim; ``store.jobs.claim_next``); if
+    none waits, ``job_id`` itself if its worker's lease ran out (as ``claim_job`` takes it over).
 
     ``shutdown``: set it (the worker does on SIGTERM) to stop after the current step, save a
     checkpoint there, hand the job back as ``interrupted`` and re-enqueue it with ``requeue``
@@ -149,21 +158,22 @@ def run_job(
     sessions = get_sessionmaker(settings.database_url)
     storage = storage_from_url(settings.storage_url, settings)  # a bad URL fails before the claim
     memory = MemoryWatch(settings.max_job_memory_bytes)  # the baseline: before the job loads
+    claim = {"worker_id": worker_id, "lease_s": settings.lease_s,
+             "max_attempts": settings.max_attempts}  # fmt: skip
     with session_scope(sessions) as session:
-        job = claim_job(
-            session,
-            job_id=job_id,
-            worker_id=worker_id,
-            lease_s=settings.lease_s,
-            max_attempts=settings.max_attempts,
-        )
+        job = None if queue is None else claim_next(session, queue=queue, **claim)
+        if job is None:  # also the message's own job, running on a lease that ran out
+            job = claim_job(session, job_id=job_id, **claim)
         if job is None:
             log.info(
-                "job %s not claimed (duplicate delivery, not queued, or out of attempts)", job_id
+                "message of job %s claimed nothing (duplicate delivery, not queued, out of "
+                "attempts, or no job of its queue waits)",
+                job_id,
             )
-            return Outcome(NOT_CLAIMED)
+            return Outcome(NOT_CLAIMED, job_id=job_id)
+        trigger, job_id, job_queue = job_id, job.id, job.queue
         spec_data, tenant_id, attempt = dict(job.spec), job.tenant_id, job.attempt
-    log.info("job %s claimed by %s (attempt %d)", job_id, worker_id, attempt)
+    log.info("job %s claimed by %s (attempt %d; sent %s)", job_id, worker_id, attempt, trigger)
 
     lease = Lease(
         job_id=job_id,
@@ -192,9 +202,12 @@ def run_job(
     finally:
         lease.stop()
     if outcome.status == JobStatus.INTERRUPTED:
-        (requeue or (lambda job: enqueue_train(job, app=_celery_for(settings))))(job_id)
+        resend = requeue or (
+            lambda job: enqueue_train(job, queue=job_queue, app=_celery_for(settings))
+        )
+        resend(job_id)
     log.info("job %s %s %s", job_id, outcome.status, outcome.error_code or "")
-    return outcome
+    return dataclasses.replace(outcome, job_id=job_id)
 
 
 class _Run:

@@ -6,6 +6,7 @@ import threading
 
 from celery.exceptions import Reject
 
+from store.queue import TRAIN_QUEUE
 from store.settings import get_settings
 from worker import webhooks
 from worker.runner import SHUTTING_DOWN, new_worker_id, run_job
@@ -17,9 +18,13 @@ from worker.runner import SHUTTING_DOWN, new_worker_id, run_job
 SHUTDOWN = threading.Event()
 
 
-def train(job_id: str) -> str:
-    """Train one job; returns the status it was left in (see ``run_job``)."""
-    outcome = run_job(job_id, settings=get_settings(), worker_id=new_worker_id(), shutdown=SHUTDOWN)
+def train(job_id: str, queue: str = TRAIN_QUEUE) -> str:
+    """One claim on ``queue``, triggered by the message of ``job_id``: trains the fairest job
+    waiting there (see ``run_job``) and returns the status it was left in. A message without a
+    queue was sent before queues were per job kind (0009): to ``train``, where its job still is."""
+    outcome = run_job(
+        job_id, settings=get_settings(), worker_id=new_worker_id(), shutdown=SHUTDOWN, queue=queue
+    )
     if outcome.status == SHUTTING_DOWN:
         message = f"worker shutting down; job {job_id} is left for the next worker"
         # from None: raised while Celery handles its own shutdown, which is not this story

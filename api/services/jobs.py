@@ -47,7 +47,7 @@ from store.models import (
     Sample,
     TrainedModel,
 )
-from store.queue import enqueue_train
+from store.queue import enqueue_train, gpu_queue, train_queue
 from store.reads import AsyncReads
 from store.storage import (
     ObjectStorage,
@@ -105,7 +105,29 @@ async def validate_spec(
         )
     spec = spec.fitted_to(data.height, data.width) if data.height else spec
     check_memory(spec, data, budget_bytes=settings.max_job_memory_bytes)
+    check_gpu_pool(spec, gpu_pools=settings.gpu_pools)
     return spec
+
+
+def check_gpu_pool(spec: Spec, *, gpu_pools: Sequence[int] | None) -> None:
+    """Refuse a job routed to a GPU pool this service does not run (``GPU_POOLS``; unset: any
+    job is accepted, and waits for its pool)."""
+    if gpu_pools is None:
+        return
+    devices = spec.training.devices
+    if train_queue(spec.to_dict()) != gpu_queue(devices) or devices in gpu_pools:
+        return
+    if not gpu_pools:
+        raise SpecError(
+            "this service runs no GPU workers; use training.device 'cpu' or 'auto'",
+            param="training.device",
+        )
+    sizes = ", ".join(str(n) for n in sorted(gpu_pools))
+    raise SpecError(
+        f"no worker pool here has {devices} GPUs (its pools: {sizes} GPUs a worker); ask for one "
+        "of those counts",
+        param="training.devices",
+    )
 
 
 @dataclass(frozen=True)
@@ -220,7 +242,8 @@ async def submit_job(
         )
     if created:
         try:
-            await anyio.to_thread.run_sync(functools.partial(enqueue_train, job.id, app=celery))
+            send = functools.partial(enqueue_train, job.id, queue=job.queue, app=celery)
+            await anyio.to_thread.run_sync(send)
         except Exception:  # the job stays queued; the reaper re-enqueues it
             log.warning("could not enqueue job %s; the reaper will retry", job.id, exc_info=True)
     return job, created
@@ -345,7 +368,7 @@ def resume_job(
     )
     session.commit()
     if enqueue:
-        _enqueue(job.id, celery)
+        _enqueue(job, celery)
     return job
 
 
@@ -413,15 +436,15 @@ def continue_job(
         f"{steps}",
     )  # fmt: skip
     session.commit()
-    _enqueue(job.id, celery)
+    _enqueue(job, celery)
     return get_job(session, tenant_id=tenant_id, job_id=job.id)
 
 
-def _enqueue(job_id: str, celery: Celery) -> None:
+def _enqueue(job: Job, celery: Celery) -> None:
     try:
-        enqueue_train(job_id, app=celery)
+        enqueue_train(job.id, queue=job.queue, app=celery)
     except Exception:  # the job stays queued; the reaper re-enqueues it
-        log.warning("could not enqueue job %s; the reaper will retry", job_id, exc_info=True)
+        log.warning("could not enqueue job %s; the reaper will retry", job.id, exc_info=True)
 
 
 def delete_job(session: Session, *, storage: ObjectStorage, tenant_id: str, job_id: str) -> None:

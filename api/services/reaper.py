@@ -12,7 +12,7 @@ from celery import Celery
 from sqlalchemy.orm import Session, sessionmaker
 
 from store.db import session_scope
-from store.jobs import reap
+from store.jobs import queues_of, reap
 from store.queue import enqueue_train, enqueue_webhook
 from store.webhooks import stale_deliveries
 
@@ -34,10 +34,11 @@ def reap_once(
             requeue_queued_older_than_s=requeue_queued_after_s,
             max_attempts=max_attempts,
         )
+        queues = queues_of(session, job_ids=job_ids)
     enqueued = []
     for job_id in job_ids:
         try:
-            enqueue_train(job_id, app=celery)
+            enqueue_train(job_id, queue=queues[job_id], app=celery)
             enqueued.append(job_id)
         except Exception:  # the next pass picks it up again (enqueued_at was not moved back)
             log.warning("reaper: could not enqueue job %s", job_id, exc_info=True)

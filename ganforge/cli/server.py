@@ -152,9 +152,9 @@ def embedded_key(database_url: str, data_dir: Path) -> tuple[str, bool]:
 
 def worker_command(loglevel: str = "INFO", *, webhooks: bool = False) -> list[str]:
     """The training worker's command line, or (``webhooks``) the webhook deliverer's."""
-    from worker import CELERY_WORKER_ARGS, WEBHOOK_WORKER_ARGS
+    from worker import WEBHOOK_WORKER_ARGS, training_worker_args
 
-    args = WEBHOOK_WORKER_ARGS if webhooks else CELERY_WORKER_ARGS
+    args = WEBHOOK_WORKER_ARGS if webhooks else training_worker_args()
     return [sys.executable, "-m", "celery", "-A", "worker.app", *args, "--loglevel", loglevel]
 
 
@@ -309,11 +309,12 @@ def worker(
     loglevel: Annotated[str, typer.Option(help="Celery log level")] = "INFO",
     hostname: Annotated[str | None, typer.Option(help="Celery node name")] = None,
 ) -> None:
-    """Run one training worker on the `train` queue (one job at a time; run one per GPU)."""
-    from worker import CELERY_WORKER_ARGS
+    """Run one training worker (one job at a time) on the queues its GPUs can serve: `train`,
+    `train.cpu`, and `train.gpu.N` where it sees N GPUs (WORKER_GPUS overrides N)."""
+    from worker import training_worker_args
     from worker.app import celery_app
 
-    argv = [*CELERY_WORKER_ARGS, "--loglevel", loglevel]
+    argv = [*training_worker_args(), "--loglevel", loglevel]
     if hostname:
         argv += ["--hostname", hostname]
     celery_app.worker_main(argv)

@@ -230,6 +230,34 @@ def test_too_many_active_jobs_is_429(
     assert_error(submit(client, account), 429, "limit_exceeded")
 
 
+def test_a_job_for_a_gpu_pool_this_service_lacks_is_422(
+    tmp_path: Any, pg_url: str, account: Account, sessions: sessionmaker[Session]
+) -> None:
+    from api.main import create_app
+    from tests.api.conftest import make_settings
+
+    def answer(pools: list[int] | None, **training: Any) -> Any:
+        settings = make_settings(tmp_path, pg_url, gpu_pools=pools)
+        spec = {**TINY, "training": {**TINY["training"], **training}}
+        with TestClient(create_app(settings)) as client:
+            response = submit(client, account, spec)
+        if response.status_code == 202:  # out of the way of the concurrent-job limit
+            with session_scope(sessions) as session:
+                store_jobs.request_cancel(
+                    session, job_id=response.json()["id"], tenant_id=account.tenant_id
+                )
+        return response
+
+    assert_error(answer([1, 8], device="cuda", devices=4), 422, param="training.devices")
+    assert "pools: 1, 8 GPUs" in answer([1, 8], device="cuda", devices=4).json()["error"]["message"]
+    assert_error(answer([1, 8], devices=2), 422, param="training.devices")  # auto on 2: GPUs
+    assert_error(answer([], device="cuda"), 422, param="training.device")
+    assert answer([1, 8], device="cuda", devices=8).status_code == 202
+    assert answer([], device="cpu", devices=4).status_code == 202  # gloo ranks on a CPU worker
+    assert answer([]).status_code == 202  # auto on one device: any worker
+    assert answer(None, device="cuda", devices=64).status_code == 202  # waits for its pool
+
+
 # --- reading -----------------------------------------------------------------------------------
 
 

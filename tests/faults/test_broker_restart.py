@@ -14,7 +14,7 @@ from api.services.reaper import reap_once
 from store.db import dispose_engines, get_sessionmaker, session_scope
 from store.migrate import upgrade
 from store.models import Job, JobEvent, TrainedModel
-from store.queue import TRAIN_QUEUE, enqueue_train, make_celery
+from store.queue import CPU_QUEUE, enqueue_train, make_celery
 from store.settings import Settings
 from store.storage import storage_from_url
 from tests.faults.conftest import PrivateRedis, WorkerProcess, poll, worker_env
@@ -59,7 +59,7 @@ def test_a_broker_restart_loses_queued_messages_and_every_job_still_runs_once(
     worker = WorkerProcess(env, tmp_path / "worker.log")
     try:
         busy = service.submit(tiny_spec(steps=1500, monitor={"checkpoint_every": 500}))
-        enqueue_train(busy, app=celery)
+        enqueue_train(busy, queue=CPU_QUEUE, app=celery)
         poll(
             lambda: service.job(busy).status == "running",
             timeout=90,
@@ -67,13 +67,13 @@ def test_a_broker_restart_loses_queued_messages_and_every_job_still_runs_once(
         )
         queued = [service.submit(tiny_spec(steps=20)) for _ in range(QUEUED_JOBS)]
         for job_id in queued:
-            enqueue_train(job_id, app=celery)
+            enqueue_train(job_id, queue=CPU_QUEUE, app=celery)
         redis = private_redis.client()
-        assert redis.llen(TRAIN_QUEUE) == QUEUED_JOBS  # the worker is busy: they wait
+        assert redis.llen(CPU_QUEUE) == QUEUED_JOBS  # the worker is busy: they wait
 
         private_redis.stop()  # no persistence: every message is gone
         private_redis.start()
-        assert redis.llen(TRAIN_QUEUE) == 0
+        assert redis.llen(CPU_QUEUE) == 0
         redis.close()
         assert service.job(busy).status == "running"  # the worker lives through the restart
 

@@ -25,7 +25,7 @@ from store.auth import create_tenant_with_key
 from store.db import dispose_engines, get_sessionmaker, session_scope
 from store.migrate import upgrade
 from store.models import Job
-from store.queue import TRAIN_QUEUE
+from store.queue import CPU_QUEUE
 from tests.faults.conftest import PrivateRedis
 from tests.fixtures.services import fresh_pg_database
 
@@ -48,10 +48,11 @@ def pg_database() -> Iterator[str]:
 
 
 def queued_job_ids(redis: PrivateRedis) -> list[str]:
-    """The job id of every message waiting on the train queue (Celery's JSON, base64 body)."""
+    """The job id of every message waiting on the train.cpu queue, its jobs' (Celery's JSON,
+    base64 body)."""
     client = redis.client()
     try:
-        messages = client.lrange(TRAIN_QUEUE, 0, -1)
+        messages = client.lrange(CPU_QUEUE, 0, -1)
     finally:
         client.close()
     return [json.loads(base64.b64decode(json.loads(m)["body"]))[0][0] for m in messages]

@@ -13,7 +13,7 @@ from api.services.reaper import reap_once
 from store.db import dispose_engines, get_sessionmaker
 from store.migrate import upgrade
 from store.models import JobEvent, Metric
-from store.queue import enqueue_train, make_celery
+from store.queue import CPU_QUEUE, enqueue_train, make_celery
 from store.settings import Settings
 from store.storage import storage_from_url
 from tests.faults.conftest import PrivateRedis, WorkerProcess, poll, worker_env
@@ -48,7 +48,7 @@ def test_a_stopping_embedded_worker_does_not_claim_the_job_it_handed_back(
     )
     first = WorkerProcess(env, tmp_path / "worker1.log")
     try:
-        enqueue_train(job_id, app=make_celery(settings))
+        enqueue_train(job_id, queue=CPU_QUEUE, app=make_celery(settings))
         poll(
             lambda: service.rows(Metric, job_id),
             timeout=90,
@@ -125,7 +125,7 @@ def test_a_job_that_keeps_losing_its_worker_fails_after_max_attempts(
         MAX_ATTEMPTS="3",
     )
     job_id = service.submit(tiny_spec(steps=1_000_000, monitor={"checkpoint_every": 50}))
-    enqueue_train(job_id, app=celery)
+    enqueue_train(job_id, queue=CPU_QUEUE, app=celery)
     reaped: list[str] = []
 
     def reaper_pass() -> str:

@@ -76,7 +76,7 @@ def _no_schema_drift(url: str) -> list[object]:
 def _round_trip(url: str) -> None:
     assert current_revision(url) is None
     upgrade(url)
-    assert current_revision(url) == head_revision() == "0008"
+    assert current_revision(url) == head_revision() == "0009"
     assert _tables(url) == TABLES
     assert _no_schema_drift(url) == []  # the hand-written migration matches the models
     downgrade(url, "base")
@@ -100,7 +100,7 @@ def test_alembic_cli_takes_the_url_from_x_argument(tmp_path: Path) -> None:
     x_url = f"sqlite:///{tmp_path}/x.db"
     command = [sys.executable, "-m", "alembic", "-c", str(REPO / "alembic.ini")]
     subprocess.run([*command, "-x", f"url={x_url}", "upgrade", "head"], env=env, check=True)
-    assert current_revision(x_url) == "0008"
+    assert current_revision(x_url) == "0009"
     assert not (tmp_path / "env.db").exists()
 
 

@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from store.db import session_scope
 from store.jobs import latest_checkpoint, reap
 from store.models import Checkpoint, JobEvent, Metric, Sample, TrainedModel, utcnow
-from store.queue import enqueue_train, make_celery
+from store.queue import CPU_QUEUE, enqueue_train, make_celery
 from store.settings import Settings
 from store.storage import S3Storage, model_weights_key, storage_from_url
 from tests.fixtures.processes import WorkerProcess
@@ -63,7 +63,7 @@ class Stack:
 
     def submit(self, spec: dict[str, object]) -> str:
         job_id = self.service.submit(spec)
-        enqueue_train(job_id, app=self.app)
+        enqueue_train(job_id, queue=self.service.job(job_id).queue, app=self.app)
         return job_id
 
     def wait_for_status(self, job_id: str, status: str, timeout: float = 120) -> None:
@@ -186,7 +186,7 @@ def test_a_killed_worker_s_job_is_reaped_and_resumed_by_another_worker(stack: St
         reaped = reap(session, now=utcnow() + timedelta(seconds=LEASE_S + 1))
     assert reaped == [job_id]
     assert service.job(job_id).status == "interrupted"
-    enqueue_train(job_id, app=stack.app)
+    enqueue_train(job_id, queue=CPU_QUEUE, app=stack.app)
     stack.start_worker()
 
     stack.wait_for_status(job_id, "succeeded")
@@ -249,6 +249,6 @@ def test_sigterm_hands_the_running_job_back_to_the_queue(stack: Stack) -> None:
     assert statuses[-1].level == "info"
     client = redis.Redis.from_url(stack.env["BROKER_URL"])
     try:
-        assert client.llen("train") == 1  # re-enqueued for the next worker
+        assert client.llen(CPU_QUEUE) == 1  # re-enqueued for the next worker
     finally:
         client.close()

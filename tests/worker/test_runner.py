@@ -28,7 +28,7 @@ from gan_engine.run import load_training_data
 from store.db import session_scope
 from store.jobs import claim_job, request_cancel, request_pause, resume_job
 from store.jobs import heartbeat as store_heartbeat
-from store.models import Checkpoint, Job, JobEvent, Metric, Sample, TrainedModel, new_id
+from store.models import Checkpoint, Job, JobEvent, Metric, Sample, TrainedModel, new_id, utcnow
 from store.models import Dataset as DatasetRow
 from store.storage import LocalStorage, dataset_pack_key, model_config_key, model_weights_key
 from tests.worker.conftest import Service, new_tenant, poll, tiny_spec
@@ -388,7 +388,8 @@ class SentTasks:
     def __init__(self) -> None:
         self.job_ids: list[str] = []
 
-    def send_task(self, name: str, *, args: list[str], queue: str) -> None:
+    def send_task(self, name: str, *, args: list[str], kwargs: dict[str, str], queue: str) -> None:
+        assert kwargs == {"queue": queue}  # the worker claims the fairest job of that queue
         self.job_ids.append(args[0])
 
 
@@ -604,3 +605,35 @@ def test_a_write_that_fails_for_a_bug_fails_the_job_and_does_not_block_its_end(
     job = embedded.job(job_id)
     assert (job.status, job.error_code, job.lease_expires_at) == ("failed", "internal_error", None)
     assert "a bug in the sample row" in (job.error_message or "")
+
+
+# --- the fair claim: a message is the trigger of one claim on its queue -------------------------
+
+
+def test_a_message_trains_the_fairest_job_of_its_queue(embedded: Service) -> None:
+    """Two jobs of one tenant wait, then one of another; the tenant's first runs, and the next
+    message (of the tenant's second job) trains the other tenant's, served never before."""
+    first, second = embedded.submit(tiny_spec(steps=10)), embedded.submit(tiny_spec(steps=10))
+    other = Service(**{**vars(embedded), "tenant_id": new_tenant(embedded.sessions, "other")})
+    theirs = other.submit(tiny_spec(steps=10))
+    queue = embedded.job(first).queue
+
+    with session_scope(embedded.sessions) as session:  # the first is running elsewhere
+        assert claim_job(session, job_id=first, worker_id="elsewhere", lease_s=60)
+    outcome = run(embedded, second, queue=queue)
+
+    assert (outcome.status, outcome.job_id) == ("succeeded", theirs)
+    assert embedded.job(second).status == "queued"  # its turn comes with the next message
+
+
+def test_a_message_with_nothing_waiting_takes_over_its_own_lost_job(embedded: Service) -> None:
+    job_id = embedded.submit(tiny_spec(steps=10))
+    with session_scope(embedded.sessions) as session:  # a worker that died, its lease run out
+        assert claim_job(session, job_id=job_id, worker_id="dead", lease_s=0.001)
+    poll(lambda: embedded.job(job_id).lease_expires_at < utcnow(), timeout=5, what="expiry")
+
+    outcome = run(embedded, job_id, queue=embedded.job(job_id).queue)
+
+    job = embedded.job(job_id)
+    assert (outcome.status, outcome.job_id) == ("succeeded", job_id)
+    assert (job.status, job.attempt, job.workers_lost) == ("succeeded", 2, 1)
