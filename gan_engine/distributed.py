@@ -21,6 +21,7 @@ import torch
 import torch.distributed as dist
 import torch.distributed.nn.functional as dist_nn
 from torch import Tensor, nn
+from torch.nn.modules.batchnorm import _BatchNorm
 from torch.nn.parallel import DistributedDataParallel
 
 # rank 0 evaluates and exports while the others wait in the next step's collective
@@ -140,35 +141,36 @@ def wrap(module: nn.Module, device: torch.device) -> nn.Module:
 
 
 def sync_batchnorm(module: nn.Module) -> nn.Module:
-    """Every BatchNorm in ``module`` normalised with the global batch's statistics. torch's
-    SyncBatchNorm runs on GPUs only; on the CPU its layers become ``GlooSyncBatchNorm``."""
-    converted = nn.SyncBatchNorm.convert_sync_batchnorm(module)
-    for layer in converted.modules():
-        if isinstance(layer, nn.SyncBatchNorm) and not _on_gpu(layer):
-            layer.__class__ = GlooSyncBatchNorm
-    return converted
+    """Every BatchNorm in ``module`` normalised with the global batch's statistics: torch's
+    SyncBatchNorm on GPUs; on the CPU, where torch's refuses to run, ``GlooSyncBatchNorm``."""
+    if any(p.device.type != "cpu" for p in module.parameters()):
+        return nn.SyncBatchNorm.convert_sync_batchnorm(module)
+    for layer in module.modules():
+        if isinstance(layer, nn.BatchNorm1d | nn.BatchNorm2d):
+            layer.__class__ = GlooSyncBatchNorm  # the same parameters, buffers and state keys
+    return module
 
 
-def _on_gpu(layer: nn.Module) -> bool:
-    return any(p.device.type != "cpu" for p in layer.parameters())
+class GlooSyncBatchNorm(_BatchNorm):
+    """SyncBatchNorm for CPU tensors: the per-channel sums and counts, then the squared
+    deviations from the global mean, all-reduced (differentiably), so every rank normalises
+    with the global batch's mean and variance."""
 
-
-class GlooSyncBatchNorm(nn.SyncBatchNorm):
-    """SyncBatchNorm for CPU tensors: the per-channel sum, sum of squares and count all-reduced
-    (differentiably) so every rank normalises with the global batch's mean and variance."""
+    def _check_input_dim(self, input: Tensor) -> None:
+        if input.dim() < 2:
+            raise ValueError(f"expected at least 2-D input (got {input.dim()}-D)")
 
     def forward(self, input: Tensor) -> Tensor:
         if not (self.training and dist.is_initialized() and dist.get_world_size() > 1):
             return super().forward(input)
-        dims = [0, *range(2, input.dim())]
-        count = torch.tensor([input.numel() / input.shape[1]], dtype=input.dtype)
-        local = torch.cat([input.sum(dims), (input * input).sum(dims), count])
-        total = dist_nn.all_reduce(local)
-        channels = input.shape[1]
-        n = total[-1]
-        mean = total[:channels] / n
-        var = total[channels : 2 * channels] / n - mean * mean
+        dims, channels = [0, *range(2, input.dim())], input.shape[1]
         shape = (1, channels, *([1] * (input.dim() - 2)))
+        count = torch.tensor([input.numel() / channels], dtype=input.dtype)
+        totals = dist_nn.all_reduce(torch.cat([input.sum(dims), count]))
+        n = totals[-1]
+        mean = totals[:channels] / n
+        # two passes, as BatchNorm itself computes the variance (not E[x²] - E[x]²)
+        var = dist_nn.all_reduce(((input - mean.view(shape)) ** 2).sum(dims)) / n
         out = (input - mean.view(shape)) * torch.rsqrt(var.view(shape) + self.eps)
         if self.affine:
             out = out * self.weight.view(shape) + self.bias.view(shape)
