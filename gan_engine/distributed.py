@@ -186,12 +186,16 @@ class GlooSyncBatchNorm(_BatchNorm):
         return out
 
 
-def launch(nproc: int, module: str, args: Sequence[str]) -> int:
-    """Run ``python -m module args`` as ``nproc`` ranks under torchrun on this machine; returns
-    its exit status. A subprocess, so the caller (a Celery worker, a CLI) forks nothing itself
-    and has initialised no CUDA in the ranks."""
-    command = [
+def launch_command(nproc: int, module: str, args: Sequence[str]) -> list[str]:
+    """``python -m module args`` as ``nproc`` ranks under torchrun on this machine. A fresh
+    subprocess, so its caller (a Celery worker, a CLI) forks nothing itself and the ranks start
+    with no CUDA initialised."""
+    return [
         sys.executable, "-m", "torch.distributed.run", "--standalone",
         f"--nproc_per_node={nproc}", "-m", module, *args,
     ]  # fmt: skip
-    return subprocess.call(command)
+
+
+def launch(nproc: int, module: str, args: Sequence[str]) -> int:
+    """Run ``launch_command`` to its end; returns its exit status."""
+    return subprocess.call(launch_command(nproc, module, args))

@@ -1,0 +1,59 @@
+"""A job with training.devices 2 through the worker: 2 gloo ranks under torchrun, rank 0
+reporting into the store as the runner does in-process."""
+
+from __future__ import annotations
+
+import os
+import sys
+from concurrent.futures import Future, ThreadPoolExecutor
+
+import pytest
+
+from store.db import session_scope
+from store.jobs import request_cancel
+from store.models import Checkpoint, TrainedModel
+from store.storage import model_weights_key
+from tests.worker.conftest import Service, poll, tiny_spec
+from tests.worker.test_runner import (  # noqa: F401 (background: a fixture)
+    background,
+    events,
+    first_metric_written,
+    run,
+    steps_of,
+)
+from worker.outcome import Outcome
+
+
+@pytest.fixture(autouse=True)
+def ranks_import_this_checkout(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(sys.path))
+
+
+def test_a_two_rank_job_succeeds_with_its_metrics_and_model(embedded: Service) -> None:
+    job_id = embedded.submit(tiny_spec(steps=20, training={"devices": 2}))
+
+    assert run(embedded, job_id, worker_id="w1").status == "succeeded"
+
+    job = embedded.job(job_id)
+    assert (job.status, job.step, job.error_code) == ("succeeded", 20, None)
+    assert steps_of(embedded, job_id) == [5, 10, 15, 20]  # rank 0 alone wrote them
+    assert [c.step for c in embedded.rows(Checkpoint, job_id, Checkpoint.step)] == [10, 20]
+    [model] = embedded.rows(TrainedModel, job_id)
+    assert model.id == job.model_id and embedded.storage.exists(model_weights_key(model.id))
+    statuses = [e.message for e in events(embedded, job_id) if e.code == "status"]
+    assert statuses[-1] == "running → succeeded"
+
+
+def test_a_cancel_stops_every_rank(embedded: Service, background: ThreadPoolExecutor) -> None:
+    spec = tiny_spec(steps=1_000_000, training={"devices": 2}, monitor={"checkpoint_every": 1000})
+    job_id = embedded.submit(spec)
+    result: Future[Outcome] = background.submit(run, embedded, job_id)
+    poll(lambda: first_metric_written(embedded, job_id), timeout=60, what="the first metrics")
+
+    with session_scope(embedded.sessions) as session:
+        request_cancel(session, job_id=job_id, tenant_id=embedded.tenant_id)
+
+    # run_job returns only once torchrun and both ranks have exited
+    assert result.result(timeout=60).status == "cancelled"
+    job = embedded.job(job_id)
+    assert job.status == "cancelled" and 0 < job.step < 1_000_000
