@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 
 import pytest
@@ -14,14 +15,14 @@ from store.jobs import request_cancel
 from store.models import Checkpoint, TrainedModel
 from store.storage import model_weights_key
 from tests.worker.conftest import Service, poll, tiny_spec
-from tests.worker.test_runner import (  # noqa: F401 (background: a fixture)
-    background,
-    events,
-    first_metric_written,
-    run,
-    steps_of,
-)
+from tests.worker.test_runner import events, first_metric_written, run, steps_of
 from worker.outcome import Outcome
+
+
+@pytest.fixture
+def background() -> Iterator[ThreadPoolExecutor]:
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        yield pool
 
 
 @pytest.fixture(autouse=True)
