@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 
@@ -30,19 +31,33 @@ def ranks_import_this_checkout(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join(sys.path))
 
 
-def test_a_two_rank_job_succeeds_with_its_metrics_and_model(embedded: Service) -> None:
-    job_id = embedded.submit(tiny_spec(steps=20, training={"devices": 2}))
+def test_a_two_rank_job_handed_back_at_shutdown_resumes_and_succeeds(
+    embedded: Service, background: ThreadPoolExecutor
+) -> None:
+    spec = tiny_spec(steps=400, training={"devices": 2}, monitor={"checkpoint_every": 1000})
+    job_id = embedded.submit(spec)
+    shutdown, requeued = threading.Event(), []
+    result: Future[Outcome] = background.submit(
+        run, embedded, job_id, shutdown=shutdown, requeue=requeued.append
+    )
+    poll(lambda: first_metric_written(embedded, job_id), timeout=60, what="the first metrics")
+    shutdown.set()  # what the worker's SIGTERM handler does: relayed to rank 0
 
-    assert run(embedded, job_id, worker_id="w1").status == "succeeded"
+    assert result.result(timeout=60).status == "interrupted" and requeued == [job_id]
+    [checkpoint] = embedded.rows(Checkpoint, job_id)
+    stopped_at = checkpoint.step
+    assert embedded.job(job_id).step == stopped_at and 0 < stopped_at < 400
+
+    assert run(embedded, job_id, worker_id="w2").status == "succeeded"
 
     job = embedded.job(job_id)
-    assert (job.status, job.step, job.error_code) == ("succeeded", 20, None)
-    assert steps_of(embedded, job_id) == [5, 10, 15, 20]  # rank 0 alone wrote them
-    assert [c.step for c in embedded.rows(Checkpoint, job_id, Checkpoint.step)] == [10, 20]
+    assert (job.status, job.attempt, job.step, job.error_code) == ("succeeded", 2, 400, None)
+    resumed = [e.message for e in events(embedded, job_id) if e.code == "resumed"]
+    assert resumed == [f"resumed from step {stopped_at}"]
+    assert steps_of(embedded, job_id) == list(range(5, 401, 5))  # rank 0 alone wrote them
     [model] = embedded.rows(TrainedModel, job_id)
     assert model.id == job.model_id and embedded.storage.exists(model_weights_key(model.id))
-    statuses = [e.message for e in events(embedded, job_id) if e.code == "status"]
-    assert statuses[-1] == "running → succeeded"
+    assert {"modes_captured", "reverse_kl"} <= set(job.summary_metrics or {})
 
 
 def test_a_cancel_stops_every_rank(embedded: Service, background: ThreadPoolExecutor) -> None:
