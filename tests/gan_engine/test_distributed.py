@@ -173,3 +173,13 @@ def test_what_ranks_cannot_split_is_refused_naming_the_field(
     with pytest.raises(SpecError) as caught:
         tiny_spec("digits", training=training, model=model, loss=loss)
     assert caught.value.param == param
+
+
+def test_more_ranks_than_visible_gpus_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    with pytest.raises(SpecError, match="2 devices were asked for but only 1") as caught:
+        distributed.rank_device(torch.device("cuda"))
+    assert caught.value.param == "training.devices"
+    assert distributed.rank_device(torch.device("cpu")) == torch.device("cpu")

@@ -73,3 +73,13 @@ def test_a_cancel_stops_every_rank(embedded: Service, background: ThreadPoolExec
     assert result.result(timeout=60).status == "cancelled"
     job = embedded.job(job_id)
     assert job.status == "cancelled" and 0 < job.step < 1_000_000
+
+
+def test_max_runtime_decided_on_rank_0_stops_both_ranks(embedded: Service) -> None:
+    spec = tiny_spec(steps=100_000, training={"devices": 2, "max_runtime_s": 0.001})
+    job_id = embedded.submit(spec)
+
+    assert run(embedded, job_id).status == "failed"
+
+    job = embedded.job(job_id)
+    assert (job.error_code, job.step) == ("max_runtime_exceeded", 1)
