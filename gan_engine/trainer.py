@@ -132,7 +132,9 @@ class Trainer:
             [self.progress, *callbacks] if self.world.is_main else [self.progress]
         )
         self.evaluator, self.diagnostics = evaluator, diagnostics
-        self.device = distributed.rank_device(device or pick_device(spec.training.device))
+        self.device = device or pick_device(spec.training.device)
+        if self.world.distributed:
+            self.device = distributed.rank_device(self.device)
         self.batch_size = spec.training.batch_size // self.world.size  # this rank's share
         self.num_classes = dataset.num_classes if conditioning != "none" else 0
         torch.manual_seed(spec.training.seed)
@@ -589,7 +591,8 @@ class Trainer:
         return torch.arange(self.num_classes).repeat_interleave(self._grid_columns())
 
     def _raise_if_diverged(self, d_loss: Tensor, g_loss: Tensor) -> None:
-        if not torch.isfinite(d_loss + g_loss):
+        # agreed by all ranks, so none is left waiting in a collective for one that raised
+        if self.world.any(not torch.isfinite(d_loss + g_loss), self.device):
             values = {"d_loss": float(d_loss), "g_loss": float(g_loss)}
             self._emit_event("error", "diverged", str(TrainingDiverged(self.step, values)))
             raise TrainingDiverged(self.step, values)

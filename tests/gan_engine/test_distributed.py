@@ -183,3 +183,15 @@ def test_more_ranks_than_visible_gpus_is_a_clear_error(monkeypatch: pytest.Monke
         distributed.rank_device(torch.device("cuda"))
     assert caught.value.param == "training.devices"
     assert distributed.rank_device(torch.device("cpu")) == torch.device("cpu")
+
+
+def test_a_nan_on_one_rank_stops_both_at_the_same_step(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(sys.path))  # the ranks import tests.*
+    spec = points_spec(2, model={"d_norm": "none"})
+    (tmp_path / "spec.json").write_text(json.dumps(spec.to_dict()))
+    args = [str(tmp_path / "spec.json"), str(tmp_path / "out.json"), "3"]
+    command = distributed.launch_command(2, "tests.gan_engine.ddp_ranks", args)
+    subprocess.run(command, check=True, timeout=120, capture_output=True)  # a hang: a timeout
+    assert json.loads((tmp_path / "out.json").read_text()) == {"diverged_at": 3}
