@@ -122,6 +122,7 @@ def process_group(device: torch.device) -> Iterator[World]:
     if not world.distributed:
         yield world
         return
+    device = rank_device(device)  # NCCL binds each rank to the GPU current when it joins
     backend = "nccl" if device.type == "cuda" else "gloo"
     dist.init_process_group(backend, timeout=COLLECTIVE_TIMEOUT)
     try:
