@@ -14,6 +14,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, Task, TextColumn
 from rich.text import Text
 
+from gan_engine import distributed
 from gan_engine.artifacts import GeneratorArtifact, write_artifact
 from gan_engine.callbacks import Callback
 from gan_engine.checkpoint import CheckpointError, load_checkpoint, newest_checkpoint
@@ -26,8 +27,8 @@ from gan_engine.precision import Precision
 from gan_engine.progress import RunProgress
 from gan_engine.run import build_trainer, export_files, load_training_data
 from gan_engine.run_folder import RunFolder
-from gan_engine.spec import SpecError, load_spec
-from gan_engine.trainer import TrainingDiverged
+from gan_engine.spec import Spec, SpecError, load_spec
+from gan_engine.trainer import TrainingDiverged, TrainResult, pick_device
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
 err = Console(stderr=True)
@@ -91,7 +92,8 @@ def train(
         bool, typer.Option(help="also write TensorBoard event files into --out/tensorboard")
     ] = False,
 ) -> None:
-    """Train a GAN from SPEC into the folder --out."""
+    """Train a GAN from SPEC into the folder --out (``training.devices`` N > 1: N ranks under
+    torchrun, started here)."""
     try:
         spec = load_spec(spec_path)
         newest = newest_checkpoint(out / "checkpoints")
@@ -99,35 +101,65 @@ def train(
             raise _fail(f"{out} already holds a run; pass --resume to continue it, or pick --out")
         if resume and newest is None:
             raise _fail(f"--resume: no checkpoint in {out / 'checkpoints'}")
-        spec, dataset = load_training_data(spec, data_dir=data_dir)
-        folder = RunFolder(out)
-        (out / "spec.json").write_text(spec.model_dump_json(indent=2))
-        trainer = build_trainer(
-            spec, dataset, callbacks=[folder], evaluator_cache=FolderEvaluatorCache(cache_dir)
-        )
-        if newest is not None:
-            trainer.load_state_dict(load_checkpoint(newest))
-            folder.forget_after(trainer.step)
-        with contextlib.ExitStack() as stack:
-            if tensorboard:
-                from gan_engine.tensorboard import TensorBoardLog  # imports TensorBoard's writer
+        devices = spec.training.devices
+        if devices > 1 and not distributed.under_torchrun():
+            args = ["train", str(spec_path), "--out", str(out), "--cache-dir", str(cache_dir)]
+            args += ["--resume"] * resume + ["--tensorboard"] * tensorboard
+            args += [] if data_dir is None else ["--data-dir", str(data_dir)]
+            raise typer.Exit(distributed.launch(devices, "gan_engine", args))
+        with distributed.process_group(pick_device(spec.training.device)) as world:
+            if world.size != devices:
+                raise _fail(f"{world.size} ranks were started for training.devices {devices}")
+            result = _train_ranks(spec, out, newest, world, data_dir, cache_dir, tensorboard)
+    except (SpecError, DatasetError, CheckpointError, TrainingDiverged) as error:
+        raise _fail(str(error)) from None
+    if world.is_main:
+        summary = "  ".join(f"{k} {v:.4g}" for k, v in result.summary.items())
+        err.print(f"done at step {result.step}: {out / 'generator.safetensors'}  {summary}")
 
-                resumed_at = trainer.step if newest is not None else None
-                board = TensorBoardLog(out / "tensorboard", resumed_at=resumed_at)
-                trainer.callbacks.append(stack.enter_context(contextlib.closing(board)))
+
+def _train_ranks(
+    spec: Spec,
+    out: Path,
+    newest: Path | None,
+    world: distributed.World,
+    data_dir: Path | None,
+    cache_dir: Path,
+    tensorboard: bool,
+) -> TrainResult:
+    """One rank's part of ``train``: every rank trains; rank 0 writes the folder and exports."""
+    spec, dataset = load_training_data(spec, data_dir=data_dir)
+    callbacks: list[Callback] = []
+    if world.is_main:
+        folder = RunFolder(out)
+        callbacks.append(folder)
+        (out / "spec.json").write_text(spec.model_dump_json(indent=2))
+    trainer = build_trainer(
+        spec, dataset, callbacks=callbacks, evaluator_cache=FolderEvaluatorCache(cache_dir)
+    )
+    if newest is not None:
+        trainer.load_state_dict(load_checkpoint(newest))
+        if world.is_main:
+            folder.forget_after(trainer.step)
+    with contextlib.ExitStack() as stack:
+        if tensorboard and world.is_main:
+            from gan_engine.tensorboard import TensorBoardLog  # imports TensorBoard's writer
+
+            resumed_at = trainer.step if newest is not None else None
+            board = TensorBoardLog(out / "tensorboard", resumed_at=resumed_at)
+            trainer.callbacks.append(stack.enter_context(contextlib.closing(board)))
+        if world.is_main:
             columns = (
                 TextColumn("{task.description:<10}"), BarColumn(), MofNCompleteColumn(),
                 EtaColumn(trainer.progress), TextColumn("{task.fields[status]}"),
             )  # fmt: skip
             progress = stack.enter_context(Progress(*columns, console=err))
             trainer.callbacks.append(ProgressBar(progress, spec.training.steps, trainer.step))
-            result = trainer.fit()
+        result = trainer.fit()
+        if world.is_main:
             trainer.enter_phase(Phase.EXPORTING)
             write_artifact(out, export_files(trainer, result))
-    except (SpecError, DatasetError, CheckpointError, TrainingDiverged) as error:
-        raise _fail(str(error)) from None
-    summary = "  ".join(f"{k} {v:.4g}" for k, v in result.summary.items())
-    err.print(f"done at step {result.step}: {out / 'generator.safetensors'}  {summary}")
+    return result
 
 
 def _csv(text: str | None) -> list[str] | None:

@@ -7,6 +7,8 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
+from gan_engine.distributed import SINGLE, World
+
 Critic = Callable[[Tensor], Tensor]  # samples -> raw D outputs, one per D input
 
 
@@ -18,11 +20,19 @@ def _input_gradient_norms(critic: Critic, inputs: Tensor, pack: int) -> Tensor:
 
 
 def gradient_penalty(
-    critic: Critic, real: Tensor, fake: Tensor, *, weight: float, pack: int = 1
+    critic: Critic,
+    real: Tensor,
+    fake: Tensor,
+    *,
+    weight: float,
+    pack: int = 1,
+    world: World = SINGLE,
 ) -> Tensor:
-    """WGAN-GP (Gulrajani et al. 2017): weight * E[(||grad D(x_hat)|| - 1)^2] on interpolates."""
+    """WGAN-GP (Gulrajani et al. 2017): weight * E[(||grad D(x_hat)|| - 1)^2] on interpolates.
+    ``world``: the interpolation weights are this rank's share of the global batch's."""
     ones = (1,) * (real.dim() - 1)
-    alpha = torch.rand(real.shape[0] // pack, *ones, device=real.device).repeat_interleave(pack, 0)
+    drawn = torch.rand(world.size * real.shape[0] // pack, *ones, device=real.device)
+    alpha = world.share(drawn).repeat_interleave(pack, 0)
     interpolates = alpha * real.detach() + (1 - alpha) * fake.detach()
     return weight * ((_input_gradient_norms(critic, interpolates, pack) - 1) ** 2).mean()
 

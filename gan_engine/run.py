@@ -35,8 +35,11 @@ def build_trainer(
     evaluator_cache: EvaluatorCache | None = None,
     device: torch.device | None = None,
 ) -> Trainer:
-    """A Trainer with quality metrics every ``monitor.eval_every`` steps and diagnostics on."""
+    """A Trainer with quality metrics every ``monitor.eval_every`` steps and diagnostics on
+    (on rank 0 only, in a run on several devices)."""
     trainer = Trainer(spec, dataset, callbacks=callbacks, device=device)
+    if not trainer.world.is_main:
+        return trainer
     evaluator = TranslationEvaluator if spec.task == "translation" else RunEvaluator
     trainer.evaluator = evaluator(
         spec=trainer.spec, dataset=trainer.dataset, cache=evaluator_cache, device=trainer.device

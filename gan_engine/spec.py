@@ -213,6 +213,11 @@ class TrainingSpec(_Strict):
     batch_size: Int = Field(64, ge=2, le=4096)
     ema_decay: Float = Field(0.999, ge=0, lt=1, description="0 disables the EMA generator")
     seed: Int = Field(1234, ge=0, lt=2**63)
+    sync_batchnorm: Bool = Field(
+        False,
+        description="with devices > 1: G's and D's BatchNorm use the global batch's statistics "
+        "(SyncBatchNorm) instead of each rank's share",
+    )
     mixed_precision: Precision = Field(
         "auto",
         description="auto: bf16 autocast and channels-last for conv nets where the device has "
@@ -446,6 +451,39 @@ def _check_combinations(spec: Spec) -> None:
             "training.batch_size",
             f"{batch} with model.pack {m.pack} leaves fewer than 2 D inputs a batch: raise it",
         )
+    _check_devices(spec)
+
+
+def _check_devices(spec: Spec) -> None:
+    """What N DDP ranks can split: equal shares, no statistic coupling a batch's samples."""
+    devices, batch, m = spec.training.devices, spec.training.batch_size, spec.model
+    if devices == 1:
+        return
+    if batch % devices:
+        raise FieldConflict(
+            "training.batch_size",
+            f"{batch} must be a multiple of training.devices {devices} (each rank trains on an "
+            "equal share of the global batch)",
+        )
+    if (batch // devices) % m.pack or batch // devices // m.pack < 2:
+        raise FieldConflict(
+            "training.devices",
+            f"{devices} leaves each rank {batch // devices} samples, which model.pack {m.pack} "
+            "cannot split into at least 2 D inputs: raise training.batch_size",
+        )
+    coupled = {
+        "model.minibatch": m.minibatch != "none",
+        "loss.feature_matching": bool(spec.loss.feature_matching),
+        "task": spec.task == "translation",
+    }
+    for name, used in coupled.items():
+        if used:
+            raise FieldConflict(
+                name,
+                "cannot be combined with training.devices > 1: it couples the whole batch, "
+                "which the ranks split (or it is not supported on several devices yet); use "
+                "training.devices 1",
+            )
 
 
 def _resolved_d_norm(spec: Spec) -> DNorm:

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.optim.swa_utils import AveragedModel
 
-from gan_engine import regularizers
+from gan_engine import distributed, regularizers
 from gan_engine.callbacks import Callback
 from gan_engine.checkpoint import CHECKPOINT_FORMAT, CheckpointError
 from gan_engine.data import Dataset, to_model_range
@@ -101,8 +101,10 @@ class Trainer:
         evaluator: Any = None,  # gan_engine.evaluation.RunEvaluator, or None to skip evaluation
         diagnostics: Any = None,  # gan_engine.diagnostics.Diagnostics, or None
         device: torch.device | None = None,
+        world: distributed.World | None = None,  # default: the process group joined, if any
     ) -> None:
         spec, dataset = fit_data(spec, dataset)
+        self.world = world or distributed.active_world()
         self.translating = spec.task == "translation"
         if self.translating != dataset.is_paired:
             raise SpecError(
@@ -125,9 +127,15 @@ class Trainer:
             images_per_step=spec.training.batch_size,
         )
         self.spec, self.dataset = spec, dataset
-        self.callbacks: list[Callback] = [self.progress, *callbacks]
+        # only rank 0 reports, checkpoints and exports
+        self.callbacks: list[Callback] = (
+            [self.progress, *callbacks] if self.world.is_main else [self.progress]
+        )
         self.evaluator, self.diagnostics = evaluator, diagnostics
         self.device = device or pick_device(spec.training.device)
+        if self.world.distributed:
+            self.device = distributed.rank_device(self.device)
+        self.batch_size = spec.training.batch_size // self.world.size  # this rank's share
         self.num_classes = dataset.num_classes if conditioning != "none" else 0
         torch.manual_seed(spec.training.seed)
         shape = dataset.sample_shape
@@ -147,6 +155,8 @@ class Trainer:
         self._layout = memory_format(spec.model.architecture, self.bf16)
         self.G.to(self.device, memory_format=self._layout)
         self.D.to(self.device, memory_format=self._layout)
+        if self.world.distributed and spec.training.sync_batchnorm:
+            self.G, self.D = distributed.sync_batchnorm(self.G), distributed.sync_batchnorm(self.D)
         decay = spec.training.ema_decay
         self.ema = (
             AveragedModel(self.G, multi_avg_fn=ema_with_warmup(decay), use_buffers=True)
@@ -183,10 +193,17 @@ class Trainer:
             ).to(self.device)
         )
         self._autocast = autocast(self.device, self.bf16)
-        # the training forward passes; the modules themselves hold the state (and get exported)
+        # the training forward passes; the modules themselves hold the state (and get exported).
+        # g_forward / d_forward: the network whose loss is being minimised (DDP across ranks);
+        # g_plain / d_plain: the other network's forward, whose gradients are not used
         compiled = spec.training.compile
-        self.g_forward: nn.Module = torch.compile(self.G) if compiled else self.G  # type: ignore[assignment]
-        self.d_forward: nn.Module = torch.compile(self.D) if compiled else self.D  # type: ignore[assignment]
+        maybe_compiled = lambda m: torch.compile(m) if compiled else m  # noqa: E731
+        self.g_plain: nn.Module = maybe_compiled(self.G)
+        self.d_plain: nn.Module = maybe_compiled(self.D)
+        g_ddp = distributed.wrap(self.G, self.device)
+        d_ddp = distributed.wrap(self.D, self.device)
+        self.g_forward: nn.Module = self.g_plain if g_ddp is self.G else maybe_compiled(g_ddp)
+        self.d_forward: nn.Module = self.d_plain if d_ddp is self.D else maybe_compiled(d_ddp)
 
     # --- one training step -------------------------------------------------------------------
 
@@ -212,14 +229,15 @@ class Trainer:
             window_steps += 1
             self._raise_if_diverged(d_stats.get("d_loss", torch.zeros(())), g_stats["g_loss"])
             if measure:
+                stats = self.world.mean({**d_stats, **g_stats})
                 elapsed = time.monotonic() - window_start - window_paused
                 images = window_steps * training.batch_size * self.spec.optimizer.n_critic
-                self._emit_step({**d_stats, **g_stats}, images / max(elapsed, 1e-9))
+                self._emit_step(stats, images / max(elapsed, 1e-9))
                 window_start, window_steps, window_paused = time.monotonic(), 0, 0.0
             paused_at = time.monotonic()
             self._periodic_callbacks()
             window_paused += time.monotonic() - paused_at
-            out_of_time = time.monotonic() - started > training.max_runtime_s
+            out_of_time = self.world.is_main and time.monotonic() - started > training.max_runtime_s
             if out_of_time:
                 self._emit_event(
                     "warning",
@@ -227,7 +245,8 @@ class Trainer:
                     f"stopped: max_runtime_s "
                     f"{training.max_runtime_s:g} reached at step {self.step}",
                 )
-            if out_of_time or any(cb.should_stop(self.step) for cb in self.callbacks):
+            stop = out_of_time or any(cb.should_stop(self.step) for cb in self.callbacks)
+            if self.world.from_main(stop, self.device):  # no rank left waiting in a collective
                 return TrainResult(self.step, stopped_early=True)
         return TrainResult(self.step, stopped_early=False, summary=self.final_metrics)
 
@@ -237,9 +256,7 @@ class Trainer:
         real, labels = self._real_batch()
         z = self._latent(real.shape[0])
         with torch.no_grad(), self._autocast():
-            fake = self.g_forward(
-                z, labels
-            )  # conditional D sees real and fake pairs of the same classes
+            fake = self.g_plain(z, labels)  # conditional D: real and fake of the same classes
         real, fake = self._instance_noise(real), self._instance_noise(fake)
         loss_spec, pack = self.spec.loss, self.spec.model.pack
         with self._autocast():
@@ -255,8 +272,9 @@ class Trainer:
             critic = self._critic(labels)
             if loss_spec.gradient_penalty:
                 gp = regularizers.gradient_penalty(
-                    critic, real, fake, weight=loss_spec.gradient_penalty, pack=pack
-                )
+                    critic, real, fake, weight=loss_spec.gradient_penalty, pack=pack,
+                    world=self.world,
+                )  # fmt: skip
                 d_loss, stats["gp"] = d_loss + gp, gp.detach()
             if loss_spec.r1:
                 r1 = regularizers.r1_penalty(critic, real, gamma=loss_spec.r1, pack=pack)
@@ -285,12 +303,11 @@ class Trainer:
     def generator_step(self, measure: bool) -> dict[str, Tensor]:
         if self.translating:
             return self.translation_generator_step(measure)
-        batch_size = self.spec.training.batch_size
-        labels = self._random_labels(batch_size)
+        labels = self._random_labels(self.batch_size)
         self.D.requires_grad_(False)
         with self._autocast():
-            fake = self.g_forward(self._latent(batch_size), labels)
-            out = self.d_forward(self._instance_noise(fake), labels)
+            fake = self.g_forward(self._latent(self.batch_size), labels)
+            out = self.d_plain(self._instance_noise(fake), labels)
             g_loss = self.loss.generator(out.logits)
             stats = {"g_adv_loss": g_loss.detach()}
             if out.class_logits is not None:
@@ -507,7 +524,7 @@ class Trainer:
         index = torch.randint(
             len(self.data), (self.spec.training.batch_size,), generator=self.data_rng
         )
-        index = index.to(self.device)
+        index = self.world.share(index).to(self.device)
         x = to_model_range(self.data[index]).contiguous(memory_format=self._layout)
         labels = self.labels[index] if self.labels is not None and self.num_classes else None
         return x, labels
@@ -523,19 +540,27 @@ class Trainer:
         inputs = to_model_range(self.inputs[index]).contiguous(memory_format=layout)
         return inputs, to_model_range(self.data[index]).contiguous(memory_format=layout)
 
+    # random draws: every rank draws the global batch's and keeps its share (distributed.World)
+
     def _latent(self, n: int) -> Tensor:
-        return torch.randn(n, self.spec.model.latent_dim, device=self.device)
+        size = (n * self.world.size, self.spec.model.latent_dim)
+        return self.world.share(torch.randn(size, device=self.device))
 
     def _random_labels(self, n: int) -> Tensor | None:
-        return (
-            torch.randint(self.num_classes, (n,), device=self.device) if self.num_classes else None
-        )
+        if not self.num_classes:
+            return None
+        drawn = torch.randint(self.num_classes, (n * self.world.size,), device=self.device)
+        return self.world.share(drawn)
 
     def _instance_noise(self, x: Tensor) -> Tensor:
         std = regularizers.instance_noise_std(
             self.spec.loss.instance_noise, self.step, self.spec.training.steps
         )
-        return x + std * torch.randn_like(x) if std > 0 else x
+        if std <= 0:
+            return x
+        size = (x.shape[0] * self.world.size, *x.shape[1:])
+        noise = self.world.share(torch.randn(size, device=x.device, dtype=x.dtype))
+        return x + std * noise
 
     def _critic(self, labels: Tensor | None) -> Callable[[Tensor], Tensor]:
         return lambda x: self.d_forward(x, labels).logits
@@ -566,7 +591,8 @@ class Trainer:
         return torch.arange(self.num_classes).repeat_interleave(self._grid_columns())
 
     def _raise_if_diverged(self, d_loss: Tensor, g_loss: Tensor) -> None:
-        if not torch.isfinite(d_loss + g_loss):
+        # agreed by all ranks, so none is left waiting in a collective for one that raised
+        if self.world.any(not torch.isfinite(d_loss + g_loss), self.device):
             values = {"d_loss": float(d_loss), "g_loss": float(g_loss)}
             self._emit_event("error", "diverged", str(TrainingDiverged(self.step, values)))
             raise TrainingDiverged(self.step, values)
@@ -588,6 +614,8 @@ class Trainer:
             callback.on_event(event)
 
     def _periodic_callbacks(self) -> None:
+        if not self.world.is_main:  # nothing here is a collective: the others train on
+            return
         monitor, last = self.spec.monitor, self.step == self.spec.training.steps
         if self.step % monitor.sample_every == 0 or last:
             png = self.sample_grid_png()

@@ -156,7 +156,7 @@ def run_job(
         log.info("job %s not claimed: this worker is shutting down", job_id)
         return Outcome(SHUTTING_DOWN)
     sessions = get_sessionmaker(settings.database_url)
-    storage = storage_from_url(settings.storage_url, settings)  # a bad URL fails before the claim
+    storage_from_url(settings.storage_url, settings)  # a bad URL fails before the claim
     memory = MemoryWatch(settings.max_job_memory_bytes)  # the baseline: before the job loads
     claim = {"worker_id": worker_id, "lease_s": settings.lease_s,
              "max_attempts": settings.max_attempts}  # fmt: skip
@@ -174,7 +174,46 @@ def run_job(
         trigger, job_id, job_queue = job_id, job.id, job.queue
         spec_data, tenant_id, attempt = dict(job.spec), job.tenant_id, job.attempt
     log.info("job %s claimed by %s (attempt %d; sent %s)", job_id, worker_id, attempt, trigger)
+    if job_devices(spec_data) > 1:  # ranks under torchrun; its rank 0 runs run_claimed
+        from worker.ranks import run_as_ranks  # its subprocess machinery: only here
 
+        outcome = run_as_ranks(job_id, worker_id, settings, job_devices(spec_data), shutdown)
+    else:
+        outcome = run_claimed(
+            job_id, worker_id, settings, spec_data, tenant_id, shutdown, memory=memory
+        )
+    if outcome.status == JobStatus.INTERRUPTED:
+        resend = requeue or (
+            lambda job: enqueue_train(job, queue=job_queue, app=_celery_for(settings))
+        )
+        resend(job_id)
+    log.info("job %s %s %s", job_id, outcome.status, outcome.error_code or "")
+    return dataclasses.replace(outcome, job_id=job_id)
+
+
+def job_devices(spec_data: dict[str, Any]) -> int:
+    """The stored spec's ``training.devices`` (1 when unreadable: then the spec check fails it)."""
+    try:
+        return max(1, int(spec_data.get("training", {}).get("devices", 1)))
+    except (AttributeError, TypeError, ValueError):
+        return 1
+
+
+def run_claimed(
+    job_id: str,
+    worker_id: str,
+    settings: Settings,
+    spec_data: dict[str, Any],
+    tenant_id: str,
+    shutdown: threading.Event,
+    *,
+    memory: MemoryWatch | None = None,
+) -> Outcome:
+    """Train the job this worker has claimed (its lease, its reports, its final write); in a
+    run on several devices, rank 0 calls this and the other ranks only train."""
+    sessions = get_sessionmaker(settings.database_url)
+    storage = storage_from_url(settings.storage_url, settings)
+    memory = memory or MemoryWatch(settings.max_job_memory_bytes)
     lease = Lease(
         job_id=job_id,
         worker_id=worker_id,
@@ -201,13 +240,7 @@ def run_job(
             outcome = run.finish(outcome)
     finally:
         lease.stop()
-    if outcome.status == JobStatus.INTERRUPTED:
-        resend = requeue or (
-            lambda job: enqueue_train(job, queue=job_queue, app=_celery_for(settings))
-        )
-        resend(job_id)
-    log.info("job %s %s %s", job_id, outcome.status, outcome.error_code or "")
-    return dataclasses.replace(outcome, job_id=job_id)
+    return outcome
 
 
 class _Run:
@@ -413,24 +446,33 @@ class _Run:
 
     def resume(self, trainer: Trainer) -> int | None:
         """Load the job's newest checkpoint into ``trainer``; returns its step (None: fresh)."""
-        with session_scope(self.sessions) as session:
-            checkpoint = latest_checkpoint(session, job_id=self.job_id)
-            found = None if checkpoint is None else (checkpoint.step, checkpoint.storage_key)
-        if found is None:
+        if not resume_from_newest(trainer, self.sessions, self.storage, self.job_id):
             return None
-        step, key = found
-        try:
-            with _storage_failure(f"the checkpoint of step {step}"):
-                state = self.storage.get_bytes(key)
-            trainer.load_state_dict(load_checkpoint(state))
-        except (CheckpointError, StorageKeyNotFound) as error:
-            raise JobFailed(
-                CHECKPOINT_ERROR, f"cannot resume from the checkpoint at step {step}: {error}"
-            ) from None
         self.reporter.checkpoint_steps.append(trainer.step)
         self.stops.lease.progress(trainer.step)
         self.reporter.event("resumed", f"resumed from step {trainer.step}", step=trainer.step)
         return trainer.step
+
+
+def resume_from_newest(
+    trainer: Trainer, sessions: sessionmaker[Session], storage: ObjectStorage, job_id: str
+) -> bool:
+    """Load job ``job_id``'s newest checkpoint into ``trainer``; False: it has none."""
+    with session_scope(sessions) as session:
+        checkpoint = latest_checkpoint(session, job_id=job_id)
+        found = None if checkpoint is None else (checkpoint.step, checkpoint.storage_key)
+    if found is None:
+        return False
+    step, key = found
+    try:
+        with _storage_failure(f"the checkpoint of step {step}"):
+            state = storage.get_bytes(key)
+        trainer.load_state_dict(load_checkpoint(state))
+    except (CheckpointError, StorageKeyNotFound) as error:
+        raise JobFailed(
+            CHECKPOINT_ERROR, f"cannot resume from the checkpoint at step {step}: {error}"
+        ) from None
+    return True
 
 
 @contextlib.contextmanager

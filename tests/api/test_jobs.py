@@ -97,6 +97,16 @@ def test_a_broker_failure_still_answers_202(
         ({**TINY, "model": {"width": True}}, "model.width", "valid integer"),
         ({**TINY, "training": {"steps": 4, "batch_size": 16.0}}, "training.batch_size", "integer"),
         (
+            {**TINY, "training": {"steps": 4, "batch_size": 15, "devices": 2}},
+            "training.batch_size",
+            "multiple of training.devices",
+        ),
+        (
+            {**TINY, "model": {"minibatch": "stddev"}, "training": {"steps": 4, "devices": 2}},
+            "model.minibatch",
+            "training.devices > 1",
+        ),
+        (
             {
                 "dataset": {"builtin": "fashion-mnist"},
                 "model": {"width": 512, "image_size": 64},
