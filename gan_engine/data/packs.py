@@ -7,12 +7,17 @@ A pack holds ``images`` uint8 (N, H, W) or (N, H, W, C) with C in {1, 3}, option
 the same N, sizes and channel counts free (labels, when given, are the targets' classes).
 Each member's ``.npy`` header is checked against these rules and against the member's real size
 before any array is allocated, and nothing is ever unpickled.
+
+Packs are written uncompressed (ZIP_STORED), so that a large one is read without loading it: its
+image members are memory-mapped at their offset in the file (``read_pack(..., mapped=True)``).
+Compressed packs (written before) stay readable; they are always read into memory.
 """
 
 from __future__ import annotations
 
 import lzma
 import math
+import struct
 import sys
 import zipfile
 import zlib
@@ -28,6 +33,8 @@ from gan_engine.data import DatasetError
 
 PACK_KEYS = ("images", "labels", "class_names", "inputs", "targets")
 PAIRED_KEYS = ("inputs", "targets")
+IMAGE_KEYS = ("images", *PAIRED_KEYS)
+ZIP_LOCAL_HEADER_BYTES = 30
 MIN_SIDE, MAX_SIDE = 4, 256
 CHANNEL_COUNTS = (1, 3)
 MAX_CLASSES = 10_000  # the format's ceiling; a service may allow fewer
@@ -76,10 +83,21 @@ class ArrayHeader:
         return math.prod(self.shape) * self.dtype.itemsize
 
 
-def read_pack(source: PackSource, *, max_classes: int = MAX_CLASSES) -> Pack:
-    """Read and validate a pack; images come back as (N, C, H, W)."""
+def read_pack(source: PackSource, *, max_classes: int = MAX_CLASSES, mapped: bool = False) -> Pack:
+    """Read and validate a pack; images come back as (N, C, H, W). ``mapped``: the image
+    members of an uncompressed pack on disk are memory-mapped (copy-on-write, so the file is
+    never written) rather than read, and come back as channels-first views of the mapping."""
     with open_pack(source) as archive:
-        arrays = read_arrays(archive, pack_headers(archive, max_classes=max_classes))
+        headers = pack_headers(archive, max_classes=max_classes)
+        image_keys = [key for key in headers if key in IMAGE_KEYS]
+        to_map = image_keys if mapped and isinstance(source, str | Path) else []
+        to_map = [
+            key
+            for key in to_map
+            if archive.getinfo(f"{key}.npy").compress_type == zipfile.ZIP_STORED
+        ]
+        arrays = read_arrays(archive, {k: v for k, v in headers.items() if k not in to_map})
+        arrays.update({key: _mapped_member(archive, Path(source), key) for key in to_map})  # type: ignore[arg-type]
     images, labels = arrays.get("images", arrays.get("targets")), arrays.get("labels")
     assert images is not None  # pack_headers requires images or targets
     inputs = arrays.get("inputs")
@@ -94,10 +112,47 @@ def read_pack(source: PackSource, *, max_classes: int = MAX_CLASSES) -> Pack:
     )
 
 
+def is_mappable(path: Path) -> bool:
+    """Whether the pack at ``path`` is an image pack (not paired) whose images are stored
+    uncompressed, so memory-mappable."""
+    with open_pack(path) as archive:
+        names = archive.namelist()
+        if "images.npy" not in names or any(f"{key}.npy" in names for key in PAIRED_KEYS):
+            return False
+        return archive.getinfo("images.npy").compress_type == zipfile.ZIP_STORED
+
+
+def image_bytes(path: Path) -> int:
+    """The bytes of a pack's image members, from their headers (nothing is read)."""
+    with open_pack(path) as archive:
+        headers = pack_headers(archive)
+    return sum(header.nbytes for key, header in headers.items() if key in IMAGE_KEYS)
+
+
+def _mapped_member(archive: zipfile.ZipFile, path: Path, key: str) -> np.ndarray:
+    """A stored member's array, memory-mapped at its offset: the zip local header (30 bytes, then
+    the name and the extra field) and the ``.npy`` header come before the data."""
+    info = archive.getinfo(f"{key}.npy")
+    with open(path, "rb") as handle:
+        handle.seek(info.header_offset)
+        local = handle.read(ZIP_LOCAL_HEADER_BYTES)
+        name_length, extra_length = struct.unpack("<HH", local[26:30])
+        start = info.header_offset + ZIP_LOCAL_HEADER_BYTES + name_length + extra_length
+    with archive.open(info) as member:
+        version = np.lib.format.read_magic(member)
+        shape, fortran, dtype = HEADER_READERS[version](member)
+        offset = start + member.tell()
+    return np.memmap(
+        path, dtype=dtype, mode="c", offset=offset, shape=shape, order="F" if fortran else "C"
+    )
+
+
 def _channels_first(images: np.ndarray) -> np.ndarray:
+    """(N, C, H, W): a copy, or a strided view of a memory-mapped array (no copy)."""
     if images.ndim == 3:
         images = images[..., None]
-    return np.ascontiguousarray(images.transpose(0, 3, 1, 2))
+    images = images.transpose(0, 3, 1, 2)
+    return images if isinstance(images, np.memmap) else np.ascontiguousarray(images)
 
 
 def open_pack(source: PackSource) -> zipfile.ZipFile:
@@ -175,8 +230,8 @@ def write_pack(
     *,
     inputs: np.ndarray | None = None,
 ) -> None:
-    """Validate and write a compressed pack; ``images`` is (N, H, W) or (N, H, W, C). With
-    ``inputs``, a paired pack: ``images`` are written as its ``targets``."""
+    """Validate and write an uncompressed (memory-mappable) pack; ``images`` is (N, H, W) or
+    (N, H, W, C). With ``inputs``, a paired pack: ``images`` are written as its ``targets``."""
     images = np.asarray(images)
     labels = None if labels is None else np.asarray(labels)
     names = None if class_names is None else np.asarray(class_names, dtype=str)
@@ -186,15 +241,14 @@ def write_pack(
         arrays["images"] = images
     else:
         arrays.update(inputs=np.asarray(inputs), targets=images)
-    with zipfile.ZipFile(target, "w", zipfile.ZIP_DEFLATED) as archive:
+    with zipfile.ZipFile(target, "w", zipfile.ZIP_STORED) as archive:
         for key, array in arrays.items():
             if array is not None:
                 _write_member(archive, key, np.ascontiguousarray(array))
 
 
 def _write_member(archive: zipfile.ZipFile, key: str, array: np.ndarray) -> None:
-    """``key.npy`` written a chunk at a time: ``np.savez_compressed`` would hold a 16 MiB copy
-    of each chunk and its compressed output besides the array (48 MiB more for a 64 MiB one)."""
+    """``key.npy`` written a chunk at a time, so that no copy of the array is ever held."""
     step = max(1, WRITE_CHUNK_BYTES // max(array.itemsize, 1))
     flat = array.reshape(-1)
     with archive.open(f"{key}.npy", "w", force_zip64=True) as member:
