@@ -49,7 +49,7 @@ def check_estimate(spec: Spec, dataset: Dataset, *, budget_bytes: int) -> None:
         sample_shape=dataset.sample_shape,
         num_classes=dataset.num_classes,
         num_samples=len(dataset),
-        mapped=dataset.mapped_from is not None,
+        mapped=dataset.mapped is not None,
     )
     if estimate.total_bytes <= budget_bytes:
         return

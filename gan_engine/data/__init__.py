@@ -2,12 +2,13 @@
 
 Images are kept as uint8 (N, C, H, W) already fitted to the model's image size, and scaled to
 [-1, 1] per batch; 2-D points are float32 (N, 2). Class names travel with the labels. A large
-pack's images stay memory-mapped (``mapped_from``) and are fitted per read (``fit_size``), so
+pack's images stay memory-mapped (``mapped``) and are fitted per read (``fit_size``), so
 that nothing ever holds them all: read them through ``images``/``batch``, never ``data``.
 """
 
 from __future__ import annotations
 
+import mmap
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -17,6 +18,9 @@ from gan_engine.data.fit import fit_images
 from gan_engine.errors import EngineError
 
 
+BOUNDED_READ_ROWS = 1024  # rows of mapped images read between two drops of their pages
+
+
 def to_model_range(x: torch.Tensor) -> torch.Tensor:
     """uint8 images to floats in [-1, 1]; points pass through unchanged."""
     return x.float() / 127.5 - 1.0 if x.dtype == torch.uint8 else x
@@ -24,6 +28,20 @@ def to_model_range(x: torch.Tensor) -> torch.Tensor:
 
 class DatasetError(EngineError):
     """Data that cannot be found or read; the message is meant for the user."""
+
+
+@dataclass(frozen=True)
+class Mapping:
+    """A pack file's memory mapping, which a large pack's images are views of."""
+
+    path: Path
+    mapping: mmap.mmap
+
+    def drop_pages(self) -> None:
+        """Unmap the pages read so far, so that resident memory never grows to the file's size
+        (they were never written: a later read maps them from the file again)."""
+        if hasattr(self.mapping, "madvise"):
+            self.mapping.madvise(mmap.MADV_DONTNEED)
 
 
 @dataclass(frozen=True)
@@ -44,9 +62,9 @@ class Dataset:
     # The inputs are the targets downsampled and upsampled again (bicubic): super-resolution,
     # whose bicubic baseline the inputs themselves are.
     super_resolution: bool = False
-    # The pack file whose memory mapping ``data`` is (images too large to load); None when the
+    # The pack file mapping whose views ``data`` is (images too large to load); None when the
     # images are in memory.
-    mapped_from: Path | None = None
+    mapped: Mapping | None = None
     # Mapped images are fitted to this square side as they are read (``fitted`` sets it).
     fit_size: int | None = None
     # Mapped images restricted to these rows (``dataset.classes``); None: all of them.
@@ -92,20 +110,24 @@ class Dataset:
 
     def bounded(self, max_bytes: int, seed: int) -> Dataset:
         """The dataset itself when in memory; of mapped images, an in-memory seeded sample of
-        as many as ``max_bytes`` holds (what evaluation reads)."""
-        if self.mapped_from is None:
+        as many as ``max_bytes`` holds (what evaluation reads), read a chunk at a time."""
+        if self.mapped is None:
             return self
         sample_bytes = max(1, int(torch.Size(self.sample_shape).numel()))
         count = max(1, min(len(self), max_bytes // sample_bytes))
         generator = torch.Generator().manual_seed(seed)
         index = torch.randperm(len(self), generator=generator)[:count].sort().values
+        chunks = []
+        for chunk in index.split(BOUNDED_READ_ROWS):
+            chunks.append(self.images(chunk))
+            self.mapped.drop_pages()
         labels = None if self.labels is None else self.labels[index]
         return replace(
-            self, data=self.images(index), labels=labels, mapped_from=None, fit_size=None, rows=None
+            self, data=torch.cat(chunks), labels=labels, mapped=None, fit_size=None, rows=None
         )
 
 
 # Imported last: the loaders import Dataset and DatasetError from this module.
 from gan_engine.data.builtins import load_dataset  # noqa: E402
 
-__all__ = ["Dataset", "DatasetError", "load_dataset", "to_model_range"]
+__all__ = ["Dataset", "DatasetError", "Mapping", "load_dataset", "to_model_range"]

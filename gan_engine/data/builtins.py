@@ -100,7 +100,7 @@ def of_classes(dataset: Dataset, classes: list[int]) -> Dataset:
         raise DatasetError(
             f"'{dataset.name}' has no sample of classes {classes}", param="dataset.classes"
         )
-    if dataset.mapped_from is not None:  # the rows are picked, never read
+    if dataset.mapped is not None:  # the rows are picked, never read
         rows = keep.nonzero().squeeze(1)
         if dataset.rows is not None:
             rows = dataset.rows[rows]
@@ -129,7 +129,7 @@ def fitted(dataset: Dataset, image_size: int) -> Dataset:
     if dataset.is_points or dataset.data.shape[-2:] == (image_size, image_size):
         return dataset
     height, width = dataset.data.shape[-2:]
-    if dataset.mapped_from is not None:  # fitted per read, see Dataset.images
+    if dataset.mapped is not None:  # fitted per read, see Dataset.images
         return replace(dataset, fit_size=image_size, fitted_from=(int(height), int(width)))
     return Dataset(
         fit_images(dataset.data, image_size),
@@ -202,7 +202,7 @@ def load_pack_dataset(path: Path, *, name: str | None = None) -> Dataset:
         name or path.stem,
         inputs=inputs,
         super_resolution=inputs is not None and is_super_resolution(inputs, pack.images.shape),
-        mapped_from=path if mapped else None,
+        mapped=pack.mapped,
     )
 
 

@@ -6,8 +6,10 @@ a loader has prefetched; the checkpoint keeps only k (``state_dict``). A process
 ``world_size`` takes its contiguous share of the global batch of rows.
 
 In-memory data is moved to the device once and gathered there (the fast path). Memory-mapped data
-(``Dataset.mapped_from``) is read batch by batch by a ``DataLoader``: worker processes read and
-fit the rows of the next batches while the device trains, into pinned memory on CUDA.
+(``Dataset.mapped``) is read batch by batch by a ``DataLoader``: worker processes read and
+fit the rows of the next batches while the device trains, into pinned memory on CUDA, and drop
+the file pages they mapped after each batch, so that their memory stays bounded however long the
+run.
 """
 
 from __future__ import annotations
@@ -65,7 +67,7 @@ class Batches:
         self.batch_size, self.seed, self.rank, self.world_size = batch_size, seed, rank, world_size
         self.pool = pool
         self.drawn = 0  # batches handed out: the next one is batch ``drawn``
-        self.mapped = dataset.mapped_from is not None
+        self.mapped = dataset.mapped is not None
         self._stream: Iterator[Batch] | None = None
         if not self.mapped:
             self.data = dataset.data.to(device)
@@ -128,4 +130,7 @@ class _MappedBatches(torch.utils.data.Dataset[Batch]):
 
     def __getitem__(self, k: int) -> Batch:
         dataset, index = self.batches.dataset, self.batches.rows(k)
-        return dataset.images(index), None if dataset.labels is None else dataset.labels[index]
+        images = dataset.images(index)
+        if dataset.mapped is not None:
+            dataset.mapped.drop_pages()  # else a long run's reads would map the whole file
+        return images, None if dataset.labels is None else dataset.labels[index]

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import lzma
 import math
+import mmap
 import struct
 import sys
 import zipfile
@@ -29,7 +30,7 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
-from gan_engine.data import DatasetError
+from gan_engine.data import DatasetError, Mapping
 
 PACK_KEYS = ("images", "labels", "class_names", "inputs", "targets")
 PAIRED_KEYS = ("inputs", "targets")
@@ -65,6 +66,7 @@ class Pack:
     labels: np.ndarray | None  # int64 (N,)
     class_names: list[str] | None  # set exactly when labels are
     inputs: np.ndarray | None = None  # uint8 (N, C', H', W'): a paired pack's inputs
+    mapped: Mapping | None = None  # set when ``images`` are views of the file's mapping
 
 
 @dataclass(frozen=True)
@@ -84,18 +86,16 @@ class ArrayHeader:
 
 
 def read_pack(source: PackSource, *, max_classes: int = MAX_CLASSES, mapped: bool = False) -> Pack:
-    """Read and validate a pack; images come back as (N, C, H, W). ``mapped``: the image
-    members of an uncompressed pack on disk are memory-mapped (copy-on-write, so the file is
-    never written) rather than read, and come back as channels-first views of the mapping."""
+    """Read and validate a pack; images come back as (N, C, H, W). ``mapped``: the images of an
+    uncompressed image pack on disk (``is_mappable``) are memory-mapped (copy-on-write, so the
+    file is never written) rather than read, and come back as a channels-first view."""
     with open_pack(source) as archive:
         headers = pack_headers(archive, max_classes=max_classes)
-        image_keys = [key for key in headers if key in IMAGE_KEYS]
-        to_map = image_keys if mapped and isinstance(source, str | Path) else []
-        to_map = [
-            key
-            for key in to_map
-            if archive.getinfo(f"{key}.npy").compress_type == zipfile.ZIP_STORED
-        ]
+        to_map = (
+            ["images"]
+            if mapped and isinstance(source, str | Path) and is_mappable(Path(source))
+            else []
+        )
         arrays = read_arrays(archive, {k: v for k, v in headers.items() if k not in to_map})
         arrays.update({key: _mapped_member(archive, Path(source), key) for key in to_map})  # type: ignore[arg-type]
     images, labels = arrays.get("images", arrays.get("targets")), arrays.get("labels")
@@ -104,11 +104,13 @@ def read_pack(source: PackSource, *, max_classes: int = MAX_CLASSES, mapped: boo
     names = check_pack(
         images, labels, arrays.get("class_names"), max_classes=max_classes, inputs=inputs
     )
+    mapped = "images" in to_map
     return Pack(
-        _channels_first(images),
+        _channels_first(images, copy=not mapped),
         None if labels is None else labels.astype(np.int64),
         names,
         None if inputs is None else _channels_first(inputs),
+        Mapping(Path(source), images.base) if mapped else None,  # type: ignore[arg-type]
     )
 
 
@@ -130,8 +132,9 @@ def image_bytes(path: Path) -> int:
 
 
 def _mapped_member(archive: zipfile.ZipFile, path: Path, key: str) -> np.ndarray:
-    """A stored member's array, memory-mapped at its offset: the zip local header (30 bytes, then
-    the name and the extra field) and the ``.npy`` header come before the data."""
+    """A stored member's array, memory-mapped (copy-on-write: the file is never written) at its
+    offset: the zip local header (30 bytes, then the name and the extra field) and the ``.npy``
+    header come before the data."""
     info = archive.getinfo(f"{key}.npy")
     with open(path, "rb") as handle:
         handle.seek(info.header_offset)
@@ -142,17 +145,22 @@ def _mapped_member(archive: zipfile.ZipFile, path: Path, key: str) -> np.ndarray
         version = np.lib.format.read_magic(member)
         shape, fortran, dtype = HEADER_READERS[version](member)
         offset = start + member.tell()
-    return np.memmap(
-        path, dtype=dtype, mode="c", offset=offset, shape=shape, order="F" if fortran else "C"
-    )
+    size = math.prod(shape) * dtype.itemsize
+    with open(path, "rb") as handle:
+        mapping = mmap.mmap(handle.fileno(), offset + size, access=mmap.ACCESS_COPY)
+    if hasattr(mapping, "madvise"):  # batches read scattered rows: no read-ahead around them
+        mapping.madvise(mmap.MADV_RANDOM)
+    array = np.ndarray(shape, dtype, buffer=mapping, offset=offset, order="F" if fortran else "C")
+    assert array.base is mapping  # what Pack.mapped holds
+    return array
 
 
-def _channels_first(images: np.ndarray) -> np.ndarray:
-    """(N, C, H, W): a copy, or a strided view of a memory-mapped array (no copy)."""
+def _channels_first(images: np.ndarray, *, copy: bool = True) -> np.ndarray:
+    """(N, C, H, W): a contiguous copy, or (``copy`` False: a memory-mapped array) a view."""
     if images.ndim == 3:
         images = images[..., None]
     images = images.transpose(0, 3, 1, 2)
-    return images if isinstance(images, np.memmap) else np.ascontiguousarray(images)
+    return np.ascontiguousarray(images) if copy else images
 
 
 def open_pack(source: PackSource) -> zipfile.ZipFile:
