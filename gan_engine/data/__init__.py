@@ -17,7 +17,6 @@ import torch
 from gan_engine.data.fit import fit_images
 from gan_engine.errors import EngineError
 
-
 BOUNDED_READ_ROWS = 1024  # rows of mapped images read between two drops of their pages
 
 

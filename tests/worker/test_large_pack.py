@@ -73,11 +73,13 @@ def write_large_pack(path: Path, nbytes: int) -> int:
     header = {"descr": "|u1", "fortran_order": False, "shape": (count, *IMAGE_SHAPE)}
     chunk_images = 1024
     base = np.random.default_rng(0).integers(0, 256, (chunk_images, *IMAGE_SHAPE), np.uint8)
-    with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as archive:
-        with archive.open("images.npy", "w", force_zip64=True) as member:
-            np.lib.format.write_array_header_1_0(member, header)
-            for start in range(0, count, chunk_images):
-                member.write((base[: min(chunk_images, count - start)] + start % 251).data)
+    with (
+        zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as archive,
+        archive.open("images.npy", "w", force_zip64=True) as member,
+    ):
+        np.lib.format.write_array_header_1_0(member, header)
+        for start in range(0, count, chunk_images):
+            member.write((base[: min(chunk_images, count - start)] + start % 251).data)
     return count
 
 
