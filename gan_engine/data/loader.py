@@ -117,6 +117,9 @@ class Batches:
                 prefetch_factor=PREFETCH_BATCHES,
                 pin_memory=self.device.type == "cuda",
                 persistent_workers=True,
+                # its workers' base seed, else drawn from torch's global RNG (which the run's
+                # latents come from) when the first batch is read
+                generator=torch.Generator().manual_seed(self.seed),
             )
             self._stream = iter(loader)
         return self._stream
