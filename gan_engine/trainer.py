@@ -409,7 +409,7 @@ class Trainer:
         if self.dataset.is_points:
             labels = self._grid_labels()
             points = self.generate(self._grid_z, labels).float().cpu().numpy()
-            reference = self.dataset.data[:: max(1, len(self.dataset) // 2000)].numpy()  # points
+            reference = self.dataset.data[:: max(1, len(self.dataset) // 2000)].numpy()
             shown_labels = None if labels is None else labels.cpu().numpy()
             return scatter_png(points, shown_labels, reference=reference)
         images = to_uint8(self.generate(self._grid_z, self._grid_labels()))

@@ -15,6 +15,7 @@ run.
 from __future__ import annotations
 
 import itertools
+import multiprocessing
 from collections.abc import Iterator
 from typing import Any
 
@@ -130,14 +131,17 @@ class Batches:
     def _mapped_stream(self, k: int) -> Iterator[Batch]:
         """Batches k, k+1, ... of memory-mapped data, read ahead by the loader's workers."""
         if self._stream is None:
+            # a daemonic process (a Celery prefork child) may not start processes: it reads
+            # the batches itself
+            workers = 0 if multiprocessing.current_process().daemon else LOADER_WORKERS
             loader = DataLoader(
                 _MappedBatches(self),
                 batch_size=None,  # each item is already a batch
                 sampler=itertools.count(k),  # type: ignore[arg-type]
-                num_workers=LOADER_WORKERS,
-                prefetch_factor=PREFETCH_BATCHES,
+                num_workers=workers,
+                prefetch_factor=PREFETCH_BATCHES if workers else None,
                 pin_memory=self.device.type == "cuda",
-                persistent_workers=True,
+                persistent_workers=workers > 0,
                 # its workers' base seed, else drawn from torch's global RNG (which the run's
                 # latents come from) when the first batch is read
                 generator=torch.Generator().manual_seed(self.seed),
