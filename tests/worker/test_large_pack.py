@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from gan_engine.data.builtins import load_pack_dataset
 from gan_engine.data.packs import write_pack
 
 GIB = 1 << 30
@@ -88,9 +89,9 @@ def test_a_pack_larger_than_memory_trains_under_the_bound(tmp_path: Path) -> Non
     storage_root, cache_dir = tmp_path / "storage", tmp_path / "cache"
     pack = storage_root / KEY
     pack.parent.mkdir(parents=True)
-    count = write_large_pack(pack, PACK_BYTES)
-    assert pack.stat().st_size > 2 * PEAK_RSS_BOUND
     try:
+        count = write_large_pack(pack, PACK_BYTES)
+        assert pack.stat().st_size > 2 * PEAK_RSS_BOUND
         child = subprocess.run(
             [sys.executable, "-c", CHILD, str(storage_root), str(cache_dir), KEY, str(STEPS)],
             capture_output=True,
@@ -115,8 +116,6 @@ def test_a_pack_larger_than_memory_trains_under_the_bound(tmp_path: Path) -> Non
 
 def test_small_packs_stay_in_memory_and_old_compressed_packs_still_read(tmp_path: Path) -> None:
     """The fast path: a pack under MAPPED_FROM_BYTES is loaded, whether stored or deflated."""
-    from gan_engine.data.builtins import load_pack_dataset
-
     images = np.arange(6 * 8 * 8, dtype=np.uint8).reshape(6, 8, 8)
     stored, deflated = tmp_path / "stored.npz", tmp_path / "deflated.npz"
     write_pack(stored, images, [0, 1, 0, 1, 0, 1])
