@@ -48,9 +48,15 @@ class MemoryEstimate:
 
 
 def estimate_training_memory(
-    spec: Spec, *, sample_shape: tuple[int, ...], num_classes: int, num_samples: int
+    spec: Spec,
+    *,
+    sample_shape: tuple[int, ...],
+    num_classes: int,
+    num_samples: int,
+    mapped: bool = False,
 ) -> MemoryEstimate:
-    """The estimate for ``spec`` on ``num_samples`` samples of ``sample_shape`` (C, H, W or 2).
+    """The estimate for ``spec`` on ``num_samples`` samples of ``sample_shape`` (C, H, W or 2);
+    ``mapped`` data (a memory-mapped pack, read batch by batch) holds none of them in memory.
 
     Remembered for the last few hundred distinct runs: a service sees the same few recipes over
     and over, and building the networks, even on the meta device, takes milliseconds."""
@@ -62,7 +68,7 @@ def estimate_training_memory(
         penalised,
         tuple(sample_shape),
         num_classes,
-        num_samples,
+        0 if mapped else num_samples,
     )
 
 

@@ -25,6 +25,7 @@ from gan_engine.checkpoint import CHECKPOINT_FORMAT, CheckpointError
 from gan_engine.data import Dataset, to_model_range
 from gan_engine.data.builtins import fit_data
 from gan_engine.data.fit import fits_by_padding
+from gan_engine.data.loader import Batches
 from gan_engine.evaluation import EVALUATION_SEED, HEADLINE_METRICS
 from gan_engine.evaluation.evaluator import holdout_split
 from gan_engine.events import Event, Phase
@@ -169,17 +170,19 @@ class Trainer:
         self.d_optimizer = build_optimizer(spec.optimizer.discriminator, self.D.parameters())
         self.loss = LOSSES[spec.loss.kind]
         self.real_target = 1.0 - spec.loss.label_smoothing
-        self.data = dataset.data.to(self.device)
-        self.labels = None if dataset.labels is None else dataset.labels.to(self.device)
-        self.inputs = None if dataset.inputs is None else dataset.inputs.to(self.device)
         # translation trains on the pairs its evaluation does not hold out
-        self.train_index = (
-            holdout_split(len(dataset), EVALUATION_SEED)[0].to(self.device)
-            if self.translating
-            else None
+        train_pairs = holdout_split(len(dataset), EVALUATION_SEED)[0] if self.translating else None
+        self.batches = Batches(
+            dataset,
+            batch_size=spec.training.batch_size,
+            seed=spec.training.seed,
+            device=self.device,
+            layout=self._layout,
+            pool=train_pairs,
+            rank=self.world.rank,
+            world_size=self.world.size,
         )
         self.trains_discriminator = not self.translating or spec.loss.adversarial > 0
-        self.data_rng = torch.Generator().manual_seed(spec.training.seed)
         self.step = 0
         self.final_metrics: dict[str, float] = {}
         self._real_features: Tensor | None = None
@@ -416,7 +419,7 @@ class Trainer:
 
     def sample_grid_png(self) -> bytes:
         if self.translating:
-            assert self.inputs is not None
+            assert self.dataset.inputs is not None
             index = holdout_split(len(self.dataset), EVALUATION_SEED)[1]
             index = index[: self.spec.monitor.samples_per_class]
             inputs = self.dataset.inputs[index]  # type: ignore[index]
@@ -485,7 +488,7 @@ class Trainer:
             "rng": {
                 "torch": torch.get_rng_state(),
                 "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-                "data": self.data_rng.get_state(),
+                "data": self.batches.state_dict(),
             },
         }
 
@@ -504,8 +507,13 @@ class Trainer:
         torch.set_rng_state(state["rng"]["torch"])
         if state["rng"]["cuda"] and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(state["rng"]["cuda"])
-        self.data_rng.set_state(state["rng"]["data"])
         self.step = int(state["step"])
+        data = state["rng"]["data"]
+        # a checkpoint from before the loader holds a generator state: go on with the batch
+        # that follows as many as the run had drawn
+        self.batches.load_state_dict(
+            data if isinstance(data, dict) else {"drawn": self._batches_drawn()}
+        )
 
     # --- helpers ---------------------------------------------------------------------------------
 
@@ -521,24 +529,18 @@ class Trainer:
                 group["lr"] = spec.lr * remaining
 
     def _real_batch(self) -> tuple[Tensor, Tensor | None]:
-        index = torch.randint(
-            len(self.data), (self.spec.training.batch_size,), generator=self.data_rng
-        )
-        index = self.world.share(index).to(self.device)
-        x = to_model_range(self.data[index]).contiguous(memory_format=self._layout)
-        labels = self.labels[index] if self.labels is not None and self.num_classes else None
-        return x, labels
+        x, labels = self.batches.real()
+        return x, labels if self.num_classes else None
 
     def _paired_batch(self) -> tuple[Tensor, Tensor]:
         """(inputs, targets) in [-1, 1] of a batch drawn from the training pairs."""
-        assert self.inputs is not None and self.train_index is not None
-        draw = torch.randint(
-            len(self.train_index), (self.spec.training.batch_size,), generator=self.data_rng
-        )
-        index = self.train_index[draw.to(self.device)]
-        layout = self._layout
-        inputs = to_model_range(self.inputs[index]).contiguous(memory_format=layout)
-        return inputs, to_model_range(self.data[index]).contiguous(memory_format=layout)
+        return self.batches.paired()
+
+    def _batches_drawn(self) -> int:
+        """Real batches drawn in ``self.step`` steps: one per D step, and one per G step of
+        translation."""
+        d_steps = self.spec.optimizer.n_critic if self.trains_discriminator else 0
+        return self.step * (d_steps + (1 if self.translating else 0))
 
     # random draws: every rank draws the global batch's and keeps its share (distributed.World)
 

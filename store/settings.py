@@ -63,6 +63,18 @@ class Settings(BaseSettings):
         description="a job's training memory: specs estimated above it are refused at submission, "
         "and a worker stops a job that grows past it",
     )
+    # The worker's local copies of uploaded packs (worker.pack_cache, docs/large-datasets.md).
+    pack_cache_dir: Path | None = Field(
+        None,
+        description="where a worker keeps the packs it trains on, shared by the worker "
+        "processes of a host; default DATA_DIR/pack-cache",
+    )
+    pack_cache_bytes: int = Field(
+        20 * 1024 * MB,
+        gt=0,
+        description="the pack cache's size on disk: past it the least recently used packs are "
+        "deleted (never one a job is opening); a pack larger than it is still downloaded",
+    )
 
     # Webhooks (store.webhooks, worker.webhooks).
     webhook_allowed_addresses: AddressPolicy = Field(

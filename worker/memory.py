@@ -5,7 +5,8 @@ job submitted under a larger budget is refused with the same advice the API give
 ``MemoryWatch.check`` (asked after every step, through the runner's ``should_stop``) measures what
 the job holds: on CUDA the peak of tensors allocated on the device
 (``torch.cuda.max_memory_allocated``, reset when the job starts), elsewhere the process's resident
-memory (``/proc/self/statm``) above what it held when the job started. Past the budget the run
+memory that is not file-backed (``/proc/self/statm``: a memory-mapped pack's pages are the page
+cache's, which the kernel reclaims) above what it held when the job started. Past the budget the run
 stops cleanly after the step and the job fails with ``memory_exceeded``; the process is never
 killed.
 """
@@ -28,11 +29,13 @@ ADVICE = "lower training.batch_size or model.width"
 
 
 def resident_bytes() -> int:
-    """This process's resident memory: ``/proc/self/statm`` (Linux), else its peak
-    (``getrusage``; kilobytes on Linux, bytes on macOS)."""
+    """This process's resident memory less its file-backed pages (``/proc/self/statm``'s
+    resident - shared, on Linux), else its peak (``getrusage``; kilobytes on Linux, bytes on
+    macOS)."""
     try:
         with open("/proc/self/statm", "rb") as statm:
-            return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+            fields = statm.read().split()
+            return (int(fields[1]) - int(fields[2])) * os.sysconf("SC_PAGE_SIZE")
     except (OSError, ValueError, IndexError):
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         return int(peak if os.uname().sysname == "Darwin" else peak * 1024)
@@ -46,6 +49,7 @@ def check_estimate(spec: Spec, dataset: Dataset, *, budget_bytes: int) -> None:
         sample_shape=dataset.sample_shape,
         num_classes=dataset.num_classes,
         num_samples=len(dataset),
+        mapped=dataset.mapped is not None,
     )
     if estimate.total_bytes <= budget_bytes:
         return

@@ -6,8 +6,9 @@
    the message's ``queue`` (the Celery task passes it), the claim takes the fairest waiting job
    of that queue instead (``store.jobs.claim_next``), which may be another than ``job_id``.
 2. Load the data: a builtin from ``GANFORGE_DATA_DIR``; ``{"id": "ds_..."}`` is the tenant's
-   uploaded pack, downloaded from ``datasets/{id}/pack.npz`` to a temporary file whose path goes
-   to the loader. Check the spec's memory estimate against ``MAX_JOB_MEMORY_BYTES``.
+   uploaded pack, downloaded from ``datasets/{id}/pack.npz`` once per host into the pack cache
+   (``worker.pack_cache``), whose local copy goes to the loader (a large one is memory-mapped).
+   Check the spec's memory estimate against ``MAX_JOB_MEMORY_BYTES``.
 3. Build the trainer with the ``Reporter`` (what the run records) and ``Stops`` (when it must
    stop: the ``Lease`` lost or a cancel, the memory budget, a shutdown); resume from the newest
    checkpoint if the job has one.
@@ -26,7 +27,6 @@ import logging
 import os
 import secrets
 import socket
-import tempfile
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -77,6 +77,7 @@ from worker.outcome import (
     Outcome,
     StopReason,
 )
+from worker.pack_cache import PackCache
 from worker.reporter import DatabaseUnavailable, Reporter
 
 log = logging.getLogger("ganforge.worker")
@@ -416,7 +417,8 @@ class _Run:
 
     @contextlib.contextmanager
     def pack_path(self, spec: Spec) -> Iterator[Path | None]:
-        """The local copy of the spec's uploaded pack, deleted afterwards (None: a builtin)."""
+        """The local copy of the spec's uploaded pack, from the host's pack cache (None: a
+        builtin)."""
         dataset_id = spec.dataset.id
         if dataset_id is None:
             yield None
@@ -432,11 +434,14 @@ class _Run:
                 f"dataset {dataset_id} does not exist (was it deleted?); upload it again and "
                 "submit a new job"
             )
-        with tempfile.TemporaryDirectory(prefix="ganforge-dataset-") as folder:
-            path = Path(folder) / "pack.npz"
+        cache = PackCache(
+            self.settings.pack_cache_dir or self.settings.data_dir / "pack-cache",
+            self.settings.pack_cache_bytes,
+        )
+        with contextlib.ExitStack() as held:  # the pack is kept in the cache until loaded
             try:
                 with _storage_failure(f"the data of dataset {dataset_id}"):
-                    self.storage.get_file(key, path)
+                    path = held.enter_context(cache.local(self.storage, key))
             except StorageKeyNotFound:
                 raise DatasetError(
                     f"the data of dataset {dataset_id} is missing from storage "

@@ -30,6 +30,7 @@ from api.services.pagination import ascending_page
 from api.services.tenancy import get_owned, list_owned
 from api.services.usage import check_quota, check_quota_async
 from api.services.webhooks import submission_webhook
+from gan_engine.data.builtins import MAPPED_FROM_BYTES
 from gan_engine.evaluation import BEST_CHECKPOINT_METRICS
 from gan_engine.memory import estimate_training_memory, format_bytes
 from gan_engine.spec import Spec, SpecError, parse_spec, problems_of
@@ -143,6 +144,11 @@ class DataFacts:
     def sample_shape(self, image_size: int | None) -> tuple[int, ...]:
         return (2,) if not self.height else (self.channels, image_size or 0, image_size or 0)
 
+    @property
+    def mapped(self) -> bool:
+        """Whether the worker memory-maps these images rather than loading them."""
+        return self.num_samples * self.height * self.width * self.channels > MAPPED_FROM_BYTES
+
 
 async def training_data_facts(
     connection: AsyncConnection, *, tenant_id: str, spec: Spec
@@ -184,6 +190,7 @@ def check_memory(spec: Spec, data: DataFacts, *, budget_bytes: int) -> None:
         sample_shape=data.sample_shape(spec.model.image_size),
         num_classes=data.num_classes,
         num_samples=data.num_samples,
+        mapped=data.mapped,
     )
     if estimate.total_bytes <= budget_bytes:
         return

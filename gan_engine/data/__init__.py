@@ -1,16 +1,23 @@
-"""Training data: builtins, IDX files and .npz packs, held in memory.
+"""Training data: builtins, IDX files and .npz packs, held in memory or memory-mapped.
 
 Images are kept as uint8 (N, C, H, W) already fitted to the model's image size, and scaled to
-[-1, 1] per batch; 2-D points are float32 (N, 2). Class names travel with the labels.
+[-1, 1] per batch; 2-D points are float32 (N, 2). Class names travel with the labels. A large
+pack's images stay memory-mapped (``mapped``) and are fitted per read (``fit_size``), so
+that nothing ever holds them all: read them through ``images``/``batch``, never ``data``.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import mmap
+from dataclasses import dataclass, replace
+from pathlib import Path
 
 import torch
 
+from gan_engine.data.fit import fit_images
 from gan_engine.errors import EngineError
+
+BOUNDED_READ_ROWS = 1024  # rows of mapped images read between two drops of their pages
 
 
 def to_model_range(x: torch.Tensor) -> torch.Tensor:
@@ -20,6 +27,20 @@ def to_model_range(x: torch.Tensor) -> torch.Tensor:
 
 class DatasetError(EngineError):
     """Data that cannot be found or read; the message is meant for the user."""
+
+
+@dataclass(frozen=True)
+class Mapping:
+    """A pack file's memory mapping, which a large pack's images are views of."""
+
+    path: Path
+    mapping: mmap.mmap
+
+    def drop_pages(self) -> None:
+        """Unmap the pages read so far, so that resident memory never grows to the file's size
+        (they were never written: a later read maps them from the file again)."""
+        if hasattr(self.mapping, "madvise"):
+            self.mapping.madvise(mmap.MADV_DONTNEED)
 
 
 @dataclass(frozen=True)
@@ -40,6 +61,13 @@ class Dataset:
     # The inputs are the targets downsampled and upsampled again (bicubic): super-resolution,
     # whose bicubic baseline the inputs themselves are.
     super_resolution: bool = False
+    # The pack file mapping whose views ``data`` is (images too large to load); None when the
+    # images are in memory.
+    mapped: Mapping | None = None
+    # Mapped images are fitted to this square side as they are read (``fitted`` sets it).
+    fit_size: int | None = None
+    # Mapped images restricted to these rows (``dataset.classes``); None: all of them.
+    rows: torch.Tensor | None = None
 
     @property
     def is_paired(self) -> bool:
@@ -55,18 +83,50 @@ class Dataset:
 
     @property
     def sample_shape(self) -> tuple[int, ...]:
+        if self.fit_size is not None:
+            return (self.data.shape[1], self.fit_size, self.fit_size)
         return tuple(self.data.shape[1:])
 
+    @property
+    def stored_size(self) -> tuple[int, int]:
+        """(height, width) of the images as stored, before any fitting."""
+        return self.fitted_from or (int(self.data.shape[-2]), int(self.data.shape[-1]))
+
     def __len__(self) -> int:
-        return self.data.shape[0]
+        return self.data.shape[0] if self.rows is None else len(self.rows)
+
+    def images(self, index: torch.Tensor) -> torch.Tensor:
+        """The samples at ``index`` (uint8 images fitted to the model's size, or points): only
+        these rows are read."""
+        rows = index if self.rows is None else self.rows[index]
+        x = self.data[rows]
+        return x if self.fit_size is None else fit_images(x, self.fit_size)
 
     def batch(self, index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Float samples (images in [-1, 1]) and labels at ``index``."""
-        x = to_model_range(self.data[index])
+        x = to_model_range(self.images(index))
         return x, None if self.labels is None else self.labels[index]
+
+    def bounded(self, max_bytes: int, seed: int) -> Dataset:
+        """The dataset itself when in memory; of mapped images, an in-memory seeded sample of
+        as many as ``max_bytes`` holds (what evaluation reads), read a chunk at a time."""
+        if self.mapped is None:
+            return self
+        sample_bytes = max(1, int(torch.Size(self.sample_shape).numel()))
+        count = max(1, min(len(self), max_bytes // sample_bytes))
+        generator = torch.Generator().manual_seed(seed)
+        index = torch.randperm(len(self), generator=generator)[:count].sort().values
+        chunks = []
+        for chunk in index.split(BOUNDED_READ_ROWS):
+            chunks.append(self.images(chunk))
+            self.mapped.drop_pages()
+        labels = None if self.labels is None else self.labels[index]
+        return replace(
+            self, data=torch.cat(chunks), labels=labels, mapped=None, fit_size=None, rows=None
+        )
 
 
 # Imported last: the loaders import Dataset and DatasetError from this module.
 from gan_engine.data.builtins import load_dataset  # noqa: E402
 
-__all__ = ["Dataset", "DatasetError", "load_dataset", "to_model_range"]
+__all__ = ["Dataset", "DatasetError", "Mapping", "load_dataset", "to_model_range"]

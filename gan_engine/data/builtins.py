@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import warnings
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -20,10 +21,13 @@ from gan_engine.data.idx import (
     resolve_data_dir,
 )
 from gan_engine.data.mixtures import MIXTURES
-from gan_engine.data.packs import read_pack
+from gan_engine.data.packs import image_bytes, is_mappable, read_pack
 from gan_engine.data.paired import paired_fitted, photo_crops, with_derived_inputs
 from gan_engine.spec import DatasetSpec, Spec
 
+# An uncompressed image pack larger than this is memory-mapped and read batch by batch; smaller
+# ones are loaded (and, for training, moved to the device whole: the fast path).
+MAPPED_FROM_BYTES = 512 * 1024 * 1024
 MIXTURE_POINTS = 50_000
 MIXTURE_SEEDS: dict[str, int] = {"train": 0, "test": 1}
 DIGITS_TEST_FRACTION = 0.2
@@ -96,6 +100,11 @@ def of_classes(dataset: Dataset, classes: list[int]) -> Dataset:
         raise DatasetError(
             f"'{dataset.name}' has no sample of classes {classes}", param="dataset.classes"
         )
+    if dataset.mapped is not None:  # the rows are picked, never read
+        rows = keep.nonzero().squeeze(1)
+        if dataset.rows is not None:
+            rows = dataset.rows[rows]
+        return replace(dataset, labels=dataset.labels[keep], rows=rows)
     return Dataset(
         dataset.data[keep], dataset.labels[keep], dataset.class_names, dataset.name,
         fitted_from=dataset.fitted_from,
@@ -107,7 +116,7 @@ def fit_data(spec: Spec, dataset: Dataset) -> tuple[Spec, Dataset]:
     to it."""
     if dataset.is_points:
         return spec, dataset
-    spec = spec.fitted_to(*dataset.data.shape[-2:])
+    spec = spec.fitted_to(*dataset.stored_size)
     assert spec.model.image_size is not None
     return spec, fitted(dataset, spec.model.image_size)
 
@@ -120,6 +129,8 @@ def fitted(dataset: Dataset, image_size: int) -> Dataset:
     if dataset.is_points or dataset.data.shape[-2:] == (image_size, image_size):
         return dataset
     height, width = dataset.data.shape[-2:]
+    if dataset.mapped is not None:  # fitted per read, see Dataset.images
+        return replace(dataset, fit_size=image_size, fitted_from=(int(height), int(width)))
     return Dataset(
         fit_images(dataset.data, image_size),
         dataset.labels,
@@ -178,7 +189,10 @@ def load_idx_dataset(name: IdxName, split: Split, data_dir: Path | None = None) 
 
 
 def load_pack_dataset(path: Path, *, name: str | None = None) -> Dataset:
-    pack = read_pack(path)
+    """The pack at ``path``: memory-mapped when it is an uncompressed image pack whose images
+    take more than MAPPED_FROM_BYTES, read into memory otherwise (paired packs always are)."""
+    mapped = is_mappable(path) and image_bytes(path) > MAPPED_FROM_BYTES
+    pack = read_pack(path, mapped=mapped)
     labels = None if pack.labels is None else torch.from_numpy(pack.labels)
     inputs = None if pack.inputs is None else torch.from_numpy(pack.inputs)
     return Dataset(
@@ -188,6 +202,7 @@ def load_pack_dataset(path: Path, *, name: str | None = None) -> Dataset:
         name or path.stem,
         inputs=inputs,
         super_resolution=inputs is not None and is_super_resolution(inputs, pack.images.shape),
+        mapped=pack.mapped,
     )
 
 

@@ -7,12 +7,18 @@ A pack holds ``images`` uint8 (N, H, W) or (N, H, W, C) with C in {1, 3}, option
 the same N, sizes and channel counts free (labels, when given, are the targets' classes).
 Each member's ``.npy`` header is checked against these rules and against the member's real size
 before any array is allocated, and nothing is ever unpickled.
+
+Packs are written uncompressed (ZIP_STORED), so that a large one is read without loading it: its
+image members are memory-mapped at their offset in the file (``read_pack(..., mapped=True)``).
+Compressed packs (written before) stay readable; they are always read into memory.
 """
 
 from __future__ import annotations
 
 import lzma
 import math
+import mmap
+import struct
 import sys
 import zipfile
 import zlib
@@ -24,10 +30,12 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
-from gan_engine.data import DatasetError
+from gan_engine.data import DatasetError, Mapping
 
 PACK_KEYS = ("images", "labels", "class_names", "inputs", "targets")
 PAIRED_KEYS = ("inputs", "targets")
+IMAGE_KEYS = ("images", *PAIRED_KEYS)
+ZIP_LOCAL_HEADER_BYTES = 30
 MIN_SIDE, MAX_SIDE = 4, 256
 CHANNEL_COUNTS = (1, 3)
 MAX_CLASSES = 10_000  # the format's ceiling; a service may allow fewer
@@ -58,6 +66,7 @@ class Pack:
     labels: np.ndarray | None  # int64 (N,)
     class_names: list[str] | None  # set exactly when labels are
     inputs: np.ndarray | None = None  # uint8 (N, C', H', W'): a paired pack's inputs
+    mapped: Mapping | None = None  # set when ``images`` are views of the file's mapping
 
 
 @dataclass(frozen=True)
@@ -76,28 +85,82 @@ class ArrayHeader:
         return math.prod(self.shape) * self.dtype.itemsize
 
 
-def read_pack(source: PackSource, *, max_classes: int = MAX_CLASSES) -> Pack:
-    """Read and validate a pack; images come back as (N, C, H, W)."""
+def read_pack(source: PackSource, *, max_classes: int = MAX_CLASSES, mapped: bool = False) -> Pack:
+    """Read and validate a pack; images come back as (N, C, H, W). ``mapped``: the images of an
+    uncompressed image pack on disk (``is_mappable``) are memory-mapped (copy-on-write, so the
+    file is never written) rather than read, and come back as a channels-first view."""
     with open_pack(source) as archive:
-        arrays = read_arrays(archive, pack_headers(archive, max_classes=max_classes))
+        headers = pack_headers(archive, max_classes=max_classes)
+        to_map = (
+            ["images"]
+            if mapped and isinstance(source, str | Path) and is_mappable(Path(source))
+            else []
+        )
+        arrays = read_arrays(archive, {k: v for k, v in headers.items() if k not in to_map})
+        arrays.update({key: _mapped_member(archive, Path(source), key) for key in to_map})  # type: ignore[arg-type]
     images, labels = arrays.get("images", arrays.get("targets")), arrays.get("labels")
     assert images is not None  # pack_headers requires images or targets
     inputs = arrays.get("inputs")
     names = check_pack(
         images, labels, arrays.get("class_names"), max_classes=max_classes, inputs=inputs
     )
+    mapped = "images" in to_map
     return Pack(
-        _channels_first(images),
+        _channels_first(images, copy=not mapped),
         None if labels is None else labels.astype(np.int64),
         names,
         None if inputs is None else _channels_first(inputs),
+        Mapping(Path(source), images.base) if mapped else None,  # type: ignore[arg-type]
     )
 
 
-def _channels_first(images: np.ndarray) -> np.ndarray:
+def is_mappable(path: Path) -> bool:
+    """Whether the pack at ``path`` is an image pack (not paired) whose images are stored
+    uncompressed, so memory-mappable."""
+    with open_pack(path) as archive:
+        names = archive.namelist()
+        if "images.npy" not in names or any(f"{key}.npy" in names for key in PAIRED_KEYS):
+            return False
+        return archive.getinfo("images.npy").compress_type == zipfile.ZIP_STORED
+
+
+def image_bytes(path: Path) -> int:
+    """The bytes of a pack's image members, from their headers (nothing is read)."""
+    with open_pack(path) as archive:
+        headers = pack_headers(archive)
+    return sum(header.nbytes for key, header in headers.items() if key in IMAGE_KEYS)
+
+
+def _mapped_member(archive: zipfile.ZipFile, path: Path, key: str) -> np.ndarray:
+    """A stored member's array, memory-mapped (copy-on-write: the file is never written) at its
+    offset: the zip local header (30 bytes, then the name and the extra field) and the ``.npy``
+    header come before the data."""
+    info = archive.getinfo(f"{key}.npy")
+    with open(path, "rb") as handle:
+        handle.seek(info.header_offset)
+        local = handle.read(ZIP_LOCAL_HEADER_BYTES)
+        name_length, extra_length = struct.unpack("<HH", local[26:30])
+        start = info.header_offset + ZIP_LOCAL_HEADER_BYTES + name_length + extra_length
+    with archive.open(info) as member:
+        version = np.lib.format.read_magic(member)
+        shape, fortran, dtype = HEADER_READERS[version](member)
+        offset = start + member.tell()
+    size = math.prod(shape) * dtype.itemsize
+    with open(path, "rb") as handle:
+        mapping = mmap.mmap(handle.fileno(), offset + size, access=mmap.ACCESS_COPY)
+    if hasattr(mapping, "madvise"):  # batches read scattered rows: no read-ahead around them
+        mapping.madvise(mmap.MADV_RANDOM)
+    array = np.ndarray(shape, dtype, buffer=mapping, offset=offset, order="F" if fortran else "C")
+    assert array.base is mapping  # what Pack.mapped holds
+    return array
+
+
+def _channels_first(images: np.ndarray, *, copy: bool = True) -> np.ndarray:
+    """(N, C, H, W): a contiguous copy, or (``copy`` False: a memory-mapped array) a view."""
     if images.ndim == 3:
         images = images[..., None]
-    return np.ascontiguousarray(images.transpose(0, 3, 1, 2))
+    images = images.transpose(0, 3, 1, 2)
+    return np.ascontiguousarray(images) if copy else images
 
 
 def open_pack(source: PackSource) -> zipfile.ZipFile:
@@ -175,8 +238,8 @@ def write_pack(
     *,
     inputs: np.ndarray | None = None,
 ) -> None:
-    """Validate and write a compressed pack; ``images`` is (N, H, W) or (N, H, W, C). With
-    ``inputs``, a paired pack: ``images`` are written as its ``targets``."""
+    """Validate and write an uncompressed (memory-mappable) pack; ``images`` is (N, H, W) or
+    (N, H, W, C). With ``inputs``, a paired pack: ``images`` are written as its ``targets``."""
     images = np.asarray(images)
     labels = None if labels is None else np.asarray(labels)
     names = None if class_names is None else np.asarray(class_names, dtype=str)
@@ -186,15 +249,14 @@ def write_pack(
         arrays["images"] = images
     else:
         arrays.update(inputs=np.asarray(inputs), targets=images)
-    with zipfile.ZipFile(target, "w", zipfile.ZIP_DEFLATED) as archive:
+    with zipfile.ZipFile(target, "w", zipfile.ZIP_STORED) as archive:
         for key, array in arrays.items():
             if array is not None:
                 _write_member(archive, key, np.ascontiguousarray(array))
 
 
 def _write_member(archive: zipfile.ZipFile, key: str, array: np.ndarray) -> None:
-    """``key.npy`` written a chunk at a time: ``np.savez_compressed`` would hold a 16 MiB copy
-    of each chunk and its compressed output besides the array (48 MiB more for a 64 MiB one)."""
+    """``key.npy`` written a chunk at a time, so that no copy of the array is ever held."""
     step = max(1, WRITE_CHUNK_BYTES // max(array.itemsize, 1))
     flat = array.reshape(-1)
     with archive.open(f"{key}.npy", "w", force_zip64=True) as member:

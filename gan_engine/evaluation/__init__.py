@@ -75,6 +75,8 @@ Sampler = Callable[[int, Tensor | None], Tensor]
 
 EVALUATION_SEED = 0  # fixed, so runs on the same dataset share an evaluator and real subsets
 MAX_REFERENCE = 10_000  # held-out images in the FID reference
+# Of memory-mapped data, evaluation reads a seeded sample of this many bytes of images, once.
+EVALUATION_MAX_BYTES = 128 * 1024 * 1024
 REFERENCE_CHUNK = 1000  # of them converted to float at once
 
 
@@ -159,7 +161,7 @@ class RunEvaluator:
         return results
 
     def _prepare(self, announce: Announce | None) -> _RealReference:
-        dataset = self.dataset
+        dataset = self.dataset.bounded(EVALUATION_MAX_BYTES, EVALUATION_SEED)
         if self.labelled:
             evaluator = load_or_train_evaluator(
                 dataset, cache=self.cache, device=self.device, seed=EVALUATION_SEED,

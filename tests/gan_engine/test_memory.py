@@ -44,3 +44,16 @@ def test_largest_batch_within_a_budget_fits_it() -> None:
 )
 def test_format_bytes(count: int, text: str) -> None:
     assert format_bytes(count) == text
+
+
+def test_memory_mapped_data_costs_no_data_bytes() -> None:
+    spec = parse_spec({"dataset": FASHION})
+    shape = (3, 32, 32)
+    loaded = estimate_training_memory(
+        spec, sample_shape=shape, num_classes=0, num_samples=1_000_000
+    )
+    mapped = estimate_training_memory(
+        spec, sample_shape=shape, num_classes=0, num_samples=1_000_000, mapped=True
+    )
+    assert loaded.data_bytes == 1_000_000 * 3 * 32 * 32 and mapped.data_bytes == 0
+    assert loaded.total_bytes - mapped.total_bytes == loaded.data_bytes

@@ -1,0 +1,128 @@
+"""A pack several times larger than the bound trains with the worker's memory under the bound.
+
+The pack (3 GiB of 64×64 RGB uint8 images) is written straight to a local object store, fetched
+through the worker's pack cache and trained on by the engine in a subprocess (at image size 32:
+every batch is resized as it is read), whose peak resident memory (``getrusage``: the pages of
+the mapped pack it touched included) is what is bounded, and so is its loader workers'.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from gan_engine.data.builtins import load_pack_dataset
+from gan_engine.data.packs import write_pack
+
+GIB = 1 << 30
+IMAGE_SHAPE = (64, 64, 3)
+PACK_BYTES = 3 * GIB
+PEAK_RSS_BOUND = int(1.5 * GIB)
+KEY = "datasets/ds_large/pack.npz"
+STEPS = 12
+
+CHILD = textwrap.dedent(
+    """
+    import json, resource, sys
+    from pathlib import Path
+    from gan_engine.run import build_trainer, load_training_data
+    from gan_engine.spec import parse_spec
+    from store.storage import LocalStorage
+    from worker.memory import check_estimate
+    from worker.pack_cache import PackCache
+
+    root, cache_dir, key, STEPS = *sys.argv[1:4], int(sys.argv[4])
+    spec = parse_spec({
+        "dataset": {"id": "ds_large"},
+        "model": {"width": 8, "latent_dim": 16, "image_size": 32},
+        "training": {"steps": STEPS, "batch_size": 32, "device": "cpu"},
+        "monitor": {"log_every": 10, "sample_every": STEPS, "eval_every": STEPS,
+                    "eval_samples": 100, "checkpoint_every": STEPS},
+    })
+    cache = PackCache(Path(cache_dir), 8 << 30)
+    with cache.local(LocalStorage(root), key) as path:
+        spec, dataset = load_training_data(spec, pack_path=path)
+    check_estimate(spec, dataset, budget_bytes=1 << 30)
+    trainer = build_trainer(spec, dataset)
+    result = trainer.fit()
+    state = trainer.state_dict()
+    del trainer  # its loader's workers exit and are waited for: RUSAGE_CHILDREN counts them
+    import gc; gc.collect()
+    print(json.dumps({
+        "step": result.step,
+        "mapped": dataset.mapped is not None,
+        "metrics": sorted(result.summary),
+        "drawn": state["rng"]["data"]["drawn"],
+        "peak_rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+        "peak_rss_loader_workers": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024,
+    }))
+    """
+)
+
+
+def write_large_pack(path: Path, nbytes: int) -> int:
+    """An uncompressed pack of ``nbytes`` of images (a cheap varying fill), written in one pass
+    without the array ever in memory, as ``np.savez`` lays it out. Returns the image count."""
+    count = nbytes // int(np.prod(IMAGE_SHAPE))
+    header = {"descr": "|u1", "fortran_order": False, "shape": (count, *IMAGE_SHAPE)}
+    chunk_images = 1024
+    base = np.random.default_rng(0).integers(0, 256, (chunk_images, *IMAGE_SHAPE), np.uint8)
+    with (
+        zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as archive,
+        archive.open("images.npy", "w", force_zip64=True) as member,
+    ):
+        np.lib.format.write_array_header_1_0(member, header)
+        for start in range(0, count, chunk_images):
+            member.write((base[: min(chunk_images, count - start)] + start % 251).data)
+    return count
+
+
+@pytest.mark.large_data
+def test_a_pack_larger_than_memory_trains_under_the_bound(tmp_path: Path) -> None:
+    storage_root, cache_dir = tmp_path / "storage", tmp_path / "cache"
+    pack = storage_root / KEY
+    pack.parent.mkdir(parents=True)
+    try:
+        count = write_large_pack(pack, PACK_BYTES)
+        assert pack.stat().st_size > 2 * PEAK_RSS_BOUND
+        child = subprocess.run(
+            [sys.executable, "-c", CHILD, str(storage_root), str(cache_dir), KEY, str(STEPS)],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
+        assert child.returncode == 0, child.stderr[-3000:]
+        report = json.loads(child.stdout.strip().splitlines()[-1])
+        cached = list(cache_dir.glob("*.npz"))
+        assert [p.stat().st_size for p in cached] == [pack.stat().st_size]
+    finally:
+        pack.unlink(missing_ok=True)
+        for cached_pack in cache_dir.glob("*.npz"):
+            cached_pack.unlink()
+    assert count * int(np.prod(IMAGE_SHAPE)) <= PACK_BYTES
+    assert report["step"] == STEPS and report["mapped"] and report["drawn"] == STEPS
+    assert "fid" in report["metrics"]
+    assert report["peak_rss"] < PEAK_RSS_BOUND, report
+    assert report["peak_rss_loader_workers"] < PEAK_RSS_BOUND, report
+
+
+def test_small_packs_stay_in_memory_and_old_compressed_packs_still_read(tmp_path: Path) -> None:
+    """The fast path: a pack under MAPPED_FROM_BYTES is loaded, whether stored or deflated."""
+    images = np.arange(6 * 8 * 8, dtype=np.uint8).reshape(6, 8, 8)
+    stored, deflated = tmp_path / "stored.npz", tmp_path / "deflated.npz"
+    write_pack(stored, images, [0, 1, 0, 1, 0, 1])
+    np.savez_compressed(deflated, images=images, labels=np.array([0, 1, 0, 1, 0, 1]))
+    with zipfile.ZipFile(stored) as archive:
+        assert {i.compress_type for i in archive.infolist()} == {zipfile.ZIP_STORED}
+    for path in (stored, deflated):
+        dataset = load_pack_dataset(path)
+        assert dataset.mapped is None
+        assert np.array_equal(dataset.data[:, 0].numpy(), images)
