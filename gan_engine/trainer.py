@@ -20,7 +20,7 @@ from torch import Tensor, nn
 from torch.optim.swa_utils import AveragedModel
 
 from gan_engine import regularizers
-from gan_engine.augment import build_augment, check_applies
+from gan_engine.augment import build_augment
 from gan_engine.callbacks import Callback
 from gan_engine.checkpoint import CHECKPOINT_FORMAT, CheckpointError
 from gan_engine.data import Dataset, to_model_range
@@ -119,7 +119,6 @@ class Trainer:
                 "labels: use conditioning 'none' or add labels",
                 param="model.conditioning",
             )
-        check_applies(spec, points=dataset.is_points)
         self.progress = RunProgress(
             total_steps=spec.training.steps,
             eval_every=spec.monitor.eval_every,

@@ -64,16 +64,6 @@ def test_augmentations_that_do_not_apply_name_the_field(data: dict, param: str, 
     assert hint in str(caught.value)
 
 
-def test_an_uploaded_pack_of_points_refuses_augmentation() -> None:
-    from gan_engine.augment import check_applies
-
-    spec = tiny_spec("digits", augment={"kind": "diffaugment"})
-    check_applies(spec, points=False)
-    with pytest.raises(SpecError) as caught:
-        check_applies(spec, points=True)
-    assert caught.value.param == "augment"
-
-
 # --- transforms -------------------------------------------------------------------------------
 
 
