@@ -183,7 +183,15 @@ def test_kind_none_logs_no_p_and_checkpoints_no_augment_state() -> None:
     trainer = Trainer(spec, dataset_for(spec), callbacks=[recorder])
     result = trainer.fit()
     assert "ada_p" not in recorder.steps[-1][1] and "ada_p" not in result.summary
+    assert all(-1 <= metrics["d_real_sign"] <= 1 for _, metrics in recorder.steps)  # r_t
     assert trainer.state_dict()["augment"] is None and trainer.state_dict()["lecam"] is None
+
+
+def test_a_critic_without_a_fixed_zero_logs_no_r_t() -> None:
+    spec = tiny_spec("digits", preset="wgan-gp")
+    recorder = Recorder()
+    Trainer(spec, dataset_for(spec), callbacks=[recorder]).fit()
+    assert "d_real_sign" not in recorder.steps[-1][1]
 
 
 def _resume_matches(spec: Any) -> tuple[dict[str, Any], Trainer, Trainer]:
