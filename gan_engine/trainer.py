@@ -20,10 +20,11 @@ from torch import Tensor, nn
 from torch.optim.swa_utils import AveragedModel
 
 from gan_engine import distributed, regularizers
+from gan_engine.augment import build_augment
 from gan_engine.callbacks import Callback
 from gan_engine.checkpoint import CHECKPOINT_FORMAT, CheckpointError
 from gan_engine.data import Dataset, to_model_range
-from gan_engine.data.builtins import fit_data
+from gan_engine.data.builtins import fit_data, subset_index
 from gan_engine.data.fit import fits_by_padding
 from gan_engine.data.loader import Batches
 from gan_engine.evaluation import EVALUATION_SEED, HEADLINE_METRICS
@@ -170,15 +171,19 @@ class Trainer:
         self.d_optimizer = build_optimizer(spec.optimizer.discriminator, self.D.parameters())
         self.loss = LOSSES[spec.loss.kind]
         self.real_target = 1.0 - spec.loss.label_smoothing
-        # translation trains on the pairs its evaluation does not hold out
-        train_pairs = holdout_split(len(dataset), EVALUATION_SEED)[0] if self.translating else None
+        self.augment = build_augment(spec, self.device, average=self._rank_mean)
+        self.lecam = (
+            regularizers.LeCam(spec.loss.lecam, self.device, average=self._rank_mean)
+            if spec.loss.lecam
+            else None
+        )
         self.batches = Batches(
             dataset,
             batch_size=spec.training.batch_size,
             seed=spec.training.seed,
             device=self.device,
             layout=self._layout,
-            pool=train_pairs,
+            pool=_training_index(spec, dataset),
             rank=self.world.rank,
             world_size=self.world.size,
         )
@@ -233,6 +238,7 @@ class Trainer:
             self._raise_if_diverged(d_stats.get("d_loss", torch.zeros(())), g_stats["g_loss"])
             if measure:
                 stats = self.world.mean({**d_stats, **g_stats})
+                stats.update(self.augment.metrics())  # the same on every rank
                 elapsed = time.monotonic() - window_start - window_paused
                 images = window_steps * training.batch_size * self.spec.optimizer.n_critic
                 self._emit_step(stats, images / max(elapsed, 1e-9))
@@ -251,7 +257,8 @@ class Trainer:
             stop = out_of_time or any(cb.should_stop(self.step) for cb in self.callbacks)
             if self.world.from_main(stop, self.device):  # no rank left waiting in a collective
                 return TrainResult(self.step, stopped_early=True)
-        return TrainResult(self.step, stopped_early=False, summary=self.final_metrics)
+        summary = {**self.final_metrics, **_floats(self.augment.metrics())}  # + ADA's final p
+        return TrainResult(self.step, stopped_early=False, summary=summary)
 
     def discriminator_step(self, measure: bool) -> dict[str, Tensor]:
         if self.translating:
@@ -263,9 +270,13 @@ class Trainer:
         real, fake = self._instance_noise(real), self._instance_noise(fake)
         loss_spec, pack = self.spec.loss, self.spec.model.pack
         with self._autocast():
-            out_real, out_fake = self.d_forward(real, labels), self.d_forward(fake, labels)
+            out_real, out_fake = self._judge(real, labels), self._judge(fake, labels)
+            self.augment.observe_real(out_real.logits)
             d_loss = self.loss.discriminator(out_real.logits, out_fake.logits, self.real_target)
             stats = {"d_adv_loss": d_loss.detach()}
+            if self.lecam is not None:
+                lecam = self.lecam(out_real.logits, out_fake.logits)
+                d_loss, stats["lecam"] = d_loss + lecam, lecam.detach()
             if out_real.class_logits is not None:
                 class_loss = F.cross_entropy(out_real.class_logits, labels) + F.cross_entropy(
                     out_fake.class_logits, labels
@@ -294,6 +305,9 @@ class Trainer:
             out_real.logits.detach().float(),
             out_fake.logits.detach().float(),
         )
+        boundary = self.loss.decision_boundary
+        if measure and boundary is not None:  # ADA's overfitting heuristic r_t, for diagnostics
+            stats["d_real_sign"] = (real_logits - boundary).sign().mean()
         return {
             **stats,
             "d_loss": d_loss.detach(),
@@ -310,7 +324,7 @@ class Trainer:
         self.D.requires_grad_(False)
         with self._autocast():
             fake = self.g_forward(self._latent(self.batch_size), labels)
-            out = self.d_plain(self._instance_noise(fake), labels)
+            out = self._judge(self._instance_noise(fake), labels, through=self.d_plain)
             g_loss = self.loss.generator(out.logits)
             stats = {"g_adv_loss": g_loss.detach()}
             if out.class_logits is not None:
@@ -490,6 +504,8 @@ class Trainer:
                 "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
                 "data": self.batches.state_dict(),
             },
+            "augment": self.augment.state_dict(),
+            "lecam": None if self.lecam is None else self.lecam.state_dict(),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -507,6 +523,9 @@ class Trainer:
         torch.set_rng_state(state["rng"]["torch"])
         if state["rng"]["cuda"] and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(state["rng"]["cuda"])
+        self.augment.load_state_dict(state.get("augment"))
+        if self.lecam is not None:
+            self.lecam.load_state_dict(state.get("lecam"))
         self.step = int(state["step"])
         data = state["rng"]["data"]
         # a checkpoint from before the loader holds a generator state: go on with the batch
@@ -564,8 +583,21 @@ class Trainer:
         noise = self.world.share(torch.randn(size, device=x.device, dtype=x.dtype))
         return x + std * noise
 
+    def _rank_mean(self, value: Tensor) -> Tensor:
+        """``value`` averaged over the run's ranks (a collective: every rank calls it alike)."""
+        if not self.world.distributed:
+            return value
+        flat = value.detach().float().reshape(-1)
+        averaged = self.world.mean({str(i): v for i, v in enumerate(flat)})
+        return torch.stack(list(averaged.values())).reshape(value.shape).to(value.dtype)
+
+    def _judge(self, x: Tensor, labels: Tensor | None, through: nn.Module | None = None) -> Any:
+        """D's verdict on ``x`` as D sees it: augmented (augment.kind), every time; ``through``
+        another forward of D (G's step goes through D's plain module, not its DDP wrapper)."""
+        return (through or self.d_forward)(self.augment(x), labels)
+
     def _critic(self, labels: Tensor | None) -> Callable[[Tensor], Tensor]:
-        return lambda x: self.d_forward(x, labels).logits
+        return lambda x: self._judge(x, labels).logits
 
     def _fitting_note(self) -> str:
         height, width = self.dataset.fitted_from or (0, 0)
@@ -600,7 +632,7 @@ class Trainer:
             raise TrainingDiverged(self.step, values)
 
     def _emit_step(self, stats: dict[str, Tensor], images_per_s: float) -> None:
-        metrics = {name: float(value) for name, value in stats.items()}
+        metrics = _floats(stats)
         metrics["images_per_s"] = images_per_s
         for callback in self.callbacks:
             callback.on_step(self.step, metrics)
@@ -639,6 +671,19 @@ class Trainer:
             state = self.state_dict()
             for callback in self.callbacks:
                 callback.on_checkpoint(self.step, state)
+
+
+def _training_index(spec: Spec, dataset: Dataset) -> Tensor | None:
+    """The samples the run trains on, when not all of them: translation the pairs its evaluation
+    does not hold out, ``dataset.subset`` its fixed subset (evaluation still sees every sample)."""
+    if spec.task == "translation":
+        return holdout_split(len(dataset), EVALUATION_SEED)[0]
+    subset = spec.dataset.subset
+    return None if subset is None else subset_index(dataset, subset.per_class, subset.seed)
+
+
+def _floats(stats: dict[str, Tensor]) -> dict[str, float]:
+    return {name: float(value) for name, value in stats.items()}
 
 
 def _grad_norm(module: nn.Module) -> Tensor:
