@@ -594,7 +594,7 @@ class Trainer:
     def _judge(self, x: Tensor, labels: Tensor | None, through: nn.Module | None = None) -> Any:
         """D's verdict on ``x`` as D sees it: augmented (augment.kind), every time; ``through``
         another forward of D (G's step goes through D's plain module, not its DDP wrapper)."""
-        return (through or self.d_forward)(self.augment(x), labels)
+        return (self.d_forward if through is None else through)(self.augment(x), labels)
 
     def _critic(self, labels: Tensor | None) -> Callable[[Tensor], Tensor]:
         return lambda x: self._judge(x, labels).logits

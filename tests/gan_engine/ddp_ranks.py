@@ -1,10 +1,12 @@
 """``torchrun ... -m tests.gan_engine.ddp_ranks SPEC.json OUT.json [NAN_STEP]``: train SPEC's
 Trainer (no evaluator, so no classifier to train) on every rank; rank 0 writes the logged steps
-to OUT. NAN_STEP: rank 1 alone gets a NaN generator loss from that step on, and rank 0 writes
-the step at which it saw the run diverge."""
+to OUT, and every rank what it adapted (ADA's p, LeCam's anchors) to OUT.rankR.json. NAN_STEP:
+rank 1 alone gets a NaN generator loss from that step on, and rank 0 writes the step at which
+it saw the run diverge."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import sys
@@ -13,7 +15,6 @@ from pathlib import Path
 import torch
 
 from gan_engine import distributed
-from gan_engine.losses import LossPair
 from gan_engine.spec import parse_spec
 from gan_engine.trainer import Trainer, TrainingDiverged, pick_device
 from tests.gan_engine.conftest import Recorder, dataset_for
@@ -30,7 +31,7 @@ def main(spec_path: Path, out: Path, nan_step: int | None) -> None:
             def nan_from(fake: torch.Tensor) -> torch.Tensor:
                 return honest.generator(fake) * (math.nan if trainer.step + 1 >= nan_step else 1)
 
-            trainer.loss = LossPair(honest.discriminator, nan_from)
+            trainer.loss = dataclasses.replace(honest, generator=nan_from)
         try:
             trainer.fit()
         except TrainingDiverged as error:
@@ -39,6 +40,11 @@ def main(spec_path: Path, out: Path, nan_step: int | None) -> None:
             return
         if world.is_main:
             out.write_text(json.dumps(recorder.steps))
+        adapted = {  # what each rank adapts as it trains: it must agree across ranks
+            "ada_p": [float(v) for v in trainer.augment.metrics().values()],
+            "lecam": [] if trainer.lecam is None else trainer.lecam.anchors.tolist(),
+        }
+        out.with_suffix(f".rank{world.rank}.json").write_text(json.dumps(adapted))
 
 
 if __name__ == "__main__":

@@ -273,8 +273,9 @@ def test_subset_larger_than_a_class_names_the_field() -> None:
 def test_the_trainer_draws_real_batches_only_from_the_subset() -> None:
     spec = tiny_spec("digits", dataset={"builtin": "digits", "subset": {"per_class": 1}})
     trainer = Trainer(spec, dataset_for(spec))
-    assert trainer.train_index is not None and len(trainer.train_index) == 10
-    kept = {tuple(image.flatten().tolist()) for image in trainer.data[trainer.train_index]}
+    pool = trainer.batches.pool
+    assert pool is not None and len(pool) == 10
+    kept = {tuple(image.flatten().tolist()) for image in trainer.dataset.data[pool]}
     for _ in range(3):
         real, _ = trainer._real_batch()
         drawn = ((real + 1) * 127.5).round().to(torch.uint8)

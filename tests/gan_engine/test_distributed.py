@@ -151,6 +151,33 @@ def test_sync_batchnorm_makes_g_and_d_batchnorm_agree_with_one_process(
     assert_same_curve(ranks, one, EXACT)
 
 
+def test_ada_and_lecam_adapt_alike_on_every_rank(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each rank sees its own half of the batch; ADA's p and LeCam's anchors follow the whole
+    batch's statistics, so the ranks keep the same p and anchors (and no collective hangs)."""
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(sys.path))  # the ranks import tests.*
+    spec = tiny_spec(
+        "digits",
+        model={"architecture": "dcgan", "d_norm": "none"},
+        loss={"lecam": 0.3},
+        optimizer={"discriminator": {"lr": 0.01}},  # a D sure of the reals at once: p rises
+        augment={"kind": "ada", "interval": 1, "ada_kimg": 1, "target": 0.01},
+        training={"steps": 6, "devices": 2, "device": "cpu", "mixed_precision": "off"},
+        monitor={"checkpoint_every": 6, "sample_every": 6},
+    )  # fmt: skip
+    (tmp_path / "spec.json").write_text(json.dumps(spec.to_dict()))
+    out = tmp_path / "steps.json"
+    assert (
+        distributed.launch(2, "tests.gan_engine.ddp_ranks", [str(tmp_path / "spec.json"), str(out)])
+        == 0
+    )
+    rank0, rank1 = (json.loads(out.with_suffix(f".rank{r}.json").read_text()) for r in (0, 1))
+    assert rank0 == rank1
+    assert 0 < rank0["ada_p"][0] <= 1 and any(rank0["lecam"])
+    assert [step for step, _ in json.loads(out.read_text())][-1] == 6
+
+
 def test_the_world_hands_each_rank_its_contiguous_share() -> None:
     batch = torch.arange(8)
     shares = [World(rank, 2).share(batch) for rank in range(2)]
