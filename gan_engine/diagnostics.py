@@ -26,6 +26,10 @@ REFERENCE_COUNT = 20  # the first observations: each metric's early level
 SMOOTHING = 5  # observations in the moving average of the oscillation check
 TINY_GRADIENT = 1e-3
 EXPLOSION = 50.0  # times the early level
+# D's r_t = E[sign D(real)] (Karras et al. 2020) above which it is taken to be memorising the
+# reals: well above ADA's target 0.6, which healthy runs without augmentation often exceed
+OVERFITTING_RT = 0.9
+OVERFITTING_AFTER = 0.1  # of the run's steps: every D separates reals easily at the start
 BEST: dict[str, Callable[[float, float], float]] = {  # eval metrics whose best value is kept
     "modes_captured": max, "class_coverage": max, "diversity_ratio": max, "duplicate_fraction": min,
 }  # fmt: skip
@@ -41,6 +45,7 @@ class _Run:
     early: dict[str, list[float]] = field(default_factory=dict)
     best: dict[str, float] = field(default_factory=dict)  # best eval value so far, per metric
     collapse_evidence_last_eval: bool = False
+    step: int = 0  # of the newest observation
 
     def reference(self, name: str) -> float | None:
         values = self.early.get(name, [])
@@ -176,6 +181,21 @@ def _flips(series: list[float], band: float) -> int:
     return flips
 
 
+def _d_overfitting(run: _Run, m: dict[str, float]) -> str | None:
+    """ADA's heuristic: D keeps putting nearly every real image it trains on on the real side.
+    Only for images without augmentation (the advice is to turn it on)."""
+    r_t, spec = m.get("d_real_sign"), run.spec
+    if r_t is None or spec.augment.kind != "none" or spec.model.image_size is None:
+        return None  # no r_t for this loss, augmented already, or 2-D points
+    if run.step < OVERFITTING_AFTER * spec.training.steps or r_t < OVERFITTING_RT:
+        return None
+    return (
+        f"D judges {(1 + r_t) / 2:.0%} of the real images it trains on real "
+        f"(r_t = E[sign D(real)] = {r_t:.2f}; adaptive augmentation holds it near 0.6), "
+        "a sign that it memorises the training images"
+    )
+
+
 # --- eval rules -------------------------------------------------------------------------------
 
 
@@ -284,6 +304,15 @@ def _overpowering_advice(spec: Spec) -> str:
     )
 
 
+def _overfitting_advice(spec: Spec) -> str:
+    lecam = "loss.lecam 0.3 (LeCam regularisation), " if not spec.loss.lecam else ""
+    return (
+        "The discriminator is overfitting the training images, which happens with little data; "
+        "its verdicts then stop teaching the generator. Turn augmentation on: augment.kind "
+        f"'ada' (or 'diffaugment'); also try {lecam}or more training data. See docs/small-data.md."
+    )
+
+
 def _oscillation_advice(spec: Spec) -> str:
     return (
         "Generator and discriminator are chasing each other instead of converging. Try lower "
@@ -316,6 +345,7 @@ STEP_RULES: tuple[Rule, ...] = (
     Rule("discriminator_overpowering", 20, 20, _overpowering, _overpowering_advice,
          unless="vanishing_gradients"),
     Rule("oscillation", 10, 30, _oscillating, _oscillation_advice),
+    Rule("discriminator_overfitting", 20, 20, _d_overfitting, _overfitting_advice),
 )
 # fmt: on
 EVAL_RULES: tuple[Rule, ...] = (Rule("mode_collapse", 1, 2, _mode_collapse, _mode_collapse_advice),)
@@ -338,6 +368,7 @@ class Diagnostics:
     def observe_step(self, step: int, metrics: dict[str, float]) -> list[Event]:
         run = self._run
         run.recent.append(metrics)
+        run.step = step
         for name, value in metrics.items():
             early = run.early.setdefault(name, [])
             if len(early) < REFERENCE_COUNT and math.isfinite(value):

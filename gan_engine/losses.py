@@ -70,12 +70,21 @@ class LossPair:
     default_weight_clip: float | None = None
     # The least D loss (plus a tolerance) a saturated D reaches; None when unbounded below.
     d_loss_floor: float | None = None
+    # The raw output between D's real and fake targets: sign(D(x) - boundary) says which side D
+    # puts x on (ADA's overfitting heuristic r_t); None for critics without a fixed zero.
+    decision_boundary: float | None = None
 
 
 LOSSES: dict[LossKind, LossPair] = {
-    "minimax": LossPair(bce_discriminator, minimax_generator, bce=True, target_based=True),
+    "minimax": LossPair(
+        bce_discriminator, minimax_generator, bce=True, target_based=True, decision_boundary=0.0
+    ),
     "non_saturating": LossPair(
-        bce_discriminator, non_saturating_generator, bce=True, target_based=True
+        bce_discriminator,
+        non_saturating_generator,
+        bce=True,
+        target_based=True,
+        decision_boundary=0.0,
     ),
     "wasserstein": LossPair(
         wasserstein_critic, wasserstein_generator, critic=True, default_weight_clip=0.01
@@ -83,9 +92,19 @@ LOSSES: dict[LossKind, LossPair] = {
     "wgan_gp": LossPair(
         wasserstein_critic, wasserstein_generator, critic=True, default_gradient_penalty=10.0
     ),
-    "hinge": LossPair(hinge_discriminator, wasserstein_generator, critic=True, d_loss_floor=0.05),
+    "hinge": LossPair(
+        hinge_discriminator,
+        wasserstein_generator,
+        critic=True,
+        d_loss_floor=0.05,
+        decision_boundary=0.0,
+    ),
     "least_squares": LossPair(
-        least_squares_discriminator, least_squares_generator, target_based=True, d_loss_floor=0.01
+        least_squares_discriminator,
+        least_squares_generator,
+        target_based=True,
+        d_loss_floor=0.01,
+        decision_boundary=0.5,
     ),
 }
 assert tuple(LOSSES) == get_args(LossKind), "every LossKind has exactly one entry"

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 Critic = Callable[[Tensor], Tensor]  # samples -> raw D outputs, one per D input
@@ -40,6 +42,37 @@ def feature_matching(real_features: Tensor, fake_features: Tensor) -> Tensor:
 def instance_noise_std(initial_std: float, step: int, total_steps: int) -> float:
     """Gaussian noise on every D input, annealed linearly to zero over the run."""
     return initial_std * max(0.0, 1.0 - step / total_steps)
+
+
+class LeCam:
+    """LeCam regularisation (Tseng et al. 2021, "Regularizing Generative Adversarial Networks
+    under Limited Data"): weight * (E[relu(D(x) - a_fake)^2] + E[relu(a_real - D(G(z)))^2]),
+    a_real and a_fake being EMAs (decay 0.99) of D's mean outputs on reals and fakes, as in the
+    authors' code. The anchors start at the first batch's means."""
+
+    DECAY = 0.99
+
+    def __init__(self, weight: float, device: torch.device) -> None:
+        self.weight = weight
+        self.anchors = torch.zeros(2, device=device)  # (real, fake)
+        self.updates = 0
+
+    def __call__(self, real: Tensor, fake: Tensor) -> Tensor:
+        real, fake = real.float(), fake.float()
+        means = torch.stack((real.detach().mean(), fake.detach().mean()))
+        self.anchors = torch.lerp(means, self.anchors, self.DECAY if self.updates else 0.0)
+        self.updates += 1
+        anchor_real, anchor_fake = self.anchors
+        pushed = F.relu(real - anchor_fake).pow(2).mean() + F.relu(anchor_real - fake).pow(2).mean()
+        return self.weight * pushed
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"anchors": self.anchors.cpu(), "updates": self.updates}
+
+    def load_state_dict(self, state: dict[str, Any] | None) -> None:
+        if state is not None:  # a checkpoint of a run without LeCam: anchors start afresh
+            self.anchors = state["anchors"].to(self.anchors.device)
+            self.updates = int(state["updates"])
 
 
 def clip_weights(module: torch.nn.Module, limit: float) -> None:

@@ -81,6 +81,11 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=False, allow_inf_nan=False)
 
 
+class SubsetSpec(_Strict):
+    per_class: Int = Field(..., ge=1, le=1_000_000, description="images kept of each class")
+    seed: Int = Field(0, ge=0, lt=2**63, description="the permutation that picks them")
+
+
 class DatasetSpec(_Strict):
     builtin: BuiltinName | None = None
     id: str | None = Field(
@@ -96,6 +101,12 @@ class DatasetSpec(_Strict):
         max_length=1000,
         description="keep only the images of these class indices (labels and class names stay "
         "the dataset's); e.g. [0] trains on one class, as anomaly detection's one-class protocol",
+    )
+    subset: SubsetSpec | None = Field(
+        None,
+        description="train on a fixed, class-balanced subset: per_class images of every class "
+        "(after 'classes'), picked by a seeded permutation; evaluation still measures against "
+        "the whole dataset (task 'generation' only)",
     )
 
     @model_validator(mode="after")
@@ -183,6 +194,44 @@ class LossSpec(_Strict):
         description="weight of the adversarial term in G's loss; task 'translation' only may "
         "change it: 0 trains the L1-only baseline (no discriminator)",
     )
+    lecam: Float = Field(
+        0.0,
+        ge=0,
+        le=1e4,
+        description="weight of LeCam regularisation of D (Tseng et al. 2021): D's outputs are "
+        "held near EMA anchors of its outputs on the other side; 0.3 is typical on small data",
+    )
+
+
+AugmentKind = Literal["none", "diffaugment", "ada"]
+DiffAugmentPolicy = Literal["translation", "cutout", "color"]
+
+
+class AugmentSpec(_Strict):
+    """Augmentation of every image D sees, real and fake (gan_engine/augment.py)."""
+
+    kind: AugmentKind = Field(
+        "none",
+        description="diffaugment: the same random policies on every D input (Zhao et al. 2020); "
+        "ada: flips, 90° rotations, translation and colour, each with a probability p adapted "
+        "to D's overfitting (Karras et al. 2020)",
+    )
+    policies: list[DiffAugmentPolicy] = Field(
+        ["translation", "cutout", "color"],
+        min_length=1,
+        max_length=3,
+        description="diffaugment only: which of translation, cutout, color to apply",
+    )
+    target: Float = Field(
+        0.6, gt=0, lt=1, description="ada only: the r_t = E[sign D(real)] that p steers towards"
+    )
+    ada_kimg: Float = Field(
+        100.0,
+        gt=0,
+        le=100_000,
+        description="ada only: thousands of real images over which p can move from 0 to 1",
+    )
+    interval: Int = Field(4, ge=1, le=10_000, description="ada only: D steps between p updates")
 
 
 class OptimizerSpec(_Strict):
@@ -260,6 +309,7 @@ class Spec(_Strict):
     dataset: DatasetSpec
     model: ModelSpec = Field(default_factory=ModelSpec)
     loss: LossSpec = Field(default_factory=LossSpec)
+    augment: AugmentSpec = Field(default_factory=AugmentSpec)
     optimizer: OptimizersSpec = Field(default_factory=OptimizersSpec)
     training: TrainingSpec = Field(default_factory=TrainingSpec)
     monitor: MonitorSpec = Field(default_factory=MonitorSpec)
@@ -375,8 +425,45 @@ def _check_task(spec: Spec) -> None:
         )
 
 
+def _check_augment(spec: Spec) -> None:
+    augment, defaults = spec.augment, AugmentSpec.model_fields
+    owners = {"policies": "diffaugment", "target": "ada", "ada_kimg": "ada", "interval": "ada"}
+    for name, owner in owners.items():
+        if augment.kind != owner and getattr(augment, name) != defaults[name].default:
+            raise FieldConflict(
+                f"augment.{name}",
+                f"applies only to augment.kind '{owner}' (got '{augment.kind}'): remove it",
+            )
+    if augment.kind == "none":
+        return
+    if spec.dataset.is_points:
+        raise FieldConflict(
+            "augment",
+            f"dataset '{spec.dataset.builtin}' is 2-D points, which image augmentations do not "
+            "apply to: set augment.kind 'none'",
+        )
+    if spec.task == "translation":
+        raise FieldConflict(
+            "augment",
+            "does not apply to task 'translation' (pix2pix's D judges each output pixel-aligned "
+            "with its input): set augment.kind 'none'",
+        )
+    if augment.kind == "ada" and LOSSES[spec.loss.kind].decision_boundary is None:
+        raise FieldConflict(
+            "augment.kind",
+            f"'ada' steers p by the sign of D's output on reals, and loss.kind "
+            f"'{spec.loss.kind}' has a critic with no fixed zero: use augment.kind "
+            "'diffaugment', or a loss such as 'non_saturating' or 'hinge'",
+        )
+
+
 def _check_combinations(spec: Spec) -> None:
     _check_task(spec)
+    _check_augment(spec)
+    if spec.task == "translation" and spec.loss.lecam:
+        raise FieldConflict("loss.lecam", "applies only to task 'generation': remove it")
+    if spec.task == "translation" and spec.dataset.subset is not None:
+        raise FieldConflict("dataset.subset", "applies only to task 'generation': remove it")
     m, loss, facts = spec.model, spec.loss, LOSSES[spec.loss.kind]
     if loss.weight_clip is not None and facts.default_weight_clip is None:
         raise FieldConflict(

@@ -20,10 +20,11 @@ from torch import Tensor, nn
 from torch.optim.swa_utils import AveragedModel
 
 from gan_engine import regularizers
+from gan_engine.augment import build_augment, check_applies
 from gan_engine.callbacks import Callback
 from gan_engine.checkpoint import CHECKPOINT_FORMAT, CheckpointError
 from gan_engine.data import Dataset, to_model_range
-from gan_engine.data.builtins import fit_data
+from gan_engine.data.builtins import fit_data, subset_index
 from gan_engine.data.fit import fits_by_padding
 from gan_engine.evaluation import EVALUATION_SEED, HEADLINE_METRICS
 from gan_engine.evaluation.evaluator import holdout_split
@@ -118,6 +119,7 @@ class Trainer:
                 "labels: use conditioning 'none' or add labels",
                 param="model.conditioning",
             )
+        check_applies(spec, points=dataset.is_points)
         self.progress = RunProgress(
             total_steps=spec.training.steps,
             eval_every=spec.monitor.eval_every,
@@ -159,14 +161,21 @@ class Trainer:
         self.d_optimizer = build_optimizer(spec.optimizer.discriminator, self.D.parameters())
         self.loss = LOSSES[spec.loss.kind]
         self.real_target = 1.0 - spec.loss.label_smoothing
+        self.decision_boundary = LOSSES[spec.loss.kind].decision_boundary
+        self.augment = build_augment(spec, self.device)
+        self.lecam = regularizers.LeCam(spec.loss.lecam, self.device) if spec.loss.lecam else None
         self.data = dataset.data.to(self.device)
         self.labels = None if dataset.labels is None else dataset.labels.to(self.device)
         self.inputs = None if dataset.inputs is None else dataset.inputs.to(self.device)
-        # translation trains on the pairs its evaluation does not hold out
+        # translation trains on the pairs its evaluation does not hold out; dataset.subset on
+        # its fixed subset (evaluation measures against the whole dataset)
+        subset = spec.dataset.subset
         self.train_index = (
             holdout_split(len(dataset), EVALUATION_SEED)[0].to(self.device)
             if self.translating
             else None
+            if subset is None
+            else subset_index(dataset, subset.per_class, subset.seed).to(self.device)
         )
         self.trains_discriminator = not self.translating or spec.loss.adversarial > 0
         self.data_rng = torch.Generator().manual_seed(spec.training.seed)
@@ -214,7 +223,8 @@ class Trainer:
             if measure:
                 elapsed = time.monotonic() - window_start - window_paused
                 images = window_steps * training.batch_size * self.spec.optimizer.n_critic
-                self._emit_step({**d_stats, **g_stats}, images / max(elapsed, 1e-9))
+                stats = {**d_stats, **g_stats, **self.augment.metrics()}
+                self._emit_step(stats, images / max(elapsed, 1e-9))
                 window_start, window_steps, window_paused = time.monotonic(), 0, 0.0
             paused_at = time.monotonic()
             self._periodic_callbacks()
@@ -229,7 +239,8 @@ class Trainer:
                 )
             if out_of_time or any(cb.should_stop(self.step) for cb in self.callbacks):
                 return TrainResult(self.step, stopped_early=True)
-        return TrainResult(self.step, stopped_early=False, summary=self.final_metrics)
+        summary = {**self.final_metrics, **_floats(self.augment.metrics())}  # + ADA's final p
+        return TrainResult(self.step, stopped_early=False, summary=summary)
 
     def discriminator_step(self, measure: bool) -> dict[str, Tensor]:
         if self.translating:
@@ -243,9 +254,13 @@ class Trainer:
         real, fake = self._instance_noise(real), self._instance_noise(fake)
         loss_spec, pack = self.spec.loss, self.spec.model.pack
         with self._autocast():
-            out_real, out_fake = self.d_forward(real, labels), self.d_forward(fake, labels)
+            out_real, out_fake = self._judge(real, labels), self._judge(fake, labels)
+            self.augment.observe_real(out_real.logits)
             d_loss = self.loss.discriminator(out_real.logits, out_fake.logits, self.real_target)
             stats = {"d_adv_loss": d_loss.detach()}
+            if self.lecam is not None:
+                lecam = self.lecam(out_real.logits, out_fake.logits)
+                d_loss, stats["lecam"] = d_loss + lecam, lecam.detach()
             if out_real.class_logits is not None:
                 class_loss = F.cross_entropy(out_real.class_logits, labels) + F.cross_entropy(
                     out_fake.class_logits, labels
@@ -273,6 +288,8 @@ class Trainer:
             out_real.logits.detach().float(),
             out_fake.logits.detach().float(),
         )
+        if measure and self.decision_boundary is not None:  # ADA's overfitting heuristic r_t
+            stats["d_real_sign"] = (real_logits - self.decision_boundary).sign().mean()
         return {
             **stats,
             "d_loss": d_loss.detach(),
@@ -290,7 +307,7 @@ class Trainer:
         self.D.requires_grad_(False)
         with self._autocast():
             fake = self.g_forward(self._latent(batch_size), labels)
-            out = self.d_forward(self._instance_noise(fake), labels)
+            out = self._judge(self._instance_noise(fake), labels)
             g_loss = self.loss.generator(out.logits)
             stats = {"g_adv_loss": g_loss.detach()}
             if out.class_logits is not None:
@@ -470,6 +487,8 @@ class Trainer:
                 "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
                 "data": self.data_rng.get_state(),
             },
+            "augment": self.augment.state_dict(),
+            "lecam": None if self.lecam is None else self.lecam.state_dict(),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -488,6 +507,9 @@ class Trainer:
         if state["rng"]["cuda"] and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(state["rng"]["cuda"])
         self.data_rng.set_state(state["rng"]["data"])
+        self.augment.load_state_dict(state.get("augment"))
+        if self.lecam is not None:
+            self.lecam.load_state_dict(state.get("lecam"))
         self.step = int(state["step"])
 
     # --- helpers ---------------------------------------------------------------------------------
@@ -504,10 +526,11 @@ class Trainer:
                 group["lr"] = spec.lr * remaining
 
     def _real_batch(self) -> tuple[Tensor, Tensor | None]:
-        index = torch.randint(
-            len(self.data), (self.spec.training.batch_size,), generator=self.data_rng
-        )
+        pool = len(self.data) if self.train_index is None else len(self.train_index)
+        index = torch.randint(pool, (self.spec.training.batch_size,), generator=self.data_rng)
         index = index.to(self.device)
+        if self.train_index is not None:
+            index = self.train_index[index]
         x = to_model_range(self.data[index]).contiguous(memory_format=self._layout)
         labels = self.labels[index] if self.labels is not None and self.num_classes else None
         return x, labels
@@ -537,8 +560,12 @@ class Trainer:
         )
         return x + std * torch.randn_like(x) if std > 0 else x
 
+    def _judge(self, x: Tensor, labels: Tensor | None) -> Any:
+        """D's verdict on ``x`` as D sees it: augmented (augment.kind), every time."""
+        return self.d_forward(self.augment(x), labels)
+
     def _critic(self, labels: Tensor | None) -> Callable[[Tensor], Tensor]:
-        return lambda x: self.d_forward(x, labels).logits
+        return lambda x: self._judge(x, labels).logits
 
     def _fitting_note(self) -> str:
         height, width = self.dataset.fitted_from or (0, 0)
@@ -572,7 +599,7 @@ class Trainer:
             raise TrainingDiverged(self.step, values)
 
     def _emit_step(self, stats: dict[str, Tensor], images_per_s: float) -> None:
-        metrics = {name: float(value) for name, value in stats.items()}
+        metrics = _floats(stats)
         metrics["images_per_s"] = images_per_s
         for callback in self.callbacks:
             callback.on_step(self.step, metrics)
@@ -609,6 +636,10 @@ class Trainer:
             state = self.state_dict()
             for callback in self.callbacks:
                 callback.on_checkpoint(self.step, state)
+
+
+def _floats(stats: dict[str, Tensor]) -> dict[str, float]:
+    return {name: float(value) for name, value in stats.items()}
 
 
 def _grad_norm(module: nn.Module) -> Tensor:

@@ -102,6 +102,30 @@ def of_classes(dataset: Dataset, classes: list[int]) -> Dataset:
     )  # fmt: skip
 
 
+def subset_index(dataset: Dataset, per_class: int, seed: int) -> torch.Tensor:
+    """``dataset.subset``: the indices, in dataset order, of ``per_class`` samples of every class
+    present, picked as the first of a permutation seeded by ``seed`` (the same every run)."""
+    if dataset.labels is None:
+        raise DatasetError(
+            f"dataset.subset picks images per class; '{dataset.name}' has no labels",
+            param="dataset.subset",
+        )
+    generator = torch.Generator().manual_seed(seed)
+    order = torch.randperm(len(dataset), generator=generator)
+    picked = []
+    for label in dataset.labels.unique().tolist():
+        of_class = order[dataset.labels[order] == label]
+        if len(of_class) < per_class:
+            name = dataset.class_names[label] if dataset.class_names else str(label)
+            raise DatasetError(
+                f"dataset.subset.per_class {per_class} is more than the {len(of_class)} "
+                f"images of class {label} ('{name}') in '{dataset.name}'",
+                param="dataset.subset.per_class",
+            )
+        picked.append(of_class[:per_class])
+    return torch.cat(picked).sort().values
+
+
 def fit_data(spec: Spec, dataset: Dataset) -> tuple[Spec, Dataset]:
     """The spec with ``model.image_size`` resolved from the data when unset, and the data fitted
     to it."""

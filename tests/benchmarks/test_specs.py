@@ -43,6 +43,24 @@ def test_the_best_grid_spec_is_grid25_with_the_variant_s_changes() -> None:
     assert best == variant
 
 
+@pytest.mark.parametrize("kind", ["none", "diffaugment", "ada"])
+@pytest.mark.parametrize(("percent", "per_class"), [(1, 60), (10, 600)])
+def test_the_small_data_specs_are_fashion_mnist_on_a_fixed_subset(
+    percent: int, per_class: int, kind: str
+) -> None:
+    """Each differs from fashion-mnist.yaml only in its fixed class-balanced subset and its
+    augmentation, so the table compares like with like."""
+    spec = load_spec(SPECS / f"fashion-mnist-{percent}pct-{kind}.yaml")
+    assert spec.dataset.subset is not None and spec.dataset.subset.per_class == per_class
+    assert spec.augment.kind == kind
+    base = load_spec(SPECS / "fashion-mnist.yaml").to_dict()
+    changed = spec.to_dict()
+    assert changed.pop("augment") == spec.augment.model_dump(mode="json")
+    base.pop("augment"), base["dataset"].pop("subset")
+    assert changed["dataset"].pop("subset") == {"per_class": per_class, "seed": 0}
+    assert changed == base
+
+
 @pytest.mark.parametrize("name", ["ring8", "grid25", "grid25-batch1000"])
 def test_2d_spec_trains_through_the_engine_cli(tmp_path: Path, name: str) -> None:
     """The spec file as written, shortened to a few steps, through `gan_engine train`."""
