@@ -141,6 +141,7 @@ def main() -> None:
                         default=[SPECS / f"{n}.yaml" for n in SMALL_DATA])  # fmt: skip
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
     parser.add_argument("--steps", type=int, help="override training.steps")
+    parser.add_argument("--eval-every", type=int, help="override monitor.eval_every")
     parser.add_argument("--cache-dir", type=Path, default=Path("runs/evaluators"))
     parser.add_argument("--jsonl", type=Path, default=Path("runs/small_data.jsonl"))
     parser.add_argument("--table", type=Path, nargs="+", help="only print these files' table")
@@ -161,6 +162,8 @@ def main() -> None:
             data["training"]["seed"] = seed
             if args.steps:
                 data["training"]["steps"] = args.steps
+            if args.eval_every:
+                data["monitor"]["eval_every"] = args.eval_every
             print(f"{path.stem} seed {seed}", flush=True)
             row = run(parse_spec(data), path.stem, cache, test)
             print(json.dumps(row), flush=True)
