@@ -146,6 +146,7 @@ def main() -> None:
     parser.add_argument("--precision", choices=["auto", "off", "bf16"])
     parser.add_argument("--out", type=Path, help="keep each seed's generator in OUT/seed{N}/")
     parser.add_argument("--judge-seed", type=int, default=0)
+    parser.add_argument("--judge-epochs", type=int, default=8)
     args = parser.parse_args()
     base = load_spec(args.spec).to_dict()
     if args.steps:
@@ -158,7 +159,7 @@ def main() -> None:
     names = test.class_names or []
     started = time.perf_counter()
     train_split = load_dataset(DatasetSpec(builtin="fashion-mnist"), image_size=32)
-    pixel_judge = train_pixel_judge(train_split, seed=args.judge_seed)
+    pixel_judge = train_pixel_judge(train_split, seed=args.judge_seed, epochs=args.judge_epochs)
     print(f"pixel MLP judge trained in {time.perf_counter() - started:.0f} s", flush=True)
     results = []
     for seed in args.seeds:
