@@ -25,7 +25,7 @@ from torch import Tensor
 
 from gan_engine.checkpoint import CheckpointError
 from gan_engine.losses import LOSSES
-from gan_engine.spec import AugmentSpec, Spec, SpecError
+from gan_engine.spec import AugmentSpec, Spec
 
 TRANSLATION_RATIO = 0.125  # the largest shift, as a fraction of the side (both papers)
 CUTOUT_RATIO = 0.5  # DiffAugment's cutout square, as a fraction of the side
@@ -208,16 +208,6 @@ class AdaptiveAugment(Augment):
         self.p = state["p"].to(self.p.device)
         self.sign_sum = state["sign_sum"].to(self.sign_sum.device)
         self.sign_count = int(state["sign_count"])
-
-
-def check_applies(spec: Spec, *, points: bool) -> None:
-    """Refuse augmentation of data it cannot apply to (an uploaded pack of 2-D points)."""
-    if spec.augment.kind != "none" and points:
-        raise SpecError(
-            "the dataset is 2-D points, which image augmentations do not apply to: set "
-            "augment.kind 'none'",
-            param="augment",
-        )
 
 
 def build_augment(spec: Spec, device: torch.device) -> Augment:

@@ -26,10 +26,12 @@ REFERENCE_COUNT = 20  # the first observations: each metric's early level
 SMOOTHING = 5  # observations in the moving average of the oscillation check
 TINY_GRADIENT = 1e-3
 EXPLOSION = 50.0  # times the early level
-# D's r_t = E[sign D(real)] (Karras et al. 2020) above which it is taken to be memorising the
-# reals: well above ADA's target 0.6, which healthy runs without augmentation often exceed
+# D's r_t = E[sign D(real)] (Karras et al. 2020), as the median of the last RT_SMOOTHING logged
+# batches, above which it is taken to be memorising the reals: well above ADA's target 0.6, which
+# healthy runs without augmentation exceed (docs/small-data.md has the measured levels)
 OVERFITTING_RT = 0.9
-OVERFITTING_AFTER = 0.1  # of the run's steps: every D separates reals easily at the start
+RT_SMOOTHING = 20
+OVERFITTING_AFTER = 0.25  # of the run's steps: every D separates reals easily at the start
 BEST: dict[str, Callable[[float, float], float]] = {  # eval metrics whose best value is kept
     "modes_captured": max, "class_coverage": max, "diversity_ratio": max, "duplicate_fraction": min,
 }  # fmt: skip
@@ -184,14 +186,18 @@ def _flips(series: list[float], band: float) -> int:
 def _d_overfitting(run: _Run, m: dict[str, float]) -> str | None:
     """ADA's heuristic: D keeps putting nearly every real image it trains on on the real side.
     Only for images without augmentation (the advice is to turn it on)."""
-    r_t, spec = m.get("d_real_sign"), run.spec
-    if r_t is None or spec.augment.kind != "none" or spec.model.image_size is None:
+    spec, recent = run.spec, run.series("d_real_sign")[-RT_SMOOTHING:]
+    if "d_real_sign" not in m or spec.augment.kind != "none" or spec.model.image_size is None:
         return None  # no r_t for this loss, augmented already, or 2-D points
-    if run.step < OVERFITTING_AFTER * spec.training.steps or r_t < OVERFITTING_RT:
+    if run.step < OVERFITTING_AFTER * spec.training.steps or len(recent) < RT_SMOOTHING:
+        return None
+    r_t = statistics.median(recent)
+    if r_t < OVERFITTING_RT:
         return None
     return (
         f"D judges {(1 + r_t) / 2:.0%} of the real images it trains on real "
-        f"(r_t = E[sign D(real)] = {r_t:.2f}; adaptive augmentation holds it near 0.6), "
+        f"(r_t = E[sign D(real)] = {r_t:.2f} over the last {RT_SMOOTHING} logged batches; "
+        "adaptive augmentation holds it near 0.6), "
         "a sign that it memorises the training images"
     )
 
@@ -345,7 +351,7 @@ STEP_RULES: tuple[Rule, ...] = (
     Rule("discriminator_overpowering", 20, 20, _overpowering, _overpowering_advice,
          unless="vanishing_gradients"),
     Rule("oscillation", 10, 30, _oscillating, _oscillation_advice),
-    Rule("discriminator_overfitting", 20, 20, _d_overfitting, _overfitting_advice),
+    Rule("discriminator_overfitting", 10, 20, _d_overfitting, _overfitting_advice),
 )
 # fmt: on
 EVAL_RULES: tuple[Rule, ...] = (Rule("mode_collapse", 1, 2, _mode_collapse, _mode_collapse_advice),)

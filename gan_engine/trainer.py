@@ -20,7 +20,7 @@ from torch import Tensor, nn
 from torch.optim.swa_utils import AveragedModel
 
 from gan_engine import regularizers
-from gan_engine.augment import build_augment, check_applies
+from gan_engine.augment import build_augment
 from gan_engine.callbacks import Callback
 from gan_engine.checkpoint import CHECKPOINT_FORMAT, CheckpointError
 from gan_engine.data import Dataset, to_model_range
@@ -119,7 +119,6 @@ class Trainer:
                 "labels: use conditioning 'none' or add labels",
                 param="model.conditioning",
             )
-        check_applies(spec, points=dataset.is_points)
         self.progress = RunProgress(
             total_steps=spec.training.steps,
             eval_every=spec.monitor.eval_every,
@@ -161,22 +160,13 @@ class Trainer:
         self.d_optimizer = build_optimizer(spec.optimizer.discriminator, self.D.parameters())
         self.loss = LOSSES[spec.loss.kind]
         self.real_target = 1.0 - spec.loss.label_smoothing
-        self.decision_boundary = LOSSES[spec.loss.kind].decision_boundary
         self.augment = build_augment(spec, self.device)
         self.lecam = regularizers.LeCam(spec.loss.lecam, self.device) if spec.loss.lecam else None
         self.data = dataset.data.to(self.device)
         self.labels = None if dataset.labels is None else dataset.labels.to(self.device)
         self.inputs = None if dataset.inputs is None else dataset.inputs.to(self.device)
-        # translation trains on the pairs its evaluation does not hold out; dataset.subset on
-        # its fixed subset (evaluation measures against the whole dataset)
-        subset = spec.dataset.subset
-        self.train_index = (
-            holdout_split(len(dataset), EVALUATION_SEED)[0].to(self.device)
-            if self.translating
-            else None
-            if subset is None
-            else subset_index(dataset, subset.per_class, subset.seed).to(self.device)
-        )
+        index = _training_index(spec, dataset)
+        self.train_index = None if index is None else index.to(self.device)
         self.trains_discriminator = not self.translating or spec.loss.adversarial > 0
         self.data_rng = torch.Generator().manual_seed(spec.training.seed)
         self.step = 0
@@ -288,8 +278,9 @@ class Trainer:
             out_real.logits.detach().float(),
             out_fake.logits.detach().float(),
         )
-        if measure and self.decision_boundary is not None:  # ADA's overfitting heuristic r_t
-            stats["d_real_sign"] = (real_logits - self.decision_boundary).sign().mean()
+        boundary = self.loss.decision_boundary
+        if measure and boundary is not None:  # ADA's overfitting heuristic r_t, for diagnostics
+            stats["d_real_sign"] = (real_logits - boundary).sign().mean()
         return {
             **stats,
             "d_loss": d_loss.detach(),
@@ -636,6 +627,15 @@ class Trainer:
             state = self.state_dict()
             for callback in self.callbacks:
                 callback.on_checkpoint(self.step, state)
+
+
+def _training_index(spec: Spec, dataset: Dataset) -> Tensor | None:
+    """The samples the run trains on, when not all of them: translation the pairs its evaluation
+    does not hold out, ``dataset.subset`` its fixed subset (evaluation still sees every sample)."""
+    if spec.task == "translation":
+        return holdout_split(len(dataset), EVALUATION_SEED)[0]
+    subset = spec.dataset.subset
+    return None if subset is None else subset_index(dataset, subset.per_class, subset.seed)
 
 
 def _floats(stats: dict[str, Tensor]) -> dict[str, float]:

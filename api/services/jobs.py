@@ -103,9 +103,30 @@ async def validate_spec(
             "labels; use conditioning 'none' or upload labels",
             param="model.conditioning",
         )
+    check_subset(spec, data)
     spec = spec.fitted_to(data.height, data.width) if data.height else spec
     check_memory(spec, data, budget_bytes=settings.max_job_memory_bytes)
     return spec
+
+
+def check_subset(spec: Spec, data: DataFacts) -> None:
+    """``dataset.subset`` needs labels, and no more images than there are (the engine checks
+    each class's count when it loads the data)."""
+    subset = spec.dataset.subset
+    if subset is None:
+        return
+    if not data.num_classes:
+        raise SpecError(
+            f"dataset.subset picks images per class, and {spec.dataset.id} has no labels",
+            param="dataset.subset",
+        )
+    wanted = subset.per_class * data.num_classes
+    if wanted > data.num_samples:
+        raise SpecError(
+            f"{subset.per_class:,} per class of {data.num_classes} classes is {wanted:,} images; "
+            f"the dataset has {data.num_samples:,}",
+            param="dataset.subset.per_class",
+        )
 
 
 @dataclass(frozen=True)

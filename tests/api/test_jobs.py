@@ -86,6 +86,20 @@ def test_a_broker_failure_still_answers_202(
         ({**TINY, "surprise": 1}, "surprise", "Extra inputs"),
         ({"model": {}}, "dataset", "required"),
         ({"dataset": {"builtin": "ring8"}}, "model.architecture", "mlp"),
+        (
+            {
+                "dataset": {"builtin": "ring8"},
+                "model": {"architecture": "mlp"},
+                "augment": {"kind": "diffaugment"},
+            },
+            "augment",
+            "2-D points",
+        ),
+        (
+            {**TINY, "dataset": {"builtin": "digits", "subset": {"per_class": 1000}}},
+            "dataset.subset.per_class",
+            "1,438",
+        ),
         ({**TINY, "training": {"steps": 2_000_000}}, "training.steps", "at most"),
         ({**TINY, "dataset": {"id": "ds_missing"}}, "dataset.id", "no dataset"),
         ({**TINY, "dataset": {"path": "/etc/passwd"}}, "dataset.path", "upload"),
@@ -183,6 +197,21 @@ def test_conditioning_needs_a_labelled_dataset(client: TestClient, account: Acco
     spec["model"]["conditioning"] = "none"
     job = submit(client, account, spec).json()
     assert job["dataset_id"] == ds["id"] and job["spec"]["dataset"]["id"] == ds["id"]
+
+
+def test_a_subset_needs_a_labelled_dataset(client: TestClient, account: Account) -> None:
+    import io
+
+    import numpy as np
+
+    buffer = io.BytesIO()
+    np.savez(buffer, images=np.zeros((4, 8, 8), np.uint8))
+    ds = client.post(
+        "/v1/datasets", headers=account.headers, files={"file": ("u.npz", buffer.getvalue())}
+    ).json()
+    spec = {**TINY, "dataset": {"id": ds["id"], "subset": {"per_class": 2}}}
+    error = assert_error(submit(client, account, spec), 422, "invalid_spec", "dataset.subset")
+    assert "no labels" in error["message"]
 
 
 def test_a_dataset_of_another_tenant_is_unknown(

@@ -64,16 +64,6 @@ def test_augmentations_that_do_not_apply_name_the_field(data: dict, param: str, 
     assert hint in str(caught.value)
 
 
-def test_an_uploaded_pack_of_points_refuses_augmentation() -> None:
-    from gan_engine.augment import check_applies
-
-    spec = tiny_spec("digits", augment={"kind": "diffaugment"})
-    check_applies(spec, points=False)
-    with pytest.raises(SpecError) as caught:
-        check_applies(spec, points=True)
-    assert caught.value.param == "augment"
-
-
 # --- transforms -------------------------------------------------------------------------------
 
 
@@ -193,7 +183,15 @@ def test_kind_none_logs_no_p_and_checkpoints_no_augment_state() -> None:
     trainer = Trainer(spec, dataset_for(spec), callbacks=[recorder])
     result = trainer.fit()
     assert "ada_p" not in recorder.steps[-1][1] and "ada_p" not in result.summary
+    assert all(-1 <= metrics["d_real_sign"] <= 1 for _, metrics in recorder.steps)  # r_t
     assert trainer.state_dict()["augment"] is None and trainer.state_dict()["lecam"] is None
+
+
+def test_a_critic_without_a_fixed_zero_logs_no_r_t() -> None:
+    spec = tiny_spec("digits", preset="wgan-gp")
+    recorder = Recorder()
+    Trainer(spec, dataset_for(spec), callbacks=[recorder]).fit()
+    assert "d_real_sign" not in recorder.steps[-1][1]
 
 
 def _resume_matches(spec: Any) -> tuple[dict[str, Any], Trainer, Trainer]:

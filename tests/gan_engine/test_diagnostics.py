@@ -208,3 +208,31 @@ def test_collapse_first_seen_at_the_final_evaluation_is_reported() -> None:
         })  # fmt: skip
     assert [(e.step, e.code) for e in events] == [(2000, "mode_collapse")]
     assert "near-duplicates" in events[0].message and "as varied" in events[0].message
+
+
+def _overfitting_run(spec_fields: dict, *, start: int = 250) -> list[Event]:
+    """r_t of a healthy D, then of one that calls almost every training image real."""
+    rng = random.Random(0)
+    data = {"dataset": {"builtin": "digits"}, "training": {"steps": 5000}, **spec_fields}
+    diagnostics = Diagnostics(parse_spec(data), num_classes=10)
+    healthy = [_healthy(rng) | {"d_real_sign": rng.uniform(0.1, 0.9)} for _ in range(start)]
+    # single batches still dip now and then: the rule reads the median of the last 20
+    memorising = [
+        _healthy(rng) | {"d_real_sign": -0.3 if i % 7 == 0 else rng.uniform(0.92, 1.0)}
+        for i in range(60)
+    ]
+    return _feed(diagnostics, healthy + memorising, 0)
+
+
+def test_a_d_that_calls_nearly_every_training_image_real_is_overfitting() -> None:
+    events = _overfitting_run({}, start=400)
+    assert [e.code for e in events] == ["discriminator_overfitting"]
+    assert "augment.kind 'ada'" in events[0].message and "loss.lecam" in events[0].message
+    assert events[0].step >= 4000  # the median turned, then held for the rule's window
+
+
+def test_overfitting_is_not_read_early_with_augmentation_on_or_on_points() -> None:
+    assert _overfitting_run({}, start=60) == []  # the first 25 % of a run: every D wins easily
+    assert _overfitting_run({"augment": {"kind": "ada"}}, start=400) == []  # ADA responds to it
+    points = {"dataset": {"builtin": "ring8"}, "model": {"architecture": "mlp"}}
+    assert _overfitting_run(points, start=400) == []  # no augmentation applies to 2-D points

@@ -60,3 +60,28 @@ def test_feature_matching_and_instance_noise_and_clipping() -> None:
     torch.nn.init.constant_(layer.weight, 5.0)
     regularizers.clip_weights(layer, 0.01)
     assert layer.weight.abs().max().item() == pytest.approx(0.01)
+
+
+def test_lecam_matches_hand_computation_and_its_anchors_follow_an_ema() -> None:
+    lecam = regularizers.LeCam(0.5, torch.device("cpu"))
+    real, fake = torch.tensor([[2.0], [0.0]]), torch.tensor([[-1.0], [1.0]])
+    # first batch: anchors are its means, real 1.0 and fake 0.0
+    value = lecam(real, fake)
+    pushed_real = (torch.relu(real - 0.0) ** 2).mean()  # reals held near the fake anchor
+    pushed_fake = (torch.relu(1.0 - fake) ** 2).mean()  # fakes held near the real anchor
+    assert value.item() == pytest.approx(0.5 * (pushed_real + pushed_fake).item())
+    lecam(torch.full((2, 1), 3.0), torch.full((2, 1), -2.0))
+    assert lecam.anchors.tolist() == pytest.approx([0.99 * 1.0 + 0.01 * 3.0, 0.99 * 0 - 0.02])
+    restored = regularizers.LeCam(0.5, torch.device("cpu"))
+    restored.load_state_dict(lecam.state_dict())
+    assert torch.equal(restored.anchors, lecam.anchors) and restored.updates == 2
+
+
+def test_lecam_gradient_reaches_d_s_outputs_not_its_anchors() -> None:
+    lecam = regularizers.LeCam(1.0, torch.device("cpu"))
+    real = torch.tensor([[2.0], [1.0]], requires_grad=True)
+    fake = torch.tensor([[0.5], [-1.0]], requires_grad=True)
+    lecam(real, fake).backward()
+    assert real.grad is not None and fake.grad is not None
+    assert real.grad.abs().sum() > 0 and fake.grad.abs().sum() > 0
+    assert not lecam.anchors.requires_grad
