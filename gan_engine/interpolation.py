@@ -4,14 +4,14 @@ A seed walk interpolates the two seeds' latents along the great circle (spherica
 interpolation, White 2016, "Sampling Generative Networks"): z of a Gaussian lives near a sphere,
 and a straight line between two such points passes through the improbable middle of the ball.
 
-A class walk keeps z fixed and moves the label input linearly from one class to the other. Every
-conditioning kind (concat, projection, acgan) feeds G the same way, a learned class embedding
-concatenated to z (``gan_engine.nets.conditioning.LabelConcat``), so the walk is between the two
-classes' embedding vectors; the in-between frames are G's answer to codes it was never trained on,
-which is what a class interpolation shows. Both walks at once (``to_seed`` and ``to_class``) move
-z and the code together. Frame 0 is the sample ``sample(labels=[from_class], n=1,
-seed=from_seed)`` gives (the same z and label; float kernels may round the last bits differently
-for another batch size), and the last frame that of the other end.
+A class walk keeps z fixed and moves the label input linearly from one class to the other: G is
+given class weights (1 - t) · onehot(from) + t · onehot(to), which mix the two classes' embedding
+vectors wherever G reads the label (the code concatenated to z, ``model.g_conditioning``
+'concat', or the conditional BatchNorm gains and biases, 'cbn'); the in-between frames are G's
+answer to codes it was never trained on, which is what a class interpolation shows. Both walks at
+once (``to_seed`` and ``to_class``) move z and the code together. Frame 0 is the sample
+``sample(labels=[from_class], n=1, seed=from_seed)`` gives (the same z and label; float kernels may
+round the last bits differently for another batch size), and the last frame that of the other end.
 """
 
 from __future__ import annotations
@@ -126,15 +126,15 @@ def _forward(
     end_class: int | None,
     t: torch.Tensor,
 ) -> torch.Tensor:
-    """G's output for z and class codes moving linearly between the two classes' embeddings."""
+    """G's output for z and class weights moving linearly from one class to the other."""
     generator = artifact.generator
     with torch.inference_mode(), autocast(torch.device("cpu"), artifact.bf16)():
-        if start_class is None or end_class is None or generator.label_input is None:
+        if start_class is None or end_class is None:
             return generator(z, None).float()
-        table = generator.label_input.embedding.weight
-        weight = t.to(table.dtype)[:, None]
-        code = (1 - weight) * table[start_class] + weight * table[end_class]
-        return generator.body(torch.cat([z, code.to(z.dtype)], dim=1)).float()
+        weights = torch.zeros(len(t), generator.num_classes)
+        weights[:, start_class] += 1 - t.float()
+        weights[:, end_class] += t.float()
+        return generator(z, weights).float()
 
 
 def strip_png(artifact: GeneratorArtifact, walk: Walk) -> bytes:

@@ -59,6 +59,7 @@ IMAGE_SIZES: dict[str, tuple[int, ...]] = {
 }
 TRANSLATION_ARCHITECTURE = "unet"
 Conditioning = Literal["none", "concat", "projection", "acgan"]
+GConditioning = Literal["concat", "cbn"]
 LOSS_KINDS: tuple[str, ...] = get_args(LossKind)
 
 Int = Annotated[int, Field(strict=True)]
@@ -130,6 +131,11 @@ DNorm = Literal["batch", "layer", "none"]
 class ModelSpec(_Strict):
     architecture: Architecture = "dcgan"
     conditioning: Conditioning = "none"
+    g_conditioning: GConditioning = Field(
+        "concat",
+        description="how G takes the label, with any conditioning: concat = an embedding "
+        "concatenated to z; cbn = class-conditional BatchNorm gains and biases (dcgan, resnet)",
+    )
     latent_dim: Int = Field(128, ge=1, le=1024)
     width: Int = Field(64, ge=4, le=1024, description="base channel / hidden-unit count")
     image_size: Int | None = Field(
@@ -418,7 +424,7 @@ def _check_task(spec: Spec) -> None:
             f"'{m.architecture}': remove model.architecture or set it to 'unet'",
         )
     defaults = ModelSpec.model_fields
-    for name in ("conditioning", "minibatch", "pack"):
+    for name in ("conditioning", "g_conditioning", "minibatch", "pack"):
         if getattr(m, name) != defaults[name].default:
             raise FieldConflict(
                 f"model.{name}",
@@ -502,6 +508,18 @@ def _check_combinations(spec: Spec) -> None:
             f"{m.image_size} does not suit architecture '{m.architecture}': use "
             f"{', '.join(map(str, sizes[:-1]))} or {sizes[-1]}, or leave it unset to follow the "
             "data",
+        )
+    if m.g_conditioning == "cbn" and m.conditioning == "none":
+        raise FieldConflict(
+            "model.g_conditioning",
+            "'cbn' conditions G on the class: set model.conditioning (concat, projection or "
+            "acgan), or remove it",
+        )
+    if m.g_conditioning == "cbn" and m.architecture == "mlp":
+        raise FieldConflict(
+            "model.g_conditioning",
+            "'cbn' replaces G's BatchNorms and the mlp generator has none: use architecture "
+            "dcgan or resnet, or g_conditioning 'concat'",
         )
     default_kernels = ModelSpec.model_fields["minibatch_kernels"].default
     if m.minibatch_kernels != default_kernels and m.minibatch != "discrimination":

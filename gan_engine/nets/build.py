@@ -21,25 +21,36 @@ def build_generator(
 ) -> Generator:
     """G: forward(z (N, latent_dim), labels (N,) int64 | None) -> (N, *sample_shape).
 
-    Images come out through Tanh in [-1, 1]; 2-D points (mlp only) are unbounded. Every kind of
-    conditioning feeds G the same way: a label embedding concatenated to z.
+    Images come out through Tanh in [-1, 1]; 2-D points (mlp only) are unbounded. Whatever D's
+    conditioning, G takes the label as ``model.g_conditioning`` says: an embedding concatenated to
+    z, or class-conditional BatchNorm (dcgan and resnet, whose G has BatchNorm).
     """
     _check(model, sample_shape, num_classes)
-    label_input = LabelConcat(num_classes) if model.conditioning != "none" else None
+    conditional = model.conditioning != "none"
+    cbn = conditional and model.g_conditioning == "cbn"
+    if cbn and model.architecture == "mlp":
+        raise ValueError("model.g_conditioning 'cbn' needs a G with BatchNorm: dcgan or resnet")
+    label_input = LabelConcat(num_classes) if conditional and not cbn else None
     in_features = model.latent_dim + (label_input.embedding_dim if label_input else 0)
+    norm_classes = num_classes if cbn else 0
     body: nn.Module
     if model.architecture == "mlp":
         body = MLPGenerator(in_features, sample_shape, model.width, model.mlp_layers)
     elif model.architecture == "dcgan":
-        body = DCGANGenerator(in_features, sample_shape[0], model.image_size, model.width)
+        body = DCGANGenerator(
+            in_features, sample_shape[0], model.image_size, model.width, norm_classes
+        )
     else:
-        body = ResNetGenerator(in_features, sample_shape[0], model.image_size, model.width)
+        body = ResNetGenerator(
+            in_features, sample_shape[0], model.image_size, model.width, norm_classes
+        )
     return Generator(
         body,
         latent_dim=model.latent_dim,
         sample_shape=sample_shape,
         num_classes=num_classes,
         label_input=label_input,
+        label_norms=cbn,
     )
 
 

@@ -11,8 +11,10 @@ from __future__ import annotations
 import math
 from itertools import pairwise
 
+import torch
 from torch import nn
 
+from gan_engine.nets.conditioning import call_with_labels, generator_norm
 from gan_engine.nets.d_options import d_normalization
 
 
@@ -26,23 +28,35 @@ def doublings(image_size: int) -> int:
 
 
 class DCGANGenerator(nn.Sequential):
-    def __init__(self, in_features: int, out_channels: int, image_size: int, width: int) -> None:
+    """forward(z, labels): ``num_classes`` > 0 makes every BatchNorm class-conditional."""
+
+    def __init__(
+        self,
+        in_features: int,
+        out_channels: int,
+        image_size: int,
+        width: int,
+        num_classes: int = 0,
+    ) -> None:
+        norm = generator_norm(num_classes)
         channels = [width * 2**i for i in reversed(range(doublings(image_size)))]
         layers: list[nn.Module] = [
             nn.Unflatten(1, (in_features, 1, 1)),
             nn.ConvTranspose2d(in_features, channels[0], 4, 1, 0, bias=False),  # 1×1 -> 4×4
-            nn.BatchNorm2d(channels[0]),
+            norm(channels[0]),
             nn.ReLU(),
         ]
         for c_in, c_out in pairwise(channels):
-            layers += [
-                nn.ConvTranspose2d(c_in, c_out, 4, 2, 1, bias=False),
-                nn.BatchNorm2d(c_out),
-                nn.ReLU(),
-            ]
+            layers += [nn.ConvTranspose2d(c_in, c_out, 4, 2, 1, bias=False), norm(c_out), nn.ReLU()]
         layers += [nn.ConvTranspose2d(channels[-1], out_channels, 4, 2, 1), nn.Tanh()]
         super().__init__(*layers)
         init_dcgan_weights(self)
+
+    def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        x = z
+        for layer in self:
+            x = call_with_labels(layer, x, labels)
+        return x
 
 
 class DCGANDiscriminatorBody(nn.Sequential):
@@ -68,6 +82,6 @@ def init_dcgan_weights(net: nn.Module) -> None:
             nn.init.normal_(module.weight, 0.0, 0.02)
             if module.bias is not None:
                 nn.init.zeros_(module.bias)
-        elif isinstance(module, nn.BatchNorm2d | nn.BatchNorm1d):
+        elif isinstance(module, nn.BatchNorm2d | nn.BatchNorm1d) and module.affine:
             nn.init.normal_(module.weight, 1.0, 0.02)
             nn.init.zeros_(module.bias)

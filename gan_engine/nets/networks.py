@@ -20,7 +20,12 @@ class DOutput:
 
 
 class Generator(nn.Module):
-    """forward(z (N, latent_dim), labels (N,) | None) -> samples (N, *sample_shape)."""
+    """forward(z (N, latent_dim), labels (N,) | None) -> samples (N, *sample_shape).
+
+    The label is concatenated to z (``label_input``) or read by the body's conditional BatchNorms
+    (``label_norms``: the body is called as ``body(z, labels)``). Labels may also be float class
+    weights (N, num_classes), mixing the classes' embeddings (see ``conditioning``).
+    """
 
     def __init__(
         self,
@@ -30,15 +35,18 @@ class Generator(nn.Module):
         sample_shape: tuple[int, ...],
         num_classes: int,
         label_input: LabelConcat | None,
+        label_norms: bool = False,
     ) -> None:
         super().__init__()
         self.latent_dim, self.sample_shape, self.num_classes = latent_dim, sample_shape, num_classes
-        self.label_input = label_input
+        self.label_input, self.label_norms = label_input, label_norms
         self.body = body
 
     def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         if self.label_input is not None:
             z = self.label_input(z, require_labels(labels, z.shape[0]))
+        if self.label_norms:
+            return self.body(z, require_labels(labels, z.shape[0]))
         return self.body(z)
 
 

@@ -8,12 +8,14 @@ feature maps over space (global sum pooling) into the feature vector read by a L
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from itertools import pairwise
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from gan_engine.nets.conditioning import call_with_labels, generator_norm
 from gan_engine.nets.d_options import d_normalization
 from gan_engine.nets.dcgan import doublings
 
@@ -26,17 +28,18 @@ def _conv(c_in: int, c_out: int, kernel: int, gain: float) -> nn.Conv2d:
 
 
 class GeneratorBlock(nn.Module):
-    """BN-ReLU-upsample-conv3-BN-ReLU-conv3, plus upsample-conv1 shortcut."""
+    """BN-ReLU-upsample-conv3-BN-ReLU-conv3, plus upsample-conv1 shortcut (BN: ``norm``'s)."""
 
-    def __init__(self, c_in: int, c_out: int) -> None:
+    def __init__(self, c_in: int, c_out: int, norm: Callable[[int], nn.Module]) -> None:
         super().__init__()
-        self.norm1, self.conv1 = nn.BatchNorm2d(c_in), _conv(c_in, c_out, 3, math.sqrt(2))
-        self.norm2, self.conv2 = nn.BatchNorm2d(c_out), _conv(c_out, c_out, 3, math.sqrt(2))
+        self.norm1, self.conv1 = norm(c_in), _conv(c_in, c_out, 3, math.sqrt(2))
+        self.norm2, self.conv2 = norm(c_out), _conv(c_out, c_out, 3, math.sqrt(2))
         self.shortcut = _conv(c_in, c_out, 1, 1.0)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = F.interpolate(F.relu(self.norm1(x)), scale_factor=2, mode="nearest")
-        h = self.conv2(F.relu(self.norm2(self.conv1(h))))
+    def forward(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        h = F.relu(call_with_labels(self.norm1, x, labels))
+        h = self.conv1(F.interpolate(h, scale_factor=2, mode="nearest"))
+        h = self.conv2(F.relu(call_with_labels(self.norm2, h, labels)))
         return h + self.shortcut(F.interpolate(x, scale_factor=2, mode="nearest"))
 
 
@@ -64,22 +67,36 @@ class DiscriminatorBlock(nn.Module):
 
 
 class ResNetGenerator(nn.Module):
-    def __init__(self, in_features: int, out_channels: int, image_size: int, width: int) -> None:
+    """forward(z, labels): ``num_classes`` > 0 makes every BatchNorm class-conditional."""
+
+    def __init__(
+        self,
+        in_features: int,
+        out_channels: int,
+        image_size: int,
+        width: int,
+        num_classes: int = 0,
+    ) -> None:
         super().__init__()
+        norm = generator_norm(num_classes)
         channels = [width * 2**i for i in reversed(range(doublings(image_size)))] + [width]
         self.start_channels = channels[0]
         self.project = nn.Linear(in_features, channels[0] * 4 * 4)
         nn.init.xavier_uniform_(self.project.weight)
         self.blocks = nn.Sequential(
-            *(GeneratorBlock(c_in, c_out) for c_in, c_out in pairwise(channels))
+            *(GeneratorBlock(c_in, c_out, norm) for c_in, c_out in pairwise(channels))
         )
         self.to_image = nn.Sequential(
-            nn.BatchNorm2d(width), nn.ReLU(), _conv(width, out_channels, 3, 1.0), nn.Tanh()
+            norm(width), nn.ReLU(), _conv(width, out_channels, 3, 1.0), nn.Tanh()
         )
 
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
+    def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         h = self.project(z).view(z.shape[0], self.start_channels, 4, 4)
-        return self.to_image(self.blocks(h))
+        for block in self.blocks:
+            h = block(h, labels)
+        for layer in self.to_image:
+            h = call_with_labels(layer, h, labels)
+        return h
 
 
 class ResNetDiscriminatorBody(nn.Module):

@@ -147,6 +147,10 @@ DIGITS = {
     "training": {"steps": 4, "batch_size": 16, "seed": 7, "device": "cpu"},
     "monitor": TINY_MONITOR,
 }
+DIGITS_CBN = {  # G conditioned through class-conditional BatchNorm, D by projection
+    **DIGITS,
+    "model": {**DIGITS["model"], "conditioning": "projection", "g_conditioning": "cbn"},
+}
 RING = {
     "dataset": {"builtin": "ring8"},
     "model": {"architecture": "mlp", "width": 16, "latent_dim": 4, "mlp_layers": 2},
@@ -163,8 +167,9 @@ def train(data: dict[str, Any]) -> tuple[Spec, dict[str, bytes]]:
 
 @pytest.fixture(scope="session")
 def artifacts() -> dict[str, tuple[Spec, dict[str, bytes]]]:
-    """A class-conditional 8×8 digits generator and an unconditional ring8 one, 4 steps each."""
-    return {"digits": train(DIGITS), "ring8": train(RING)}
+    """Class-conditional 8×8 digits generators (G by concat, G by cBN) and an unconditional ring8
+    one, 4 steps each."""
+    return {"digits": train(DIGITS), "digits-cbn": train(DIGITS_CBN), "ring8": train(RING)}
 
 
 Publish = Callable[..., str]

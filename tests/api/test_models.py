@@ -67,6 +67,24 @@ def test_samples_by_labels_class_names_and_per_class(
     assert default.shape == (16, 8, 8)
 
 
+def test_cbn_model_samples_a_class_and_walks_between_classes(
+    client: TestClient, account: Account, publish: Publish
+) -> None:
+    model_id = publish(account, "digits-cbn")
+    body = client.get(f"/v1/models/{model_id}", headers=account.headers).json()
+    assert body["spec"]["model"]["g_conditioning"] == "cbn"
+    sevens = npy_of(sample(client, account, model_id, class_names=["7"], n=1, seed=4, format="npy"))
+    ones = npy_of(sample(client, account, model_id, class_names=["1"], n=1, seed=4, format="npy"))
+    assert sevens.shape == ones.shape == (1, 8, 8)
+    walk = client.post(
+        f"/v1/models/{model_id}/interpolations",
+        headers=account.headers,
+        json={"from_seed": 4, "from_class": "7", "to_class": "1", "frames": 3, "format": "npy"},
+    )
+    frames = npy_of(walk)
+    assert np.array_equal(frames[0], sevens[0]) and np.array_equal(frames[-1], ones[0])
+
+
 def test_same_seed_same_bytes_other_seed_other_bytes(
     client: TestClient, account: Account, publish: Publish
 ) -> None:

@@ -27,9 +27,15 @@ def artifact_of(spec_builtin: str, directory, **model) -> GeneratorArtifact:
     return GeneratorArtifact.load(directory)
 
 
-@pytest.fixture(scope="module")
-def digits(tmp_path_factory) -> GeneratorArtifact:
-    return artifact_of("digits", tmp_path_factory.mktemp("digits"), conditioning="projection")
+@pytest.fixture(scope="module", params=["concat", "cbn"])
+def digits(tmp_path_factory, request: pytest.FixtureRequest) -> GeneratorArtifact:
+    """A projection model whose G takes the label either way (``model.g_conditioning``)."""
+    return artifact_of(
+        "digits",
+        tmp_path_factory.mktemp("digits"),
+        conditioning="projection",
+        g_conditioning=request.param,
+    )
 
 
 @pytest.fixture(scope="module")

@@ -150,6 +150,9 @@ def test_training_is_deterministic_on_cpu() -> None:
         {"model": {"conditioning": "projection"}, "training": {"mixed_precision": "bf16"}},
         {"preset": "wgan-gp", "training": {"mixed_precision": "bf16"}},
         {"model": {"architecture": "resnet"}, "training": {"mixed_precision": "off"}},
+        {"model": {"architecture": "resnet", "conditioning": "acgan", "g_conditioning": "cbn"}},
+        {"model": {"conditioning": "projection", "g_conditioning": "cbn"},
+         "training": {"mixed_precision": "bf16"}},
     ],
 )  # fmt: skip
 def test_resume_from_checkpoint_is_bit_identical(overrides: dict) -> None:

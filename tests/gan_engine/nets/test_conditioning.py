@@ -3,7 +3,8 @@ import torch
 from torch import nn
 
 from gan_engine.nets import build_discriminator, build_generator
-from gan_engine.spec import ModelSpec
+from gan_engine.nets.conditioning import ConditionalBatchNorm2d
+from gan_engine.spec import ModelSpec, SpecError, parse_spec
 from tests.gan_engine.conftest import resolved_model
 
 ARCHITECTURES = ["mlp", "dcgan", "resnet"]
@@ -127,3 +128,101 @@ def test_conditional_nets_require_labels() -> None:
         generator(torch.randn(2, 8), None)
     with pytest.raises(ValueError, match="labels"):
         discriminator(torch.randn(2, 1, 8, 8), None)
+
+
+CONV_ARCHITECTURES = ["dcgan", "resnet"]
+
+
+@pytest.mark.parametrize("conditioning", CONDITIONINGS[1:])
+@pytest.mark.parametrize("architecture", CONV_ARCHITECTURES)
+def test_cbn_generator_works_with_every_d_conditioning(
+    architecture: str, conditioning: str
+) -> None:
+    model = tiny(architecture=architecture, conditioning=conditioning, g_conditioning="cbn")
+    generator = build_generator(model, sample_shape=(3, 8, 8), num_classes=CLASSES)
+    discriminator = build_discriminator(model, sample_shape=(3, 8, 8), num_classes=CLASSES)
+    assert generator.label_input is None  # z enters alone
+    norms = [m for m in generator.modules() if isinstance(m, ConditionalBatchNorm2d)]
+    assert norms and not any(
+        isinstance(m, nn.BatchNorm2d) and m.affine for m in generator.modules()
+    )
+    labels = labels_for(conditioning, 4)
+    out = discriminator(generator(torch.randn(4, 8), labels), labels)
+    total = out.logits.sum() + out.features.sum()
+    if out.class_logits is not None:
+        total = total + out.class_logits.sum()
+    total.backward()
+    missing = [name for name, p in generator.named_parameters() if p.grad is None]
+    assert not missing
+    # every class's row of every gain and bias table got a gradient from the labels it saw
+    for norm in norms:
+        assert norm.gain.weight.grad is not None
+        assert (norm.gain.weight.grad.abs().sum(dim=1) > 0).all()
+
+
+@pytest.mark.parametrize("architecture", CONV_ARCHITECTURES)
+def test_cbn_gains_and_biases_are_the_classes_own(architecture: str) -> None:
+    model = tiny(architecture=architecture, conditioning="projection", g_conditioning="cbn")
+    generator = build_generator(model, sample_shape=(1, 8, 8), num_classes=CLASSES).eval()
+    z = torch.randn(1, 8).expand(CLASSES, 8)
+    labels = torch.arange(CLASSES)
+    # at initialisation every class has gain 1 and bias 0: cBN is a plain BatchNorm
+    images = generator(z, labels)
+    assert torch.allclose(images[0], images[1]) and torch.allclose(images[1], images[2])
+    first = next(m for m in generator.modules() if isinstance(m, ConditionalBatchNorm2d))
+    with torch.no_grad():
+        first.bias.weight[1] += 1.0
+    moved = generator(z, labels)
+    assert torch.equal(moved[0], images[0]) and torch.equal(moved[2], images[2])
+    assert not torch.allclose(moved[1], images[1])
+
+
+def test_cbn_class_weights_mix_the_embeddings() -> None:
+    model = tiny(architecture="resnet", conditioning="concat", g_conditioning="cbn")
+    generator = build_generator(model, sample_shape=(1, 8, 8), num_classes=CLASSES).eval()
+    for norm in generator.modules():
+        if isinstance(norm, ConditionalBatchNorm2d):
+            nn.init.normal_(norm.gain.weight)
+            nn.init.normal_(norm.bias.weight)
+    z = torch.randn(2, 8)
+    labels = torch.tensor([2, 0])
+    one_hot = nn.functional.one_hot(labels, CLASSES).float()
+    assert torch.equal(generator(z, one_hot), generator(z, labels))
+    norm = next(m for m in generator.modules() if isinstance(m, ConditionalBatchNorm2d))
+    half = torch.tensor([[0.5, 0.5, 0.0]])
+    x = torch.randn(1, norm.norm.num_features, 4, 4)
+    mixed = norm(x, half)
+    expected = (
+        norm.norm(x) * (0.5 * (norm.gain.weight[0] + norm.gain.weight[1]))[:, None, None]
+        + (0.5 * (norm.bias.weight[0] + norm.bias.weight[1]))[:, None, None]
+    )
+    assert torch.allclose(mixed, expected, atol=1e-6)
+
+
+def test_cbn_generator_requires_labels() -> None:
+    model = tiny(architecture="dcgan", conditioning="projection", g_conditioning="cbn")
+    generator = build_generator(model, sample_shape=(1, 8, 8), num_classes=CLASSES)
+    with pytest.raises(ValueError, match="labels"):
+        generator(torch.randn(2, 8), None)
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"dataset": {"builtin": "digits"}, "model": {"g_conditioning": "cbn"}},
+        {
+            "dataset": {"builtin": "ring8"},
+            "model": {"architecture": "mlp", "conditioning": "concat", "g_conditioning": "cbn"},
+        },
+        {
+            "task": "translation",
+            "dataset": {"builtin": "edges2fashion"},
+            "model": {"g_conditioning": "cbn"},
+        },
+    ],
+    ids=["unconditional", "mlp", "translation"],
+)
+def test_cbn_where_it_cannot_apply_names_the_field(fields: dict[str, object]) -> None:
+    with pytest.raises(SpecError) as caught:
+        parse_spec(fields)
+    assert caught.value.param == "model.g_conditioning"
