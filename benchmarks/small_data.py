@@ -52,11 +52,12 @@ class OverfitProbe(Callback):
     def on_eval(self, step: int, metrics: dict[str, float]) -> None:
         assert self.trainer is not None
         trainer = self.trainer
-        pool = trainer.train_index
-        index = torch.arange(len(trainer.data)) if pool is None else pool.cpu()
+        pool, dataset = trainer.batches.pool, trainer.dataset
+        index = torch.arange(len(dataset)) if pool is None else pool.cpu()
         index = index[torch.randperm(len(index), generator=torch.Generator().manual_seed(0))]
-        index = index[:PROBE_IMAGES].to(trainer.device)
-        train = (to_model_range(trainer.data[index]), trainer.labels[index])
+        index = index[:PROBE_IMAGES]
+        assert dataset.labels is not None
+        train = (to_model_range(dataset.data[index]), dataset.labels[index])
         gap = d_mean_logit(trainer, *train) - d_mean_logit(trainer, *self.test)
         self.points.append((step, gap))
         print(f"  step {step}: fid {metrics.get('fid', float('nan')):.4g}, class_accuracy "
