@@ -2,8 +2,13 @@
 
 The pack (3 GiB of 64×64 RGB uint8 images) is written straight to a local object store, fetched
 through the worker's pack cache and trained on by the engine in a subprocess (at image size 32:
-every batch is resized as it is read), whose peak resident memory (``getrusage``: the pages of
-the mapped pack it touched included) is what is bounded, and so is its loader workers'.
+every batch is resized as it is read). Bounded: its peak private memory (anonymous pages,
+sampled from /proc every 10 ms: what the worker needs and cannot give back) under
+``PEAK_PRIVATE_BOUND``, its peak resident memory (``getrusage``: the pages of the mapped pack it
+touched included, which the kernel can reclaim) under ``PEAK_RSS_BOUND``, below the pack's size
+(the pack is never loaded whole), and its loader workers' peak resident memory under the private
+bound. Alone the training process peaks at about 0.9 GB resident; in one run of the whole suite
+its resident peak read 2.0 GB (file pages the kernel left mapped), hence the two bounds.
 """
 
 from __future__ import annotations
@@ -24,14 +29,27 @@ from gan_engine.data.packs import write_pack
 GIB = 1 << 30
 IMAGE_SHAPE = (64, 64, 3)
 PACK_BYTES = 3 * GIB
-PEAK_RSS_BOUND = int(1.5 * GIB)
+PEAK_PRIVATE_BOUND = int(1.5 * GIB)
+PEAK_RSS_BOUND = int(2.5 * GIB)
 KEY = "datasets/ds_large/pack.npz"
 STEPS = 12
 
 CHILD = textwrap.dedent(
     """
-    import json, resource, sys
+    import json, resource, sys, threading, time
     from pathlib import Path
+
+    peak_private = [0]
+
+    def sample_private_memory() -> None:
+        while True:
+            with open("/proc/self/status") as status:
+                fields = dict(line.split(":", 1) for line in status)
+            private = sum(int(fields[k].split()[0]) * 1024 for k in ("RssAnon", "RssShmem"))
+            peak_private[0] = max(peak_private[0], private)
+            time.sleep(0.01)
+
+    threading.Thread(target=sample_private_memory, daemon=True).start()
     from gan_engine.run import build_trainer, load_training_data
     from gan_engine.spec import parse_spec
     from store.storage import LocalStorage
@@ -61,6 +79,7 @@ CHILD = textwrap.dedent(
         "metrics": sorted(result.summary),
         "drawn": state["rng"]["data"]["drawn"],
         "peak_rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+        "peak_private": peak_private[0],
         "peak_rss_loader_workers": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024,
     }))
     """
@@ -91,7 +110,7 @@ def test_a_pack_larger_than_memory_trains_under_the_bound(tmp_path: Path) -> Non
     pack.parent.mkdir(parents=True)
     try:
         count = write_large_pack(pack, PACK_BYTES)
-        assert pack.stat().st_size > 2 * PEAK_RSS_BOUND
+        assert pack.stat().st_size > 2 * PEAK_PRIVATE_BOUND and pack.stat().st_size > PEAK_RSS_BOUND
         child = subprocess.run(
             [sys.executable, "-c", CHILD, str(storage_root), str(cache_dir), KEY, str(STEPS)],
             capture_output=True,
@@ -110,8 +129,9 @@ def test_a_pack_larger_than_memory_trains_under_the_bound(tmp_path: Path) -> Non
     assert count * int(np.prod(IMAGE_SHAPE)) <= PACK_BYTES
     assert report["step"] == STEPS and report["mapped"] and report["drawn"] == STEPS
     assert "fid" in report["metrics"]
+    assert 0 < report["peak_private"] < PEAK_PRIVATE_BOUND, report
     assert report["peak_rss"] < PEAK_RSS_BOUND, report
-    assert report["peak_rss_loader_workers"] < PEAK_RSS_BOUND, report
+    assert report["peak_rss_loader_workers"] < PEAK_PRIVATE_BOUND, report
 
 
 def test_small_packs_stay_in_memory_and_old_compressed_packs_still_read(tmp_path: Path) -> None:
