@@ -579,7 +579,6 @@ def _check_devices(spec: Spec) -> None:
     coupled = {
         "model.minibatch": m.minibatch != "none",
         "loss.feature_matching": bool(spec.loss.feature_matching),
-        "task": spec.task == "translation",
     }
     for name, used in coupled.items():
         if used:

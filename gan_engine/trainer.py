@@ -347,7 +347,7 @@ class Trainer:
         """pix2pix's D: (input, target) real, (input, G(input)) fake, judged patch by patch."""
         inputs, real = self._paired_batch()
         with torch.no_grad(), self._autocast():
-            fake = self.g_forward(inputs)
+            fake = self.g_plain(inputs)
         real, fake = self._instance_noise(real), self._instance_noise(fake)
         loss_spec = self.spec.loss
         with self._autocast():
@@ -357,7 +357,7 @@ class Trainer:
             critic = lambda x: self.d_forward(inputs, x)  # noqa: E731
             if loss_spec.gradient_penalty:
                 gp = regularizers.gradient_penalty(
-                    critic, real, fake, weight=loss_spec.gradient_penalty
+                    critic, real, fake, weight=loss_spec.gradient_penalty, world=self.world
                 )
                 d_loss, stats["gp"] = d_loss + gp, gp.detach()
             if loss_spec.r1:
@@ -391,7 +391,7 @@ class Trainer:
             stats = {"l1": l1.detach()}
             if self.trains_discriminator:
                 self.D.requires_grad_(False)
-                judged = self.d_forward(inputs, self._instance_noise(fake))
+                judged = self.d_plain(inputs, self._instance_noise(fake))
                 adversarial = self.loss.generator(judged)
                 g_loss = g_loss + loss_spec.adversarial * adversarial
                 stats["g_adv_loss"] = adversarial.detach()

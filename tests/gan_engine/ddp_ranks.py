@@ -1,8 +1,8 @@
 """``torchrun ... -m tests.gan_engine.ddp_ranks SPEC.json OUT.json [NAN_STEP]``: train SPEC's
 Trainer (no evaluator, so no classifier to train) on every rank; rank 0 writes the logged steps
-to OUT, and every rank what it adapted (ADA's p, LeCam's anchors) to OUT.rankR.json. NAN_STEP:
-rank 1 alone gets a NaN generator loss from that step on, and rank 0 writes the step at which
-it saw the run diverge."""
+to OUT, and every rank what it holds (ADA's p, LeCam's anchors, sums of G's and D's parameters) to
+OUT.rankR.json. NAN_STEP: rank 1 alone gets a NaN generator loss from that step on, and rank 0
+writes the step at which it saw the run diverge."""
 
 from __future__ import annotations
 
@@ -40,9 +40,13 @@ def main(spec_path: Path, out: Path, nan_step: int | None) -> None:
             return
         if world.is_main:
             out.write_text(json.dumps(recorder.steps))
-        adapted = {  # what each rank adapts as it trains: it must agree across ranks
+        adapted = {  # what each rank holds after training: it must agree across ranks
             "ada_p": [float(v) for v in trainer.augment.metrics().values()],
             "lecam": [] if trainer.lecam is None else trainer.lecam.anchors.tolist(),
+            "weights": [  # parameters: BatchNorm's running statistics are each rank's own
+                sum(float(parameter.double().sum()) for parameter in net.parameters())
+                for net in (trainer.G, trainer.D)
+            ],
         }
         out.with_suffix(f".rank{world.rank}.json").write_text(json.dumps(adapted))
 

@@ -10,6 +10,7 @@ normalises its half), so that case is measured in docs/distributed.md, not asser
 from __future__ import annotations
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -24,7 +25,7 @@ from gan_engine.checkpoint import load_checkpoint
 from gan_engine.distributed import SINGLE, World
 from gan_engine.run import build_trainer
 from gan_engine.run_folder import RunFolder
-from gan_engine.spec import Spec, SpecError
+from gan_engine.spec import Spec, SpecError, parse_spec
 from gan_engine.trainer import Trainer
 from tests.gan_engine.conftest import Recorder, dataset_for, tiny_spec
 
@@ -176,6 +177,33 @@ def test_ada_and_lecam_adapt_alike_on_every_rank(
     assert rank0 == rank1
     assert 0 < rank0["ada_p"][0] <= 1 and any(rank0["lecam"])
     assert [step for step, _ in json.loads(out.read_text())][-1] == 6
+
+
+def test_a_translation_trains_on_two_ranks_with_one_state(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """pix2pix on 2 ranks: each rank its half of the pairs, the U-Net's dropout drawn per rank
+    (so not one process's run), G and D kept identical on both ranks by DDP."""
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(sys.path))  # the ranks import tests.*
+    spec = parse_spec({
+        "task": "translation",
+        "dataset": {"builtin": "edges2fashion"},
+        "model": {"image_size": 8, "width": 8},
+        "loss": {"r1": 1.0},
+        "training": {"steps": 4, "batch_size": 8, "devices": 2, "device": "cpu",
+                     "mixed_precision": "off", "ema_decay": 0.9},
+        "monitor": {"log_every": 1, "sample_every": 4, "eval_every": 1000,
+                    "checkpoint_every": 4, "metrics": []},
+    })  # fmt: skip
+    (tmp_path / "spec.json").write_text(json.dumps(spec.to_dict()))
+    out = tmp_path / "steps.json"
+    args = [str(tmp_path / "spec.json"), str(out)]
+    assert distributed.launch(2, "tests.gan_engine.ddp_ranks", args) == 0
+    rank0, rank1 = (json.loads(out.with_suffix(f".rank{r}.json").read_text()) for r in (0, 1))
+    assert rank0["weights"] == rank1["weights"]
+    steps = json.loads(out.read_text())
+    assert [step for step, _ in steps] == [1, 2, 3, 4]
+    assert all(math.isfinite(m["l1"]) and math.isfinite(m["r1"]) for _, m in steps)
 
 
 def test_the_world_hands_each_rank_its_contiguous_share() -> None:
