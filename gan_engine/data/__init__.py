@@ -132,19 +132,22 @@ class Dataset:
             inputs = None if self.inputs is None else self.inputs[index]
             labels = None if self.labels is None else self.labels[index]
             return replace(self, data=self.data[index], inputs=inputs, labels=labels)
-        inputs, targets = [], []
-        for chunk in index.split(BOUNDED_READ_ROWS):
-            if self.inputs is None:
-                targets.append(self.images(chunk))
+        # filled in place: a list of chunks and their concatenation would hold the rows twice
+        targets = torch.empty((len(index), *self.sample_shape), dtype=torch.uint8)
+        inputs = None
+        if self.inputs is not None:
+            inputs = torch.empty((len(index), *self.input_shape), dtype=torch.uint8)
+        for start in range(0, len(index), BOUNDED_READ_ROWS):
+            rows = slice(start, start + BOUNDED_READ_ROWS)
+            if inputs is None:
+                targets[rows] = self.images(index[rows])
             else:
-                pair = self.pair(chunk)
-                inputs.append(pair[0])
-                targets.append(pair[1])
+                inputs[rows], targets[rows] = self.pair(index[rows])
             self.mapped.drop_pages()
         return replace(
             self,
-            data=torch.cat(targets),
-            inputs=torch.cat(inputs) if inputs else None,
+            data=targets,
+            inputs=inputs,
             labels=None if self.labels is None else self.labels[index],
             mapped=None,
             fit_size=None,

@@ -16,13 +16,14 @@ trains on them), at most ``monitor.eval_samples`` of them. What ``evaluate`` ret
   input, prefixed ``bicubic_`` (computed once: the inputs never change).
 
 Of a memory-mapped pack, only the held-out pairs (as many as EVALUATION_MAX_BYTES holds), the
-baseline's training targets and the evaluator's bounded sample of training pairs are read.
+baseline's training targets and the evaluator's bounded sample of training targets are read.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from dataclasses import replace
 
 import torch
 import torch.nn.functional as F
@@ -155,8 +156,10 @@ class TranslationEvaluator:
 
     def _evaluator_for(self, announce: Announce | None) -> Evaluator:
         if self._evaluator is None:
-            # in memory: the whole dataset; memory-mapped: a bounded sample of the training pairs
-            dataset = self.dataset.bounded(EVALUATION_MAX_BYTES, EVALUATION_SEED, self.train_index)
+            # in memory: the whole dataset; memory-mapped: a bounded sample of the training
+            # targets (the evaluator reads no input)
+            targets = replace(self.dataset, inputs=None)
+            dataset = targets.bounded(EVALUATION_MAX_BYTES, EVALUATION_SEED, self.train_index)
             self._evaluator = (
                 load_or_train_evaluator(
                     dataset,
