@@ -95,12 +95,18 @@ class TranslationEvaluator:
         self.metrics = set(spec.monitor.metrics)
         self.labelled = dataset.labels is not None and dataset.num_classes > 0
         train_index, held_out = holdout_split(len(dataset), EVALUATION_SEED)
-        held_out = held_out[: spec.monitor.eval_samples]
+        wanted = held_out[: spec.monitor.eval_samples]
+        held_out = wanted
         if dataset.mapped is not None:  # read into memory: as many as the evaluation bound holds
             pair_bytes = math.prod(dataset.sample_shape) + math.prod(dataset.input_shape)
-            held_out = held_out[: max(1, EVALUATION_MAX_BYTES // pair_bytes)]
+            held_out = wanted[: max(1, EVALUATION_MAX_BYTES // pair_bytes)]
         self.train_index, self.held_out = train_index, held_out
         self.notes = self._limitations()
+        if len(held_out) < len(wanted):
+            self.notes.append(
+                f"'{dataset.name}' is memory-mapped: {len(held_out):,} held-out pairs are "
+                f"evaluated, not {len(wanted):,} (what {EVALUATION_MAX_BYTES >> 20} MiB holds)"
+            )
         self._pairs: Dataset | None = None  # the held-out pairs, read once
         self._evaluator: Evaluator | None = None
         self._baseline: dict[str, float] | None = None

@@ -3,6 +3,7 @@ read lazily and train exactly as the same pack in memory, resumes included."""
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -230,13 +231,15 @@ def test_the_translation_evaluator_reads_a_bounded_sample_of_a_mapped_pack(
     lazy = Trainer(spec, load_pack_dataset(paired_pack))
     assert lazy.dataset.mapped is not None
     bound_rows = 10  # of 120 pairs, 24 held out
-    monkeypatch.setattr(translation, "EVALUATION_MAX_BYTES", bound_rows * (3 + 1) * 8 * 8)
-    reads: list[int] = []
+    bound = bound_rows * (3 + 1) * 8 * 8  # pairs of RGB targets and grey inputs
+    monkeypatch.setattr(translation, "EVALUATION_MAX_BYTES", bound)
+    reads: list[int] = []  # bytes read from the mapping
     gathered = Dataset.gathered
 
     def counted(self: Dataset, index: torch.Tensor) -> Dataset:
         if self.mapped is not None:
-            reads.append(len(index))
+            inputs = 0 if self.inputs is None else math.prod(self.input_shape)
+            reads.append(len(index) * (math.prod(self.sample_shape) + inputs))
         return gathered(self, index)
 
     monkeypatch.setattr(Dataset, "gathered", counted)
@@ -244,10 +247,12 @@ def test_the_translation_evaluator_reads_a_bounded_sample_of_a_mapped_pack(
         TranslationEvaluator(spec=t.spec, dataset=t.dataset, cache=None, device=t.device)
         for t in (lazy, eager)
     ]
-    assert len(evaluators[0].held_out) == bound_rows
+    assert (
+        len(evaluators[0].held_out) == bound_rows and "10 held-out pairs" in evaluators[0].notes[0]
+    )
     assert torch.equal(evaluators[0].held_out, evaluators[1].held_out[:bound_rows])
     got = evaluators[0].evaluate(lazy.translate)
-    assert reads and max(reads) <= bound_rows and sum(reads) <= 3 * bound_rows
+    assert len(reads) == 3 and max(reads) <= bound and sum(reads) <= 3 * bound
     evaluators[1].held_out = evaluators[1].held_out[:bound_rows]  # the same held-out pairs
     want = evaluators[1].evaluate(eager.translate)
     assert {"fid", "class_accuracy", "evaluator_accuracy"} <= set(got)
