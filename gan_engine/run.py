@@ -60,7 +60,7 @@ def export_files(trainer: Trainer, result: TrainResult) -> dict[str, bytes]:
         step=result.step,
         metrics=result.summary,
         task=trainer.spec.task,
-        input_shape=None if trainer.dataset.inputs is None else trainer.dataset.inputs.shape[1:],
+        input_shape=None if trainer.dataset.inputs is None else trainer.dataset.input_shape,
         # the scores' discriminator; a translation model's PatchGAN scores nothing (yet)
         discriminator=trainer.D if trainer.spec.task == "generation" else None,
     )

@@ -144,8 +144,7 @@ class Trainer:
         self.G: nn.Module
         self.D: nn.Module
         if self.translating:
-            assert dataset.inputs is not None
-            pair = {"input_shape": tuple(dataset.inputs.shape[1:]), "sample_shape": shape}
+            pair = {"input_shape": dataset.input_shape, "sample_shape": shape}
             self.G = build_translator(spec.model, **pair)  # type: ignore[arg-type]
             self.D = build_patch_discriminator(spec.model, **pair)  # type: ignore[arg-type]
         else:
@@ -433,12 +432,11 @@ class Trainer:
 
     def sample_grid_png(self) -> bytes:
         if self.translating:
-            assert self.dataset.inputs is not None
             index = holdout_split(len(self.dataset), EVALUATION_SEED)[1]
-            index = index[: self.spec.monitor.samples_per_class]
-            inputs = self.dataset.inputs[index]  # type: ignore[index]
-            outputs = to_uint8(self.translate(inputs))
-            return png_bytes(translation_grid(inputs, outputs, self.dataset.data[index]))
+            shown = self.dataset.gathered(index[: self.spec.monitor.samples_per_class])
+            assert shown.inputs is not None
+            outputs = to_uint8(self.translate(shown.inputs))
+            return png_bytes(translation_grid(shown.inputs, outputs, shown.data))
         if self.dataset.is_points:
             labels = self._grid_labels()
             points = self.generate(self._grid_z, labels).float().cpu().numpy()

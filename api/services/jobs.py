@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import logging
+import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -161,14 +162,18 @@ class DataFacts:
     width: int
     channels: int
     num_classes: int
+    input_values: int = 0  # a paired dataset's values per input (H' x W' x C'); 0 when unpaired
 
     def sample_shape(self, image_size: int | None) -> tuple[int, ...]:
         return (2,) if not self.height else (self.channels, image_size or 0, image_size or 0)
 
     @property
     def mapped(self) -> bool:
-        """Whether the worker memory-maps these images rather than loading them."""
-        return self.num_samples * self.height * self.width * self.channels > MAPPED_FROM_BYTES
+        """Whether the worker memory-maps these images (a paired dataset's inputs and targets)
+        rather than loading them: the rule of ``load_pack_dataset`` for the uncompressed packs
+        uploads are stored as."""
+        values = self.height * self.width * self.channels + self.input_values
+        return self.num_samples * values > MAPPED_FROM_BYTES
 
 
 async def training_data_facts(
@@ -201,7 +206,14 @@ async def training_data_facts(
             param="dataset.id",
         )
     height, width, channels = dataset.image_shape
-    return DataFacts(dataset.n_images, height, width, channels, len(dataset.class_names or []))
+    return DataFacts(
+        dataset.n_images,
+        height,
+        width,
+        channels,
+        len(dataset.class_names or []),
+        input_values=math.prod(dataset.input_shape) if paired else 0,
+    )
 
 
 def check_memory(spec: Spec, data: DataFacts, *, budget_bytes: int) -> None:

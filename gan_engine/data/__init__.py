@@ -2,8 +2,9 @@
 
 Images are kept as uint8 (N, C, H, W) already fitted to the model's image size, and scaled to
 [-1, 1] per batch; 2-D points are float32 (N, 2). Class names travel with the labels. A large
-pack's images stay memory-mapped (``mapped``) and are fitted per read (``fit_size``), so
-that nothing ever holds them all: read them through ``images``/``batch``, never ``data``.
+pack's images (a paired pack's inputs and targets) stay memory-mapped (``mapped``) and are fitted
+per read (``fit_size``), so that nothing ever holds them all: read them through ``images``,
+``batch``, ``pair`` or ``gathered``, never ``data`` or ``inputs``.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from gan_engine.data.fit import fit_images
+from gan_engine.data.fit import fit_images, fit_inputs
 from gan_engine.errors import EngineError
 
 BOUNDED_READ_ROWS = 1024  # rows of mapped images read between two drops of their pages
@@ -61,10 +62,10 @@ class Dataset:
     # The inputs are the targets downsampled and upsampled again (bicubic): super-resolution,
     # whose bicubic baseline the inputs themselves are.
     super_resolution: bool = False
-    # The pack file mapping whose views ``data`` is (images too large to load); None when the
-    # images are in memory.
+    # The pack file mapping whose views ``data`` (and ``inputs``) are (images too large to
+    # load); None when the images are in memory.
     mapped: Mapping | None = None
-    # Mapped images are fitted to this square side as they are read (``fitted`` sets it).
+    # Mapped images (and inputs) are fitted to this square side as read (``fitted`` sets it).
     fit_size: int | None = None
     # Mapped images restricted to these rows (``dataset.classes``); None: all of them.
     rows: torch.Tensor | None = None
@@ -88,6 +89,14 @@ class Dataset:
         return tuple(self.data.shape[1:])
 
     @property
+    def input_shape(self) -> tuple[int, ...]:
+        """A paired dataset's (C', H, W) inputs, as read (fitted like the targets)."""
+        assert self.inputs is not None
+        if self.fit_size is not None:
+            return (self.inputs.shape[1], self.fit_size, self.fit_size)
+        return tuple(self.inputs.shape[1:])
+
+    @property
     def stored_size(self) -> tuple[int, int]:
         """(height, width) of the images as stored, before any fitting."""
         return self.fitted_from or (int(self.data.shape[-2]), int(self.data.shape[-1]))
@@ -107,23 +116,58 @@ class Dataset:
         x = to_model_range(self.images(index))
         return x, None if self.labels is None else self.labels[index]
 
-    def bounded(self, max_bytes: int, seed: int) -> Dataset:
+    def pair(self, index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """A paired dataset's uint8 inputs and targets at ``index``, fitted to the model's size:
+        only these rows are read."""
+        assert self.inputs is not None
+        inputs = self.inputs[index if self.rows is None else self.rows[index]]
+        if self.fit_size is not None:
+            inputs = fit_inputs(inputs, self.stored_size, self.fit_size)
+        return inputs, self.images(index)
+
+    def gathered(self, index: torch.Tensor) -> Dataset:
+        """The samples at ``index`` (labels, and a paired dataset's inputs) as a dataset in
+        memory; of mapped images read BOUNDED_READ_ROWS at a time, dropping the pages after each."""
+        if self.mapped is None:
+            inputs = None if self.inputs is None else self.inputs[index]
+            labels = None if self.labels is None else self.labels[index]
+            return replace(self, data=self.data[index], inputs=inputs, labels=labels)
+        # filled in place: a list of chunks and their concatenation would hold the rows twice
+        targets = torch.empty((len(index), *self.sample_shape), dtype=torch.uint8)
+        inputs = None
+        if self.inputs is not None:
+            inputs = torch.empty((len(index), *self.input_shape), dtype=torch.uint8)
+        for start in range(0, len(index), BOUNDED_READ_ROWS):
+            rows = slice(start, start + BOUNDED_READ_ROWS)
+            if inputs is None:
+                targets[rows] = self.images(index[rows])
+            else:
+                inputs[rows], targets[rows] = self.pair(index[rows])
+            self.mapped.drop_pages()
+        return replace(
+            self,
+            data=targets,
+            inputs=inputs,
+            labels=None if self.labels is None else self.labels[index],
+            mapped=None,
+            fit_size=None,
+            rows=None,
+        )
+
+    def bounded(self, max_bytes: int, seed: int, pool: torch.Tensor | None = None) -> Dataset:
         """The dataset itself when in memory; of mapped images, an in-memory seeded sample of
-        as many as ``max_bytes`` holds (what evaluation reads), read a chunk at a time."""
+        as many as ``max_bytes`` holds (a paired dataset's inputs counted), drawn from the rows
+        ``pool`` (default: all), read a chunk at a time: what evaluation reads."""
         if self.mapped is None:
             return self
-        sample_bytes = max(1, int(torch.Size(self.sample_shape).numel()))
-        count = max(1, min(len(self), max_bytes // sample_bytes))
+        candidates = torch.arange(len(self)) if pool is None else pool
+        sample_bytes = torch.Size(self.sample_shape).numel()
+        if self.inputs is not None:
+            sample_bytes += torch.Size(self.input_shape).numel()
+        count = max(1, min(len(candidates), max_bytes // max(1, sample_bytes)))
         generator = torch.Generator().manual_seed(seed)
-        index = torch.randperm(len(self), generator=generator)[:count].sort().values
-        chunks = []
-        for chunk in index.split(BOUNDED_READ_ROWS):
-            chunks.append(self.images(chunk))
-            self.mapped.drop_pages()
-        labels = None if self.labels is None else self.labels[index]
-        return replace(
-            self, data=torch.cat(chunks), labels=labels, mapped=None, fit_size=None, rows=None
-        )
+        order = torch.randperm(len(candidates), generator=generator)[:count]
+        return self.gathered(candidates[order].sort().values)
 
 
 # Imported last: the loaders import Dataset and DatasetError from this module.

@@ -25,8 +25,8 @@ from gan_engine.data.packs import image_bytes, is_mappable, read_pack
 from gan_engine.data.paired import paired_fitted, photo_crops, with_derived_inputs
 from gan_engine.spec import DatasetSpec, Spec
 
-# An uncompressed image pack larger than this is memory-mapped and read batch by batch; smaller
-# ones are loaded (and, for training, moved to the device whole: the fast path).
+# An uncompressed pack whose image members are larger than this is memory-mapped and read batch by
+# batch; smaller ones are loaded (and, for training, moved to the device whole: the fast path).
 MAPPED_FROM_BYTES = 512 * 1024 * 1024
 MIXTURE_POINTS = 50_000
 MIXTURE_SEEDS: dict[str, int] = {"train": 0, "test": 1}
@@ -148,11 +148,14 @@ def fit_data(spec: Spec, dataset: Dataset) -> tuple[Spec, Dataset]:
 def fitted(dataset: Dataset, image_size: int) -> Dataset:
     """Images padded or resized to ``image_size`` squared (points and fitting images unchanged);
     paired data's inputs lined up with its targets."""
+    height, width = dataset.data.shape[-2:]
+    if dataset.is_paired and dataset.mapped is not None:  # both fitted per read: Dataset.pair
+        fitted_from = None if (height, width) == (image_size, image_size) else (height, width)
+        return replace(dataset, fit_size=image_size, fitted_from=fitted_from)
     if dataset.is_paired:
         return paired_fitted(dataset, image_size)
     if dataset.is_points or dataset.data.shape[-2:] == (image_size, image_size):
         return dataset
-    height, width = dataset.data.shape[-2:]
     if dataset.mapped is not None:  # fitted per read, see Dataset.images
         return replace(dataset, fit_size=image_size, fitted_from=(int(height), int(width)))
     return Dataset(
@@ -213,8 +216,9 @@ def load_idx_dataset(name: IdxName, split: Split, data_dir: Path | None = None) 
 
 
 def load_pack_dataset(path: Path, *, name: str | None = None) -> Dataset:
-    """The pack at ``path``: memory-mapped when it is an uncompressed image pack whose images
-    take more than MAPPED_FROM_BYTES, read into memory otherwise (paired packs always are)."""
+    """The pack at ``path``: memory-mapped when it is an uncompressed pack whose image members
+    (images, or inputs and targets) take more than MAPPED_FROM_BYTES, read into memory
+    otherwise."""
     mapped = is_mappable(path) and image_bytes(path) > MAPPED_FROM_BYTES
     pack = read_pack(path, mapped=mapped)
     labels = None if pack.labels is None else torch.from_numpy(pack.labels)

@@ -52,3 +52,29 @@ def resize(images: torch.Tensor, image_size: int) -> torch.Tensor:
         for chunk in images.split(_RESIZE_CHUNK)
     ]
     return torch.cat(chunks)
+
+
+def fit_inputs(inputs: torch.Tensor, stored_size: tuple[int, int], image_size: int) -> torch.Tensor:
+    """A paired pack's given inputs lined up with their targets, stored at ``stored_size`` and
+    fitted to ``image_size``: brought to the targets' stored size (bicubic), then fitted alike."""
+    if tuple(inputs.shape[-2:]) != tuple(stored_size):
+        inputs = bicubic(inputs, stored_size)
+    return fit_images(inputs, image_size)
+
+
+def bicubic(images: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """uint8 (N, C, h, w) -> uint8 (N, C, *size), bicubic (antialiased when shrinking)."""
+    chunks = [
+        F.interpolate(
+            chunk.float(),
+            size=size,
+            mode="bicubic",
+            align_corners=False,
+            antialias=chunk.shape[-1] > size[-1],
+        )
+        .round_()
+        .clamp_(0, 255)
+        .to(torch.uint8)
+        for chunk in images.split(_RESIZE_CHUNK)
+    ]
+    return torch.cat(chunks)

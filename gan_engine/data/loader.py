@@ -6,10 +6,10 @@ would, however far a loader has prefetched; the checkpoint keeps only k (``state
 process that is rank r of ``world_size`` takes its contiguous share of the global batch of rows.
 
 In-memory data is moved to the device once and gathered there (the fast path). Memory-mapped data
-(``Dataset.mapped``) is read batch by batch by a ``DataLoader``: worker processes read and
-fit the rows of the next batches while the device trains, into pinned memory on CUDA, and drop
-the file pages they mapped after each batch, so that their memory stays bounded however long the
-run.
+(``Dataset.mapped``: images, or paired inputs and targets) is read batch by batch by a
+``DataLoader``: worker processes read and fit the rows of the next batches while the device
+trains, into pinned memory on CUDA, and drop the file pages they mapped after each batch, so that
+their memory stays bounded however long the run.
 """
 
 from __future__ import annotations
@@ -115,12 +115,21 @@ class Batches:
         return to_model_range(x).contiguous(memory_format=self.layout), labels
 
     def paired(self) -> tuple[Tensor, Tensor]:
-        """The next batch of (inputs, targets) in [-1, 1] (paired data is held in memory)."""
-        assert self.inputs is not None
+        """The next batch of (inputs, targets) in [-1, 1] in the training layout."""
         k, self.drawn = self.drawn, self.drawn + 1
-        index = self.rows(k).to(self.device)
-        inputs = to_model_range(self.inputs[index]).contiguous(memory_format=self.layout)
-        return inputs, to_model_range(self.data[index]).contiguous(memory_format=self.layout)
+        if self.mapped:
+            inputs, targets = next(self._mapped_stream(k))
+            assert targets is not None
+            inputs = inputs.to(self.device, non_blocking=True)
+            targets = targets.to(self.device, non_blocking=True)
+        else:
+            assert self.inputs is not None
+            index = self.rows(k).to(self.device)
+            inputs, targets = self.inputs[index], self.data[index]
+        return (
+            to_model_range(inputs).contiguous(memory_format=self.layout),
+            to_model_range(targets).contiguous(memory_format=self.layout),
+        )
 
     def state_dict(self) -> dict[str, Any]:
         return {"drawn": self.drawn}
@@ -151,14 +160,19 @@ class Batches:
 
 
 class _MappedBatches(torch.utils.data.Dataset[Batch]):
-    """Item k: batch k's fitted uint8 images and labels, read from the mapping in a worker."""
+    """Item k: batch k's fitted uint8 images and labels (paired data: inputs and targets), read
+    from the mapping in a worker."""
 
     def __init__(self, batches: Batches) -> None:
         self.batches = batches
 
     def __getitem__(self, k: int) -> Batch:
         dataset, index = self.batches.dataset, self.batches.rows(k)
-        images = dataset.images(index)
+        if dataset.is_paired:
+            batch: Batch = dataset.pair(index)
+        else:
+            labels = None if dataset.labels is None else dataset.labels[index]
+            batch = dataset.images(index), labels
         if dataset.mapped is not None:
             dataset.mapped.drop_pages()  # else a long run's reads would map the whole file
-        return images, None if dataset.labels is None else dataset.labels[index]
+        return batch

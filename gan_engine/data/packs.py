@@ -9,7 +9,8 @@ Each member's ``.npy`` header is checked against these rules and against the mem
 before any array is allocated, and nothing is ever unpickled.
 
 Packs are written uncompressed (ZIP_STORED), so that a large one is read without loading it: its
-image members are memory-mapped at their offset in the file (``read_pack(..., mapped=True)``).
+image members (a paired pack's inputs and targets alike) are memory-mapped at their offset in the
+file (``read_pack(..., mapped=True)``).
 Compressed packs (written before) stay readable; they are always read into memory.
 """
 
@@ -66,7 +67,7 @@ class Pack:
     labels: np.ndarray | None  # int64 (N,)
     class_names: list[str] | None  # set exactly when labels are
     inputs: np.ndarray | None = None  # uint8 (N, C', H', W'): a paired pack's inputs
-    mapped: Mapping | None = None  # set when ``images`` are views of the file's mapping
+    mapped: Mapping | None = None  # set when ``images`` (and ``inputs``) view the file's mapping
 
 
 @dataclass(frozen=True)
@@ -86,42 +87,42 @@ class ArrayHeader:
 
 
 def read_pack(source: PackSource, *, max_classes: int = MAX_CLASSES, mapped: bool = False) -> Pack:
-    """Read and validate a pack; images come back as (N, C, H, W). ``mapped``: the images of an
-    uncompressed image pack on disk (``is_mappable``) are memory-mapped (copy-on-write, so the
-    file is never written) rather than read, and come back as a channels-first view."""
+    """Read and validate a pack; images come back as (N, C, H, W). ``mapped``: the image members
+    (``images``, or a paired pack's ``inputs`` and ``targets``) of an uncompressed pack on disk
+    (``is_mappable``) are memory-mapped (copy-on-write, so the file is never written) rather
+    than read, and come back as channels-first views of one mapping of the file."""
     with open_pack(source) as archive:
         headers = pack_headers(archive, max_classes=max_classes)
         to_map = (
-            ["images"]
+            [key for key in IMAGE_KEYS if key in headers]
             if mapped and isinstance(source, str | Path) and is_mappable(Path(source))
             else []
         )
         arrays = read_arrays(archive, {k: v for k, v in headers.items() if k not in to_map})
-        arrays.update({key: _mapped_member(archive, Path(source), key) for key in to_map})  # type: ignore[arg-type]
+        mapping = _map_members(archive, Path(source), to_map, arrays) if to_map else None  # type: ignore[arg-type]
     images, labels = arrays.get("images", arrays.get("targets")), arrays.get("labels")
     assert images is not None  # pack_headers requires images or targets
     inputs = arrays.get("inputs")
     names = check_pack(
         images, labels, arrays.get("class_names"), max_classes=max_classes, inputs=inputs
     )
-    mapped = "images" in to_map
+    copy = mapping is None
     return Pack(
-        _channels_first(images, copy=not mapped),
+        _channels_first(images, copy=copy),
         None if labels is None else labels.astype(np.int64),
         names,
-        None if inputs is None else _channels_first(inputs),
-        Mapping(Path(source), images.base) if mapped else None,  # type: ignore[arg-type]
+        None if inputs is None else _channels_first(inputs, copy=copy),
+        None if mapping is None else Mapping(Path(source), mapping),  # type: ignore[arg-type]
     )
 
 
 def is_mappable(path: Path) -> bool:
-    """Whether the pack at ``path`` is an image pack (not paired) whose images are stored
-    uncompressed, so memory-mappable."""
+    """Whether the pack at ``path`` stores its image members (``images``, or ``inputs`` and
+    ``targets``) uncompressed, so memory-mappable."""
     with open_pack(path) as archive:
-        names = archive.namelist()
-        if "images.npy" not in names or any(f"{key}.npy" in names for key in PAIRED_KEYS):
-            return False
-        return archive.getinfo("images.npy").compress_type == zipfile.ZIP_STORED
+        infos = {info.filename: info for info in archive.infolist()}
+        members = [infos[f"{key}.npy"] for key in IMAGE_KEYS if f"{key}.npy" in infos]
+        return bool(members) and all(m.compress_type == zipfile.ZIP_STORED for m in members)
 
 
 def image_bytes(path: Path) -> int:
@@ -131,10 +132,31 @@ def image_bytes(path: Path) -> int:
     return sum(header.nbytes for key, header in headers.items() if key in IMAGE_KEYS)
 
 
-def _mapped_member(archive: zipfile.ZipFile, path: Path, key: str) -> np.ndarray:
-    """A stored member's array, memory-mapped (copy-on-write: the file is never written) at its
-    offset: the zip local header (30 bytes, then the name and the extra field) and the ``.npy``
-    header come before the data."""
+def _map_members(
+    archive: zipfile.ZipFile, path: Path, keys: list[str], arrays: dict[str, np.ndarray]
+) -> mmap.mmap:
+    """Map the file once (copy-on-write: it is never written) and put into ``arrays`` each
+    stored member of ``keys`` as a view of the mapping at its data's offset."""
+    layouts = {key: _member_layout(archive, path, key) for key in keys}
+    end = max(
+        start + math.prod(shape) * dtype.itemsize for start, shape, _, dtype in layouts.values()
+    )
+    with open(path, "rb") as handle:
+        mapping = mmap.mmap(handle.fileno(), end, access=mmap.ACCESS_COPY)
+    if hasattr(mapping, "madvise"):  # batches read scattered rows: no read-ahead around them
+        mapping.madvise(mmap.MADV_RANDOM)
+    for key, (offset, shape, fortran, dtype) in layouts.items():
+        arrays[key] = np.ndarray(
+            shape, dtype, buffer=mapping, offset=offset, order="F" if fortran else "C"
+        )
+    return mapping
+
+
+def _member_layout(
+    archive: zipfile.ZipFile, path: Path, key: str
+) -> tuple[int, tuple[int, ...], bool, np.dtype[Any]]:
+    """A stored member's data offset in the file, shape, order and dtype: the zip local header
+    (30 bytes, then the name and the extra field) and the ``.npy`` header come before the data."""
     info = archive.getinfo(f"{key}.npy")
     with open(path, "rb") as handle:
         handle.seek(info.header_offset)
@@ -144,15 +166,7 @@ def _mapped_member(archive: zipfile.ZipFile, path: Path, key: str) -> np.ndarray
     with archive.open(info) as member:
         version = np.lib.format.read_magic(member)
         shape, fortran, dtype = HEADER_READERS[version](member)
-        offset = start + member.tell()
-    size = math.prod(shape) * dtype.itemsize
-    with open(path, "rb") as handle:
-        mapping = mmap.mmap(handle.fileno(), offset + size, access=mmap.ACCESS_COPY)
-    if hasattr(mapping, "madvise"):  # batches read scattered rows: no read-ahead around them
-        mapping.madvise(mmap.MADV_RANDOM)
-    array = np.ndarray(shape, dtype, buffer=mapping, offset=offset, order="F" if fortran else "C")
-    assert array.base is mapping  # what Pack.mapped holds
-    return array
+        return start + member.tell(), tuple(shape), fortran, dtype
 
 
 def _channels_first(images: np.ndarray, *, copy: bool = True) -> np.ndarray:

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from gan_engine.data import Dataset
-from gan_engine.data.fit import fit_images
+from gan_engine.data.fit import bicubic, fit_images, fit_inputs
 
 EDGE_THRESHOLD = 0.2  # of each image's strongest gradient: weaker gradients are not edges
 SUPERRES_FACTOR = 4
@@ -39,24 +39,6 @@ def edge_map(images: torch.Tensor) -> torch.Tensor:
         magnitude = gradient.square().sum(1, keepdim=True).sqrt()
         strongest = magnitude.amax(dim=(1, 2, 3), keepdim=True).clamp_min(1e-6)
         chunks.append((magnitude > EDGE_THRESHOLD * strongest).to(torch.uint8) * 255)
-    return torch.cat(chunks)
-
-
-def bicubic(images: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """uint8 (N, C, h, w) -> uint8 (N, C, *size), bicubic (antialiased when shrinking)."""
-    chunks = [
-        F.interpolate(
-            chunk.float(),
-            size=size,
-            mode="bicubic",
-            align_corners=False,
-            antialias=chunk.shape[-1] > size[-1],
-        )
-        .round_()
-        .clamp_(0, 255)
-        .to(torch.uint8)
-        for chunk in images.split(_CHUNK)
-    ]
     return torch.cat(chunks)
 
 
@@ -89,10 +71,7 @@ def paired_fitted(dataset: Dataset, image_size: int) -> Dataset:
         inputs = DERIVATIONS[dataset.derive_inputs](targets)
     else:
         assert dataset.inputs is not None
-        given = dataset.inputs
-        if given.shape[-2:] != (height, width):
-            given = bicubic(given, (int(height), int(width)))
-        inputs = fit_images(given, image_size)
+        inputs = fit_inputs(dataset.inputs, (int(height), int(width)), image_size)
     return replace(dataset, data=targets, inputs=inputs, fitted_from=fitted_from)
 
 

@@ -14,11 +14,16 @@ trains on them), at most ``monitor.eval_samples`` of them. What ``evaluate`` ret
   ``evaluator_accuracy`` on the real targets;
 - super-resolution: every metric above also for the bicubic upsampling of the low-resolution
   input, prefixed ``bicubic_`` (computed once: the inputs never change).
+
+Of a memory-mapped pack, only the held-out pairs (as many as EVALUATION_MAX_BYTES holds), the
+baseline's training targets and the evaluator's bounded sample of training targets are read.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
+from dataclasses import replace
 
 import torch
 import torch.nn.functional as F
@@ -29,6 +34,7 @@ from torchmetrics.functional.image import (
 )
 
 from gan_engine.data import Dataset, to_model_range
+from gan_engine.evaluation import EVALUATION_MAX_BYTES
 from gan_engine.evaluation.evaluator import (
     Evaluator,
     EvaluatorCache,
@@ -89,13 +95,25 @@ class TranslationEvaluator:
         self.metrics = set(spec.monitor.metrics)
         self.labelled = dataset.labels is not None and dataset.num_classes > 0
         train_index, held_out = holdout_split(len(dataset), EVALUATION_SEED)
-        self.train_index, self.held_out = train_index, held_out[: spec.monitor.eval_samples]
+        wanted = held_out[: spec.monitor.eval_samples]
+        held_out = wanted
+        if dataset.mapped is not None:  # read into memory: as many as the evaluation bound holds
+            pair_bytes = math.prod(dataset.sample_shape) + math.prod(dataset.input_shape)
+            held_out = wanted[: max(1, EVALUATION_MAX_BYTES // pair_bytes)]
+        self.train_index, self.held_out = train_index, held_out
         self.notes = self._limitations()
+        if len(held_out) < len(wanted):
+            self.notes.append(
+                f"'{dataset.name}' is memory-mapped: {len(held_out):,} held-out pairs are "
+                f"evaluated, not {len(wanted):,} (what {EVALUATION_MAX_BYTES >> 20} MiB holds)"
+            )
+        self._pairs: Dataset | None = None  # the held-out pairs, read once
         self._evaluator: Evaluator | None = None
         self._baseline: dict[str, float] | None = None
 
     def evaluate(self, translate: Translate, announce: Announce | None = None) -> dict[str, float]:
-        inputs = self.dataset.inputs[self.held_out]  # type: ignore[index]
+        inputs = self._held_out_pairs().inputs
+        assert inputs is not None
         outputs = torch.cat(
             [translate(chunk).detach().float().cpu() for chunk in inputs.split(TRANSLATE_CHUNK)]
         ).nan_to_num(0.0, 1.0, -1.0)
@@ -108,8 +126,15 @@ class TranslationEvaluator:
             results.update(self._baseline)
         return results
 
+    def _held_out_pairs(self) -> Dataset:
+        """The held-out pairs in memory (of a memory-mapped pack: only these rows are read)."""
+        if self._pairs is None:
+            self._pairs = self.dataset.gathered(self.held_out)
+        return self._pairs
+
     def _metrics_of(self, outputs: Tensor, announce: Announce | None) -> dict[str, float]:
-        targets = to_model_range(self.dataset.data[self.held_out])
+        pairs = self._held_out_pairs()
+        targets = to_model_range(pairs.data)
         results = pixel_metrics(outputs, targets)
         wants_classes = "class_accuracy" in self.metrics and self.labelled
         if "fid" not in self.metrics and not wants_classes:
@@ -123,30 +148,34 @@ class TranslationEvaluator:
             rng = torch.Generator().manual_seed(EVALUATION_SEED)
             train = self.train_index[torch.randperm(len(self.train_index), generator=rng)]
             fid.reset()
-            fid.update(to_model_range(self.dataset.data[train[: len(outputs)]]), real=False)
+            baseline = self.dataset.gathered(train[: len(outputs)]).data
+            fid.update(to_model_range(baseline), real=False)
             results["fid_real_baseline"] = float(fid.compute())
         if wants_classes:
             assert self.dataset.labels is not None and evaluator.accuracy is not None
             predicted = evaluator.predict(outputs).cpu()
-            truth = self.dataset.labels[self.held_out]
+            assert pairs.labels is not None
+            truth = pairs.labels
             results["class_accuracy"] = class_accuracy(predicted, truth)
             results["evaluator_accuracy"] = evaluator.accuracy
         return results
 
     def _evaluator_for(self, announce: Announce | None) -> Evaluator:
         if self._evaluator is None:
+            # in memory: the whole dataset; memory-mapped: a bounded sample of the training
+            # targets (the evaluator reads no input)
+            targets = replace(self.dataset, inputs=None)
+            dataset = targets.bounded(EVALUATION_MAX_BYTES, EVALUATION_SEED, self.train_index)
             self._evaluator = (
                 load_or_train_evaluator(
-                    self.dataset,
+                    dataset,
                     cache=self.cache,
                     device=self.device,
                     seed=EVALUATION_SEED,
                     announce=announce,
                 )
                 if self.labelled
-                else random_feature_evaluator(
-                    self.dataset, seed=EVALUATION_SEED, device=self.device
-                )
+                else random_feature_evaluator(dataset, seed=EVALUATION_SEED, device=self.device)
             )
         return self._evaluator
 

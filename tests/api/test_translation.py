@@ -11,9 +11,10 @@ import pytest
 from fastapi.testclient import TestClient
 
 from api.main import create_app
+from api.services.jobs import DataFacts
 from gan_engine.artifacts import CONFIG_FILE, GeneratorArtifact
-from gan_engine.data.builtins import load_digits
-from gan_engine.data.packs import read_pack, write_pack
+from gan_engine.data.builtins import MAPPED_FROM_BYTES, load_digits
+from gan_engine.data.packs import image_bytes, read_pack, write_pack
 from gan_engine.data.paired import edge_map
 from gan_engine.spec import Spec
 from store.storage import ObjectStorage, dataset_pack_key
@@ -256,3 +257,16 @@ def test_the_paired_builtins_are_listed_described_previewed_and_trainable(
     assert job.status_code == 202, job.text
     refused = client.post("/v1/jobs", headers=account.headers, json=spec)
     assert_error(refused, 422, param="dataset.builtin")
+
+
+def test_a_paired_dataset_counts_its_inputs_in_the_mapped_rule(tmp_path: Path) -> None:
+    """The API decides as the worker's loader does (``image_bytes``: inputs and targets)."""
+    count = MAPPED_FROM_BYTES // (64 * 64 * 3)  # targets alone just within the threshold
+    plain = DataFacts(count, 64, 64, 3, 0)
+    paired = DataFacts(count, 64, 64, 3, 0, input_values=32 * 32 * 3)
+    assert not plain.mapped and paired.mapped
+    small = tmp_path / "pairs.npz"
+    rng = np.random.default_rng(0)
+    targets, inputs = rng.integers(0, 256, (5, 8, 8, 3), np.uint8), np.zeros((5, 4, 4), np.uint8)
+    write_pack(small, targets, inputs=inputs)
+    assert image_bytes(small) == 5 * (8 * 8 * 3 + 4 * 4)
