@@ -10,14 +10,15 @@ from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 
 import pytest
+from sqlalchemy import update
 
 from store.db import session_scope
-from store.jobs import request_cancel
-from store.models import Checkpoint, TrainedModel
+from store.jobs import request_cancel, request_pause, resume_job
+from store.models import Checkpoint, Job, TrainedModel
 from store.storage import model_weights_key
 from tests.worker.conftest import Service, poll, tiny_spec
 from tests.worker.test_runner import events, first_metric_written, run, steps_of
-from worker.outcome import Outcome
+from worker.outcome import LEASE_LOST, Outcome
 
 
 @pytest.fixture
@@ -83,3 +84,43 @@ def test_max_runtime_decided_on_rank_0_stops_both_ranks(embedded: Service) -> No
 
     job = embedded.job(job_id)
     assert (job.error_code, job.step) == ("max_runtime_exceeded", 1)
+
+
+def test_a_lost_lease_stops_both_ranks_without_writing(
+    embedded: Service, background: ThreadPoolExecutor
+) -> None:
+    spec = tiny_spec(steps=1_000_000, training={"devices": 2}, monitor={"checkpoint_every": 1000})
+    job_id = embedded.submit(spec)
+    result: Future[Outcome] = background.submit(run, embedded, job_id)
+    poll(lambda: first_metric_written(embedded, job_id), timeout=60, what="the first metrics")
+
+    with session_scope(embedded.sessions) as session:  # the reaper gave the job to someone else
+        session.execute(update(Job).where(Job.id == job_id).values(worker_id="new-owner"))
+
+    assert result.result(timeout=60).status == LEASE_LOST  # torchrun and both ranks have exited
+    job = embedded.job(job_id)
+    assert (job.status, job.worker_id, job.model_id) == ("running", "new-owner", None)
+
+
+def test_a_paused_two_rank_job_resumes_on_two_ranks(
+    embedded: Service, background: ThreadPoolExecutor
+) -> None:
+    spec = tiny_spec(steps=400, training={"devices": 2}, monitor={"checkpoint_every": 1000})
+    job_id = embedded.submit(spec)
+    requeued: list[str] = []
+    result: Future[Outcome] = background.submit(run, embedded, job_id, requeue=requeued.append)
+    poll(lambda: first_metric_written(embedded, job_id), timeout=60, what="the first metrics")
+    with session_scope(embedded.sessions) as session:
+        request_pause(session, job_id=job_id, tenant_id=embedded.tenant_id)
+
+    assert result.result(timeout=60).status == "paused" and requeued == []
+    [checkpoint] = embedded.rows(Checkpoint, job_id)
+    stopped_at = checkpoint.step
+    assert embedded.job(job_id).step == stopped_at and 0 < stopped_at < 400
+    with session_scope(embedded.sessions) as session:
+        assert resume_job(session, job_id=job_id, tenant_id=embedded.tenant_id)[1]
+
+    assert run(embedded, job_id).status == "succeeded"
+    resumed = [e.message for e in events(embedded, job_id) if e.code == "resumed"]
+    assert resumed == [f"resumed from step {stopped_at}"]
+    assert embedded.job(job_id).step == 400
