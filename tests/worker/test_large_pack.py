@@ -1,14 +1,16 @@
 """A pack several times larger than the bound trains with the worker's memory under the bound.
 
-The pack (3 GiB of 64×64 RGB uint8 images) is written straight to a local object store, fetched
-through the worker's pack cache and trained on by the engine in a subprocess (at image size 32:
-every batch is resized as it is read). Bounded: its peak private memory (anonymous pages,
-sampled from /proc every 10 ms: what the worker needs and cannot give back) under
-``PEAK_PRIVATE_BOUND``, its peak resident memory (``getrusage``: the pages of the mapped pack it
-touched included, which the kernel can reclaim) under ``PEAK_RSS_BOUND``, below the pack's size
-(the pack is never loaded whole), and its loader workers' peak resident memory under the private
-bound. Alone the training process peaks at about 0.9 GB resident; in one run of the whole suite
-its resident peak read 2.0 GB (file pages the kernel left mapped), hence the two bounds.
+The pack (3 GiB of 64×64 RGB uint8 images) is written straight into the embedded service's
+object store as an uploaded dataset, and a job on it is run by the worker's own ``run_job`` in a
+subprocess: claim, the pack fetched through the worker's pack cache, training at image size 32
+(every batch resized as it is read), evaluation, checkpoint, export and the final write.
+Bounded: that process's peak private memory (anonymous pages, sampled from /proc every 10 ms:
+what the worker needs and cannot give back) under ``PEAK_PRIVATE_BOUND``, its peak resident
+memory (``getrusage``: the pages of the mapped pack it touched included, which the kernel can
+reclaim) under ``PEAK_RSS_BOUND``, below the pack's size (the pack is never loaded whole), and
+its loader workers' peak resident memory under the private bound. The engine alone peaked at
+about 0.9 GB resident; in one run of the whole suite its resident peak read 2.0 GB (file pages
+the kernel left mapped), hence the two bounds.
 """
 
 from __future__ import annotations
@@ -25,59 +27,52 @@ import pytest
 
 from gan_engine.data.builtins import load_pack_dataset
 from gan_engine.data.packs import write_pack
+from gan_engine.spec import parse_spec
+from store.db import session_scope
+from store.models import Dataset as DatasetRow
+from store.models import new_id
+from store.storage import dataset_pack_key
+from tests.worker.conftest import Service
 
 GIB = 1 << 30
 IMAGE_SHAPE = (64, 64, 3)
 PACK_BYTES = 3 * GIB
 PEAK_PRIVATE_BOUND = int(1.5 * GIB)
 PEAK_RSS_BOUND = int(2.5 * GIB)
-KEY = "datasets/ds_large/pack.npz"
 STEPS = 12
 
-CHILD = textwrap.dedent(
+PRIVATE_MEMORY_SAMPLER = """
+import threading, time
+
+peak_private = [0]
+
+def sample_private_memory() -> None:
+    while True:
+        with open("/proc/self/status") as status:
+            fields = dict(line.split(":", 1) for line in status)
+        private = sum(int(fields[k].split()[0]) * 1024 for k in ("RssAnon", "RssShmem"))
+        peak_private[0] = max(peak_private[0], private)
+        time.sleep(0.01)
+
+threading.Thread(target=sample_private_memory, daemon=True).start()
+"""
+
+WORKER_CHILD = PRIVATE_MEMORY_SAMPLER + textwrap.dedent(
     """
-    import json, resource, sys, threading, time
+    import json, resource, sys
     from pathlib import Path
+    from store.settings import Settings
+    from worker.runner import run_job
 
-    peak_private = [0]
-
-    def sample_private_memory() -> None:
-        while True:
-            with open("/proc/self/status") as status:
-                fields = dict(line.split(":", 1) for line in status)
-            private = sum(int(fields[k].split()[0]) * 1024 for k in ("RssAnon", "RssShmem"))
-            peak_private[0] = max(peak_private[0], private)
-            time.sleep(0.01)
-
-    threading.Thread(target=sample_private_memory, daemon=True).start()
-    from gan_engine.run import build_trainer, load_training_data
-    from gan_engine.spec import parse_spec
-    from store.storage import LocalStorage
-    from worker.memory import check_estimate
-    from worker.pack_cache import PackCache
-
-    root, cache_dir, key, STEPS = *sys.argv[1:4], int(sys.argv[4])
-    spec = parse_spec({
-        "dataset": {"id": "ds_large"},
-        "model": {"width": 8, "latent_dim": 16, "image_size": 32},
-        "training": {"steps": STEPS, "batch_size": 32, "device": "cpu"},
-        "monitor": {"log_every": 10, "sample_every": STEPS, "eval_every": STEPS,
-                    "eval_samples": 100, "checkpoint_every": STEPS},
-    })
-    cache = PackCache(Path(cache_dir), 8 << 30)
-    with cache.local(LocalStorage(root), key) as path:
-        spec, dataset = load_training_data(spec, pack_path=path)
-    check_estimate(spec, dataset, budget_bytes=1 << 30)
-    trainer = build_trainer(spec, dataset)
-    result = trainer.fit()
-    state = trainer.state_dict()
-    del trainer  # its loader's workers exit and are waited for: RUSAGE_CHILDREN counts them
+    data_dir, ganforge_data_dir, job_id = sys.argv[1:4]
+    settings = Settings(data_dir=Path(data_dir), database_url="", broker_url="", storage_url="",
+                        ganforge_data_dir=Path(ganforge_data_dir), lease_s=30, heartbeat_s=0.5,
+                        _env_file=None)
+    outcome = run_job(job_id, settings=settings)
     import gc; gc.collect()
     print(json.dumps({
-        "step": result.step,
-        "mapped": dataset.mapped is not None,
-        "metrics": sorted(result.summary),
-        "drawn": state["rng"]["data"]["drawn"],
+        "status": outcome.status,
+        "error": outcome.error_code,
         "peak_rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
         "peak_private": peak_private[0],
         "peak_rss_loader_workers": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024,
@@ -104,31 +99,48 @@ def write_large_pack(path: Path, nbytes: int) -> int:
 
 
 @pytest.mark.large_data
-def test_a_pack_larger_than_memory_trains_under_the_bound(tmp_path: Path) -> None:
-    storage_root, cache_dir = tmp_path / "storage", tmp_path / "cache"
-    pack = storage_root / KEY
+def test_the_worker_trains_a_pack_larger_than_memory_under_the_bound(embedded: Service) -> None:
+    dataset_id = new_id("ds")
+    pack = embedded.storage.path(dataset_pack_key(dataset_id))  # type: ignore[attr-defined]
     pack.parent.mkdir(parents=True)
+    cache_dir = embedded.settings.data_dir / "pack-cache"  # the default, DATA_DIR/pack-cache
     try:
         count = write_large_pack(pack, PACK_BYTES)
         assert pack.stat().st_size > 2 * PEAK_PRIVATE_BOUND and pack.stat().st_size > PEAK_RSS_BOUND
+        with session_scope(embedded.sessions) as session:
+            session.add(
+                DatasetRow(
+                    id=dataset_id, tenant_id=embedded.tenant_id, name="large",
+                    storage_key=dataset_pack_key(dataset_id), n_images=count,
+                    image_shape=list(IMAGE_SHAPE), class_names=None,
+                    size_bytes=pack.stat().st_size,
+                )
+            )  # fmt: skip
+        spec = parse_spec({
+            "dataset": {"id": dataset_id},
+            "model": {"width": 8, "latent_dim": 16, "image_size": 32},
+            "training": {"steps": STEPS, "batch_size": 32, "device": "cpu"},
+            "monitor": {"log_every": 4, "sample_every": STEPS, "eval_every": STEPS,
+                        "eval_samples": 100, "checkpoint_every": STEPS},
+        })  # fmt: skip
+        job_id = embedded.submit(spec)
         child = subprocess.run(
-            [sys.executable, "-c", CHILD, str(storage_root), str(cache_dir), KEY, str(STEPS)],
-            capture_output=True,
-            text=True,
-            timeout=300,
-            check=False,
-        )
+            [sys.executable, "-c", WORKER_CHILD, str(embedded.settings.data_dir),
+             str(embedded.settings.ganforge_data_dir), job_id],
+            capture_output=True, text=True, timeout=300, check=False,
+        )  # fmt: skip
         assert child.returncode == 0, child.stderr[-3000:]
         report = json.loads(child.stdout.strip().splitlines()[-1])
-        cached = list(cache_dir.glob("*.npz"))
+        cached = list(Path(cache_dir).glob("*.npz"))
         assert [p.stat().st_size for p in cached] == [pack.stat().st_size]
     finally:
         pack.unlink(missing_ok=True)
-        for cached_pack in cache_dir.glob("*.npz"):
+        for cached_pack in Path(cache_dir).glob("*.npz"):
             cached_pack.unlink()
-    assert count * int(np.prod(IMAGE_SHAPE)) <= PACK_BYTES
-    assert report["step"] == STEPS and report["mapped"] and report["drawn"] == STEPS
-    assert "fid" in report["metrics"]
+    assert (report["status"], report["error"]) == ("succeeded", None), report
+    job = embedded.job(job_id)
+    assert job.step == STEPS and job.model_id is not None
+    assert "fid" in (job.summary_metrics or {})
     assert 0 < report["peak_private"] < PEAK_PRIVATE_BOUND, report
     assert report["peak_rss"] < PEAK_RSS_BOUND, report
     assert report["peak_rss_loader_workers"] < PEAK_PRIVATE_BOUND, report
