@@ -13,6 +13,8 @@ import contextlib
 import os
 import subprocess
 import sys
+import threading
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
@@ -26,6 +28,8 @@ from torch.nn.parallel import DistributedDataParallel
 
 # rank 0 evaluates and exports while the others wait in the next step's collective
 COLLECTIVE_TIMEOUT = timedelta(hours=2)
+LAUNCHER_POLL_S = 1.0
+ORPHANED_EXIT_CODE = 70  # EX_SOFTWARE: the launcher died under this rank
 
 
 @dataclass(frozen=True)
@@ -124,11 +128,29 @@ def process_group(device: torch.device) -> Iterator[World]:
         return
     device = rank_device(device)  # NCCL binds each rank to the GPU current when it joins
     backend = "nccl" if device.type == "cuda" else "gloo"
+    exit_with_launcher()
     dist.init_process_group(backend, timeout=COLLECTIVE_TIMEOUT)
     try:
         yield world
     finally:
         dist.destroy_process_group()
+
+
+def exit_with_launcher(poll_s: float = LAUNCHER_POLL_S) -> None:
+    """End this rank when the torchrun agent that started it is gone (killed with SIGKILL, it
+    cannot stop its ranks): an orphaned rank would otherwise wait in a collective for the group's
+    2-hour timeout, holding its device. Linux hands an orphan to another parent; that change is
+    what a daemon thread watches for."""
+    launcher = os.getppid()
+    if launcher == 1:  # orphaned already, before it could join: its group can never form
+        os._exit(ORPHANED_EXIT_CODE)
+
+    def watch() -> None:
+        while os.getppid() == launcher:
+            time.sleep(poll_s)
+        os._exit(ORPHANED_EXIT_CODE)
+
+    threading.Thread(target=watch, name="exit-with-launcher", daemon=True).start()
 
 
 def wrap(module: nn.Module, device: torch.device) -> nn.Module:

@@ -14,6 +14,8 @@ import math
 import os
 import subprocess
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -204,6 +206,55 @@ def test_a_translation_trains_on_two_ranks_with_one_state(
     steps = json.loads(out.read_text())
     assert [step for step, _ in steps] == [1, 2, 3, 4]
     assert all(math.isfinite(m["l1"]) and math.isfinite(m["r1"]) for _, m in steps)
+
+
+def test_ranks_end_when_their_launcher_is_killed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A SIGKILLed torchrun agent cannot stop its ranks: each ends itself (exit_with_launcher)
+    instead of waiting in a collective for the group's 2-hour timeout."""
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(sys.path))  # the ranks import tests.*
+    spec = points_spec(2, steps=10_000_000)
+    (tmp_path / "spec.json").write_text(json.dumps(spec.to_dict()))
+    args = [str(tmp_path / "spec.json"), str(tmp_path / "out.json")]
+    launcher = subprocess.Popen(distributed.launch_command(2, "tests.gan_engine.ddp_ranks", args))
+    try:
+        ranks = poll_until(lambda: _watching_ranks(launcher.pid))
+        launcher.kill()
+        launcher.wait()
+        poll_until(lambda: not any(_alive(rank) for rank in ranks))
+    finally:
+        launcher.kill()
+
+
+def _watching_ranks(pid: int) -> list[int] | None:
+    """The launcher's 2 ranks once both run their watch thread (a second thread), else None."""
+    ranks = _children(pid)
+    threads = [len(list(Path(f"/proc/{rank}/task").glob("*"))) for rank in ranks]
+    return ranks if len(ranks) == 2 and all(n >= 2 for n in threads) else None
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except FileNotFoundError:
+        return []
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(") ")[-1][0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def poll_until(condition: Callable[[], Any], timeout_s: float = 60.0) -> Any:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if value := condition():
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"not within {timeout_s} s")
 
 
 def test_the_world_hands_each_rank_its_contiguous_share() -> None:
