@@ -132,8 +132,13 @@ def process_group(device: torch.device) -> Iterator[World]:
     dist.init_process_group(backend, timeout=COLLECTIVE_TIMEOUT)
     try:
         yield world
-    finally:
-        dist.destroy_process_group()
+    except BaseException:
+        dist.destroy_process_group()  # no barrier: the other ranks may never reach one
+        raise
+    # every rank leaves together: one that tore its sockets down while another was still
+    # closing its own made gloo abort that one (SIGABRT) under load
+    dist.barrier()
+    dist.destroy_process_group()
 
 
 def exit_with_launcher(poll_s: float = LAUNCHER_POLL_S) -> None:
