@@ -71,6 +71,14 @@ class World:
         dist.broadcast(value, src=0)
         return bool(value.item())
 
+    def average(self, value: Tensor) -> Tensor:
+        """``value`` averaged over the ranks (a collective: every rank calls it alike)."""
+        if not self.distributed:
+            return value
+        summed = value.detach().float().clone()
+        dist.all_reduce(summed)
+        return (summed / self.size).to(value.dtype)
+
     def mean(self, stats: dict[str, Tensor]) -> dict[str, Tensor]:
         """Each statistic averaged over the ranks (a collective; the same keys on every rank)."""
         if not self.distributed or not stats:

@@ -170,9 +170,9 @@ class Trainer:
         self.d_optimizer = build_optimizer(spec.optimizer.discriminator, self.D.parameters())
         self.loss = LOSSES[spec.loss.kind]
         self.real_target = 1.0 - spec.loss.label_smoothing
-        self.augment = build_augment(spec, self.device, average=self._rank_mean)
+        self.augment = build_augment(spec, self.device, average=self.world.average)
         self.lecam = (
-            regularizers.LeCam(spec.loss.lecam, self.device, average=self._rank_mean)
+            regularizers.LeCam(spec.loss.lecam, self.device, average=self.world.average)
             if spec.loss.lecam
             else None
         )
@@ -580,14 +580,6 @@ class Trainer:
         size = (x.shape[0] * self.world.size, *x.shape[1:])
         noise = self.world.share(torch.randn(size, device=x.device, dtype=x.dtype))
         return x + std * noise
-
-    def _rank_mean(self, value: Tensor) -> Tensor:
-        """``value`` averaged over the run's ranks (a collective: every rank calls it alike)."""
-        if not self.world.distributed:
-            return value
-        flat = value.detach().float().reshape(-1)
-        averaged = self.world.mean({str(i): v for i, v in enumerate(flat)})
-        return torch.stack(list(averaged.values())).reshape(value.shape).to(value.dtype)
 
     def _judge(self, x: Tensor, labels: Tensor | None, through: nn.Module | None = None) -> Any:
         """D's verdict on ``x`` as D sees it: augmented (augment.kind), every time; ``through``
