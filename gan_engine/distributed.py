@@ -10,11 +10,13 @@ gradients, so N ranks take the update one process takes at the same global batch
 from __future__ import annotations
 
 import contextlib
+import faulthandler
 import os
 import subprocess
 import sys
 import threading
 import time
+import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
@@ -29,6 +31,7 @@ from torch.nn.parallel import DistributedDataParallel
 # rank 0 evaluates and exports while the others wait in the next step's collective
 COLLECTIVE_TIMEOUT = timedelta(hours=2)
 LAUNCHER_POLL_S = 1.0
+TEARDOWN_TIMEOUT_S = 60.0  # a finished rank's wait for destroy_process_group
 ORPHANED_EXIT_CODE = 70  # EX_SOFTWARE: the launcher died under this rank
 
 
@@ -146,7 +149,26 @@ def process_group(device: torch.device) -> Iterator[World]:
     # every rank leaves together: one that tore its sockets down while another was still
     # closing its own made gloo abort that one (SIGABRT) under load
     dist.barrier()
-    dist.destroy_process_group()
+    leave_group()
+
+
+def leave_group(timeout_s: float = TEARDOWN_TIMEOUT_S, backstop_s: float | None = None) -> None:
+    """Destroy the process group, once every rank has done its work, without hanging there:
+    ``destroy_process_group`` now and then blocks for ever (pytorch/pytorch#75097; in one CI run
+    both ranks of a finished 2-rank run were still alive 5 minutes later). Past ``timeout_s`` the
+    rank goes on exiting with a warning; should the process still be alive ``backstop_s`` after
+    the call (default ``2 * timeout_s``: teardown holding the interpreter), faulthandler prints
+    every thread's stack and ends it with status 1."""
+    faulthandler.dump_traceback_later(backstop_s or 2 * timeout_s, exit=True)
+    leaving = threading.Thread(target=dist.destroy_process_group, name="leave-group", daemon=True)
+    leaving.start()
+    leaving.join(timeout_s)
+    if leaving.is_alive():
+        warnings.warn(
+            f"the process group's teardown did not end in {timeout_s:g} s; exiting without it",
+            RuntimeWarning,
+            stacklevel=2,
+        )
 
 
 def exit_with_launcher(poll_s: float = LAUNCHER_POLL_S) -> None:

@@ -9,12 +9,15 @@ normalises its half), so that case is measured in docs/distributed.md, not asser
 
 from __future__ import annotations
 
+import faulthandler
 import json
 import math
 import os
 import subprocess
 import sys
+import threading
 import time
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -301,3 +304,28 @@ def test_a_nan_on_one_rank_stops_both_at_the_same_step(
     command = distributed.launch_command(2, "tests.gan_engine.ddp_ranks", args)
     subprocess.run(command, check=True, timeout=120, capture_output=True)  # a hang: a timeout
     assert json.loads((tmp_path / "out.json").read_text()) == {"diverged_at": 3}
+
+
+def test_a_stuck_teardown_warns_and_lets_the_rank_exit(monkeypatch: pytest.MonkeyPatch) -> None:
+    """destroy_process_group that never returns (pytorch#75097) costs a finished rank its
+    timeout and a warning, not its exit."""
+    released = threading.Event()
+    monkeypatch.setattr(distributed.dist, "destroy_process_group", lambda: released.wait(30))
+    try:
+        with pytest.warns(RuntimeWarning, match="teardown did not end in 0.2 s"):
+            distributed.leave_group(timeout_s=0.2, backstop_s=600)
+    finally:
+        faulthandler.cancel_dump_traceback_later()
+        released.set()
+
+
+def test_a_teardown_that_ends_is_silent(monkeypatch: pytest.MonkeyPatch) -> None:
+    left: list[bool] = []
+    monkeypatch.setattr(distributed.dist, "destroy_process_group", lambda: left.append(True))
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            distributed.leave_group(timeout_s=30, backstop_s=600)
+    finally:
+        faulthandler.cancel_dump_traceback_later()
+    assert left == [True]
