@@ -22,16 +22,19 @@ import json
 import math
 import statistics
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
 import torch
 
 from benchmarks.second_judge import PixelJudge, per_class_accuracy, train_pixel_judge
-from gan_engine.artifacts import write_artifact
+from gan_engine.artifacts import CONFIG_FILE, WEIGHTS_FILE, GeneratorArtifact, write_artifact
 from gan_engine.callbacks import Callback
-from gan_engine.data import load_dataset
+from gan_engine.data import load_dataset, to_model_range
 from gan_engine.evaluation.evaluator import FolderEvaluatorCache, load_or_train_evaluator
+from gan_engine.evaluation.metrics import fid
+from gan_engine.images import channels_first
 from gan_engine.run import build_trainer, export_files, load_training_data
 from gan_engine.spec import DatasetSpec, Spec, load_spec, parse_spec
 from gan_engine.trainer import Trainer
@@ -89,8 +92,23 @@ def generated_per_class(trainer: Trainer, num_classes: int, seed: int,
     return torch.cat(images), torch.cat(labels)
 
 
+def served_per_class(artifact: GeneratorArtifact, num_classes: int, seed: int,
+                     truncation: float) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
+    """PER_CLASS samples of every class exactly as the service returns them for ``labels: [k],
+    n: PER_CLASS, seed, truncation`` (uint8 images; z from a normal truncated to [-t, t]),
+    back in [-1, 1] for the judges."""
+    images, labels = [], []
+    for label in range(num_classes):
+        served = artifact.sample(
+            labels=[label], n=PER_CLASS, seed=seed + 100 + label, truncation=truncation
+        )
+        images.append(to_model_range(channels_first(served.data)))
+        labels.append(torch.from_numpy(served.labels))
+    return torch.cat(images), torch.cat(labels)
+
+
 def run_seed(spec: Spec, cache: FolderEvaluatorCache, real: tuple[torch.Tensor, torch.Tensor],
-             pixel_judge: PixelJudge, out: Path | None = None,
+             pixel_judge: PixelJudge, out: Path | None = None, truncations: Sequence[float] = (),
              ) -> dict[str, Any]:  # fmt: skip
     spec, dataset = load_training_data(spec)
     timeline = EvalTimeline()
@@ -98,18 +116,30 @@ def run_seed(spec: Spec, cache: FolderEvaluatorCache, real: tuple[torch.Tensor, 
     timeline.started = time.perf_counter()
     result = trainer.fit()
     train_seconds = time.perf_counter() - timeline.started
+    files = export_files(trainer, result)
     if out is not None:
-        write_artifact(out, export_files(trainer, result))
+        write_artifact(out, files)
     evaluator = load_or_train_evaluator(dataset, cache=cache, device=trainer.device)
     fake = generated_per_class(trainer, dataset.num_classes, spec.training.seed)
     judges = {
         JUDGES[0]: judged(evaluator, real, fake, dataset.num_classes),
         JUDGES[1]: judged(pixel_judge, real, fake, dataset.num_classes),
     }
+    served = GeneratorArtifact.from_bytes(files[WEIGHTS_FILE], files[CONFIG_FILE])
+    truncated = {}
+    for t in truncations:
+        samples = served_per_class(served, dataset.num_classes, spec.training.seed, t)
+        truncated[str(t)] = {
+            "fid_test": fid(evaluator, real[0], samples[0]),
+            JUDGES[0]: judged(evaluator, real, samples, dataset.num_classes),
+            JUDGES[1]: judged(pixel_judge, real, samples, dataset.num_classes),
+        }
     real_accuracy = judges[JUDGES[0]]["real_test_accuracy"]
     reached = [(s, t) for s, t, acc in timeline.points if acc >= real_accuracy]
     return {
         "judges": judges,
+        "fid_test": fid(evaluator, real[0], fake[0]),
+        "truncated": truncated,
         "fid": result.summary["fid"],
         "fid_real_baseline": result.summary["fid_real_baseline"],
         "train_seconds": train_seconds,
@@ -147,6 +177,8 @@ def main() -> None:
     parser.add_argument("--out", type=Path, help="keep each seed's generator in OUT/seed{N}/")
     parser.add_argument("--judge-seed", type=int, default=0)
     parser.add_argument("--judge-epochs", type=int, default=8)
+    parser.add_argument("--truncations", type=float, nargs="*", default=[],
+                        help="also judge samples drawn as served at these truncations")  # fmt: skip
     args = parser.parse_args()
     base = load_spec(args.spec).to_dict()
     if args.steps:
@@ -167,7 +199,7 @@ def main() -> None:
         spec = parse_spec(base)
         print(f"seed {seed}: {spec.training.steps} steps", flush=True)
         out = None if args.out is None else args.out / f"seed{seed}"
-        results.append(run_seed(spec, cache, real, pixel_judge, out))
+        results.append(run_seed(spec, cache, real, pixel_judge, out, args.truncations))
         print(f"seed {seed}: {json.dumps(results[-1])}", flush=True)
 
     def column(key: str) -> list[float]:
@@ -198,6 +230,28 @@ def main() -> None:
     reached = [None if math.isnan(s) else round(s) for s in column("seconds_reached")]
     print(f"| ... seconds into training | {reached} | |")
     print_per_seed(args.seeds, results, names)
+    if args.truncations:
+        print_truncations(args.seeds, results, names)
+
+
+def print_truncations(seeds: list[int], results: list[dict[str, Any]], names: list[str]) -> None:
+    """Per seed and z (untruncated, then each truncation): FID of the 10,000 samples against the
+    10,000 real test images, and each judge's generated accuracy with its lowest class."""
+    short = [name.split("/")[0] for name in names]
+    print("\n| seed | z | FID vs test | " + " | ".join(
+        f"{judge}: generated | lowest class" for judge in JUDGES) + " |")  # fmt: skip
+    print("|---" * (3 + 2 * len(JUDGES)) + "|")
+    for seed, result in zip(seeds, results, strict=True):
+        rows = [("normal", result["fid_test"], result["judges"])]
+        rows += [(f"truncated to ±{t}", r["fid_test"], r) for t, r in result["truncated"].items()]
+        for z, fid_test, judges in rows:
+            cells = []
+            for judge in JUDGES:
+                per_class = judges[judge]["per_class"]
+                low = min(range(len(names)), key=lambda k: per_class[k])
+                cells.append(f"{judges[judge]['generated_accuracy']:.3f} | "
+                             f"{short[low]} {per_class[low]:.3f}")  # fmt: skip
+            print(f"| {seed} | {z} | {fid_test:.3f} | " + " | ".join(cells) + " |")
 
 
 if __name__ == "__main__":

@@ -30,6 +30,7 @@ import torch
 
 from gan_engine.artifacts import ArtifactError, GeneratorArtifact
 from gan_engine.data.fit import fit_images, fits_by_padding
+from gan_engine.images import channels_first
 
 ScoreMethod = Literal["discriminator", "reconstruction"]
 SCORE_METHODS: tuple[ScoreMethod, ...] = ("discriminator", "reconstruction")
@@ -107,8 +108,7 @@ def images_from_uint8(artifact: GeneratorArtifact, images: np.ndarray) -> torch.
             f"{images.shape}",
             param="images",
         )
-    x = torch.from_numpy(np.ascontiguousarray(images))
-    x = x.unsqueeze(1) if x.ndim == 3 else x.permute(0, 3, 1, 2)
+    x = channels_first(images)
     given_c, given_h, given_w = x.shape[1:]
     paddable = given_h == given_w and height == width and fits_by_padding(given_h, height)
     if given_c != channels or not ((given_h, given_w) == (height, width) or paddable):

@@ -22,7 +22,7 @@ from safetensors.torch import save as save_safetensors
 from torch import nn
 
 from gan_engine.errors import EngineError
-from gan_engine.images import grid, png_bytes, scatter_png, to_uint8
+from gan_engine.images import channels_first, grid, png_bytes, scatter_png, to_uint8
 from gan_engine.nets import Discriminator, build_discriminator, build_generator, build_translator
 from gan_engine.precision import Precision, autocast, uses_bf16
 from gan_engine.spec import ModelSpec
@@ -236,8 +236,7 @@ class GeneratorArtifact:
             raise ArtifactError(
                 f"translate 1 to {MAX_SAMPLES} images, not {len(images)}", param="input"
             )
-        x = torch.from_numpy(np.array(images if images.ndim == 4 else images[..., None]))
-        x = x.permute(0, 3, 1, 2)
+        x = channels_first(images)
         channels, height, width = self.config.input_shape
         if x.shape[1] not in (1, 3) or min(x.shape[2:]) < 1:
             raise ArtifactError(

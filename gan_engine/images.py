@@ -16,6 +16,12 @@ def to_uint8(images: torch.Tensor) -> np.ndarray:
     return array[..., 0] if array.shape[-1] == 1 else array
 
 
+def channels_first(images: np.ndarray) -> torch.Tensor:
+    """uint8 (N, H, W) or (N, H, W, C) images (``to_uint8``'s layout) as a (N, C, H, W) tensor."""
+    x = torch.from_numpy(np.ascontiguousarray(images))
+    return x.unsqueeze(1) if x.ndim == 3 else x.permute(0, 3, 1, 2)
+
+
 def grid(images: np.ndarray, columns: int, padding: int = 2) -> np.ndarray:
     """Tile uint8 (N, H, W[, C]) images row by row, ``columns`` per row, on a black background."""
     n, height, width = images.shape[:3]
