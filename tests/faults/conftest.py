@@ -11,7 +11,9 @@ import signal
 import subprocess
 import tempfile
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
@@ -19,8 +21,9 @@ import redis
 
 from store.db import dispose_engines
 from store.migrate import upgrade
+from store.settings import Settings
 from tests.fixtures.processes import WorkerProcess, poll
-from tests.fixtures.services import MotoServer, free_port
+from tests.fixtures.services import MotoServer, free_port, fresh_pg_database
 
 __all__ = ["WorkerProcess", "poll"]
 
@@ -166,3 +169,52 @@ def worker_env(**values: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "BROKER_URL",
                                                                "STORAGE_URL")}  # fmt: skip
     return {**env, "PYTHONPATH": str(REPO_ROOT), "OMP_NUM_THREADS": "1", **values}
+
+
+@pytest.fixture
+def pg_database(request: pytest.FixtureRequest) -> Iterator[str]:
+    """A fresh, migrated database on the shared PostgreSQL, named after the test module."""
+    with fresh_pg_database(request.module.__name__.rsplit(".", 1)[-1]) as url:
+        upgrade(url)
+        yield url
+
+
+@dataclass(frozen=True)
+class Backends:
+    """One database, broker, object store and data folder, as the test's own service sees them
+    (``settings``) and as its worker processes do (``env``)."""
+
+    settings: Settings
+    env: dict[str, str]
+
+
+def shared_backends(
+    tmp_path: Path,
+    database_url: str,
+    broker_url: str,
+    data_dir: Path,
+    *,
+    settings: dict[str, Any] | None = None,
+    **env: str,
+) -> Backends:
+    """``settings``: more fields of the service's Settings; ``env``: more worker variables."""
+    storage_url = (tmp_path / "objects").as_uri()
+    return Backends(
+        Settings(
+            data_dir=tmp_path,
+            database_url=database_url,
+            broker_url=broker_url,
+            storage_url=storage_url,
+            ganforge_data_dir=data_dir,
+            **(settings or {}),
+            _env_file=None,  # type: ignore[call-arg]
+        ),
+        worker_env(
+            DATA_DIR=str(tmp_path),
+            DATABASE_URL=database_url,
+            BROKER_URL=broker_url,
+            STORAGE_URL=storage_url,
+            GANFORGE_DATA_DIR=str(data_dir),
+            **env,
+        ),
+    )

@@ -3,7 +3,6 @@ them from the database, and each job runs exactly once, duplicate messages inclu
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -12,51 +11,27 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from api.services.reaper import reap_once
 from store.db import dispose_engines, get_sessionmaker, session_scope
-from store.migrate import upgrade
 from store.models import Job, JobEvent, TrainedModel
 from store.queue import CPU_QUEUE, enqueue_train, make_celery
-from store.settings import Settings
 from store.storage import storage_from_url
-from tests.faults.conftest import PrivateRedis, WorkerProcess, poll, worker_env
-from tests.fixtures.services import fresh_pg_database
+from tests.faults.conftest import PrivateRedis, WorkerProcess, poll, shared_backends
 from tests.worker.conftest import Service, new_tenant, tiny_spec
 
 QUEUED_JOBS = 4
 
 
-@pytest.fixture
-def pg_database() -> Iterator[str]:
-    with fresh_pg_database("broker_restart") as url:
-        upgrade(url)
-        yield url
-
-
 def test_a_broker_restart_loses_queued_messages_and_every_job_still_runs_once(
     private_redis: PrivateRedis, pg_database: str, tmp_path: Path, data_dir: Path
 ) -> None:
-    storage_url = (tmp_path / "objects").as_uri()
-    settings = Settings(
-        data_dir=tmp_path,
-        database_url=pg_database,
-        broker_url=private_redis.url,
-        storage_url=storage_url,
-        ganforge_data_dir=data_dir,
-        requeue_queued_after_s=1.0,
-        _env_file=None,  # type: ignore[call-arg]
-    )
+    backends = shared_backends(
+        tmp_path, pg_database, private_redis.url, data_dir,
+        settings={"requeue_queued_after_s": 1.0}, LEASE_S="60", HEARTBEAT_S="1",
+    )  # fmt: skip
+    settings = backends.settings
     sessions: sessionmaker[Session] = get_sessionmaker(pg_database)
     service = Service(settings, sessions, storage_from_url(settings=settings), new_tenant(sessions))
     celery = make_celery(settings)
-    env = worker_env(
-        DATA_DIR=str(tmp_path),
-        DATABASE_URL=pg_database,
-        BROKER_URL=private_redis.url,
-        STORAGE_URL=storage_url,
-        GANFORGE_DATA_DIR=str(data_dir),
-        LEASE_S="60",
-        HEARTBEAT_S="1",
-    )
-    worker = WorkerProcess(env, tmp_path / "worker.log")
+    worker = WorkerProcess(backends.env, tmp_path / "worker.log")
     try:
         busy = service.submit(tiny_spec(steps=1500, monitor={"checkpoint_every": 500}))
         enqueue_train(busy, queue=CPU_QUEUE, app=celery)

@@ -6,31 +6,19 @@ the first tenant's burst does not hold every worker while the others wait (docs/
 from __future__ import annotations
 
 import signal
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 from sqlalchemy import func, select
 
 from api.services.reaper import reap_once
 from store.db import dispose_engines, get_sessionmaker, session_scope
-from store.migrate import upgrade
 from store.models import Checkpoint, Job, JobEvent, TrainedModel
 from store.queue import enqueue_train, make_celery
-from store.settings import Settings
 from store.storage import storage_from_url
-from tests.faults.conftest import PrivateRedis, WorkerProcess, poll, worker_env
-from tests.fixtures.services import fresh_pg_database
+from tests.faults.conftest import PrivateRedis, WorkerProcess, poll, shared_backends
 from tests.worker.conftest import Service, new_tenant, tiny_spec
 
 SHORT = {"log_every": 10, "sample_every": 40, "checkpoint_every": 40}
-
-
-@pytest.fixture
-def pg_database() -> Iterator[str]:
-    with fresh_pg_database("many_workers") as url:
-        upgrade(url)
-        yield url
 
 
 def claims(service: Service, job_id: str) -> list[str]:
@@ -42,15 +30,10 @@ def claims(service: Service, job_id: str) -> list[str]:
 def test_three_workers_run_every_job_once_fairly_and_lose_none_to_a_kill(
     private_redis: PrivateRedis, pg_database: str, tmp_path: Path, data_dir: Path
 ) -> None:
-    storage_url = (tmp_path / "objects").as_uri()
-    settings = Settings(
-        data_dir=tmp_path,
-        database_url=pg_database,
-        broker_url=private_redis.url,
-        storage_url=storage_url,
-        ganforge_data_dir=data_dir,
-        _env_file=None,  # type: ignore[call-arg]
+    backends = shared_backends(
+        tmp_path, pg_database, private_redis.url, data_dir, LEASE_S="5", HEARTBEAT_S="0.5"
     )
+    settings = backends.settings
     sessions = get_sessionmaker(pg_database)
     storage = storage_from_url(settings=settings)
     tenants = {name: Service(settings, sessions, storage, new_tenant(sessions, name))
@@ -72,16 +55,7 @@ def test_three_workers_run_every_job_once_fairly_and_lose_none_to_a_kill(
         job = service.job(job_id)
         enqueue_train(job_id, queue=job.queue, app=celery)
 
-    env = worker_env(
-        DATA_DIR=str(tmp_path),
-        DATABASE_URL=pg_database,
-        BROKER_URL=private_redis.url,
-        STORAGE_URL=storage_url,
-        GANFORGE_DATA_DIR=str(data_dir),
-        LEASE_S="5",
-        HEARTBEAT_S="0.5",
-    )
-    workers = [WorkerProcess(env, tmp_path / f"worker{i}.log") for i in (1, 2, 3)]
+    workers = [WorkerProcess(backends.env, tmp_path / f"worker{i}.log") for i in (1, 2, 3)]
 
     def logs() -> str:
         return "\n".join(f"--- {w.log.name}\n{w.tail()}" for w in workers)

@@ -10,12 +10,10 @@ from __future__ import annotations
 import base64
 import json
 from collections import Counter
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
@@ -23,11 +21,9 @@ from api.config import ApiSettings
 from api.main import create_app
 from store.auth import create_tenant_with_key
 from store.db import dispose_engines, get_sessionmaker, session_scope
-from store.migrate import upgrade
 from store.models import Job
 from store.queue import CPU_QUEUE
 from tests.faults.conftest import PrivateRedis
-from tests.fixtures.services import fresh_pg_database
 
 TENANTS = 10
 PER_TENANT = 100
@@ -38,13 +34,6 @@ SPEC: dict[str, Any] = {
     "model": {"architecture": "mlp", "width": 16, "latent_dim": 4, "mlp_layers": 2},
     "training": {"steps": 10, "batch_size": 16, "device": "cpu"},
 }
-
-
-@pytest.fixture
-def pg_database() -> Iterator[str]:
-    with fresh_pg_database("burst") as url:
-        upgrade(url)
-        yield url
 
 
 def queued_job_ids(redis: PrivateRedis) -> list[str]:

@@ -4,10 +4,7 @@ on Ctrl-C of ``ganforge up``) and killed (SIGKILL, a crash or the OOM killer).""
 from __future__ import annotations
 
 import signal
-from collections.abc import Iterator
 from pathlib import Path
-
-import pytest
 
 from api.services.reaper import reap_once
 from store.db import dispose_engines, get_sessionmaker
@@ -16,8 +13,7 @@ from store.models import JobEvent, Metric
 from store.queue import CPU_QUEUE, enqueue_train, make_celery
 from store.settings import Settings
 from store.storage import storage_from_url
-from tests.faults.conftest import PrivateRedis, WorkerProcess, poll, worker_env
-from tests.fixtures.services import fresh_pg_database
+from tests.faults.conftest import PrivateRedis, WorkerProcess, poll, shared_backends, worker_env
 from tests.worker.conftest import Service, new_tenant, tiny_spec
 
 
@@ -89,41 +85,19 @@ def test_a_stopping_embedded_worker_does_not_claim_the_job_it_handed_back(
     assert len(resumed) == 1
 
 
-@pytest.fixture
-def pg_database() -> Iterator[str]:
-    with fresh_pg_database("worker_lost") as url:
-        upgrade(url)
-        yield url
-
-
 def test_a_job_that_keeps_losing_its_worker_fails_after_max_attempts(
     private_redis: PrivateRedis, pg_database: str, tmp_path: Path, data_dir: Path
 ) -> None:
     """Each attempt's worker is SIGKILLed while it trains; the reaper re-enqueues the job twice
     and fails it the third time (MAX_ATTEMPTS 3) instead of sending it round again."""
-    storage_url = (tmp_path / "objects").as_uri()
-    settings = Settings(
-        data_dir=tmp_path,
-        database_url=pg_database,
-        broker_url=private_redis.url,
-        storage_url=storage_url,
-        ganforge_data_dir=data_dir,
-        max_attempts=3,
-        _env_file=None,  # type: ignore[call-arg]
-    )
+    backends = shared_backends(
+        tmp_path, pg_database, private_redis.url, data_dir,
+        settings={"max_attempts": 3}, LEASE_S="3", HEARTBEAT_S="0.5", MAX_ATTEMPTS="3",
+    )  # fmt: skip
+    settings, env = backends.settings, backends.env
     sessions = get_sessionmaker(pg_database)
     service = Service(settings, sessions, storage_from_url(settings=settings), new_tenant(sessions))
     celery = make_celery(settings)
-    env = worker_env(
-        DATA_DIR=str(tmp_path),
-        DATABASE_URL=pg_database,
-        BROKER_URL=private_redis.url,
-        STORAGE_URL=storage_url,
-        GANFORGE_DATA_DIR=str(data_dir),
-        LEASE_S="3",
-        HEARTBEAT_S="0.5",
-        MAX_ATTEMPTS="3",
-    )
     job_id = service.submit(tiny_spec(steps=1_000_000, monitor={"checkpoint_every": 50}))
     enqueue_train(job_id, queue=CPU_QUEUE, app=celery)
     reaped: list[str] = []
