@@ -25,7 +25,7 @@ def test_truncated_samples_are_the_served_ones_of_every_class(
 
     assert images.shape == (30, *artifact.config.sample_shape)
     assert labels.tolist() == [k for k in range(10) for _ in range(3)]
-    assert -1 <= images.min() and images.max() <= 1
+    assert images.min() >= -1 and images.max() <= 1
     served = artifact.sample(labels=[4], n=3, seed=5 + 100 + 4, truncation=0.5)  # the API's call
     assert torch.equal(images[12:15], channels_first(served.data).float() / 127.5 - 1)
     untruncated, _ = fashion_mnist.served_per_class(artifact, 10, seed=5, truncation=100.0)
