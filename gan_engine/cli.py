@@ -111,11 +111,11 @@ def train(
             if world.size != devices:
                 raise _fail(f"{world.size} ranks were started for training.devices {devices}")
             result = _train_ranks(spec, out, newest, world, data_dir, cache_dir, tensorboard)
+            if world.is_main:  # here: on a rank, leaving the block ends the process
+                summary = "  ".join(f"{k} {v:.4g}" for k, v in result.summary.items())
+                err.print(f"done at step {result.step}: {out / 'generator.safetensors'}  {summary}")
     except (SpecError, DatasetError, CheckpointError, TrainingDiverged) as error:
         raise _fail(str(error)) from None
-    if world.is_main:
-        summary = "  ".join(f"{k} {v:.4g}" for k, v in result.summary.items())
-        err.print(f"done at step {result.step}: {out / 'generator.safetensors'}  {summary}")
 
 
 def _train_ranks(

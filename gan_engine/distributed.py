@@ -10,16 +10,16 @@ gradients, so N ranks take the update one process takes at the same global batch
 from __future__ import annotations
 
 import contextlib
-import faulthandler
+import logging
 import os
 import subprocess
 import sys
 import threading
 import time
-import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import NoReturn
 
 import torch
 import torch.distributed as dist
@@ -31,7 +31,6 @@ from torch.nn.parallel import DistributedDataParallel
 # rank 0 evaluates and exports while the others wait in the next step's collective
 COLLECTIVE_TIMEOUT = timedelta(hours=2)
 LAUNCHER_POLL_S = 1.0
-TEARDOWN_TIMEOUT_S = 60.0  # a finished rank's wait for destroy_process_group
 ORPHANED_EXIT_CODE = 70  # EX_SOFTWARE: the launcher died under this rank
 
 
@@ -131,8 +130,10 @@ def rank_device(choice: torch.device) -> torch.device:
 
 @contextlib.contextmanager
 def process_group(device: torch.device) -> Iterator[World]:
-    """Join torchrun's group for the run (NCCL on CUDA, gloo on CPU) and leave it afterwards;
-    outside torchrun, one process and no group."""
+    """Join torchrun's group for the run (NCCL on CUDA, gloo on CPU); outside torchrun, one
+    process and no group. A rank is a process that exists for its run: leaving the block
+    normally ENDS THE PROCESS with status 0 (``end_rank``), so code after the block never runs
+    on a rank."""
     world = current_world()
     if not world.distributed:
         yield world
@@ -146,29 +147,26 @@ def process_group(device: torch.device) -> Iterator[World]:
     except BaseException:
         dist.destroy_process_group()  # no barrier: the other ranks may never reach one
         raise
-    # every rank leaves together: one that tore its sockets down while another was still
-    # closing its own made gloo abort that one (SIGABRT) under load
+    # every rank has done its work before any leaves: one that tore its gloo sockets down
+    # while another was still closing its own made gloo abort that one (SIGABRT) under load
     dist.barrier()
-    leave_group()
+    end_rank(0)
 
 
-def leave_group(timeout_s: float = TEARDOWN_TIMEOUT_S, backstop_s: float | None = None) -> None:
-    """Destroy the process group, once every rank has done its work, without hanging there:
-    ``destroy_process_group`` now and then blocks for ever (pytorch/pytorch#75097; in one CI run
-    both ranks of a finished 2-rank run were still alive 5 minutes later). Past ``timeout_s`` the
-    rank goes on exiting with a warning; should the process still be alive ``backstop_s`` after
-    the call (default ``2 * timeout_s``: teardown holding the interpreter), faulthandler prints
-    every thread's stack and ends it with status 1."""
-    faulthandler.dump_traceback_later(backstop_s or 2 * timeout_s, exit=True)
-    leaving = threading.Thread(target=dist.destroy_process_group, name="leave-group", daemon=True)
-    leaving.start()
-    leaving.join(timeout_s)
-    if leaving.is_alive():
-        warnings.warn(
-            f"the process group's teardown did not end in {timeout_s:g} s; exiting without it",
-            RuntimeWarning,
-            stacklevel=2,
-        )
+def end_rank(status: int) -> NoReturn:
+    """End this rank's process now with ``status``, skipping the interpreter's teardown.
+
+    Freeing a gloo process group now and then blocks for ever (pytorch/pytorch#75097), and
+    not only in ``destroy_process_group``: in CI a finished rank whose group had been
+    destroyed hung on freeing its trainer (the DDP modules hold the group), main thread in a
+    C++ destructor with the GIL held, so no Python thread could time it out. Nothing a rank
+    leaves behind needs a finaliser: its files are written and closed by then, and stdio and
+    logging are flushed here."""
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    os._exit(status)
 
 
 def exit_with_launcher(poll_s: float = LAUNCHER_POLL_S) -> None:

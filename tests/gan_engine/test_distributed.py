@@ -9,15 +9,12 @@ normalises its half), so that case is measured in docs/distributed.md, not asser
 
 from __future__ import annotations
 
-import faulthandler
 import json
 import math
 import os
 import subprocess
 import sys
-import threading
 import time
-import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -306,26 +303,14 @@ def test_a_nan_on_one_rank_stops_both_at_the_same_step(
     assert json.loads((tmp_path / "out.json").read_text()) == {"diverged_at": 3}
 
 
-def test_a_stuck_teardown_warns_and_lets_the_rank_exit(monkeypatch: pytest.MonkeyPatch) -> None:
-    """destroy_process_group that never returns (pytorch#75097) costs a finished rank its
-    timeout and a warning, not its exit."""
-    released = threading.Event()
-    monkeypatch.setattr(distributed.dist, "destroy_process_group", lambda: released.wait(30))
-    try:
-        with pytest.warns(RuntimeWarning, match="teardown did not end in 0.2 s"):
-            distributed.leave_group(timeout_s=0.2, backstop_s=600)
-    finally:
-        faulthandler.cancel_dump_traceback_later()
-        released.set()
-
-
-def test_a_teardown_that_ends_is_silent(monkeypatch: pytest.MonkeyPatch) -> None:
-    left: list[bool] = []
-    monkeypatch.setattr(distributed.dist, "destroy_process_group", lambda: left.append(True))
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error")
-            distributed.leave_group(timeout_s=30, backstop_s=600)
-    finally:
-        faulthandler.cancel_dump_traceback_later()
-    assert left == [True]
+def test_a_finished_rank_ends_without_the_teardown_that_can_hang(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Freeing a gloo group now and then blocks for ever (pytorch#75097): a rank whose work is
+    done ends at the group block's end with status 0, and no finaliser runs, however blocked."""
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(sys.path))  # the ranks import tests.*
+    command = distributed.launch_command(
+        2, "tests.gan_engine.blocked_teardown_rank", [str(tmp_path)]
+    )
+    subprocess.run(command, check=True, timeout=120, capture_output=True)  # a hang: a timeout
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["rank0.done", "rank1.done"]
