@@ -32,8 +32,13 @@ EXPLOSION = 50.0  # times the early level
 OVERFITTING_RT = 0.9
 RT_SMOOTHING = 20
 OVERFITTING_AFTER = 0.25  # of the run's steps: every D separates reals easily at the start
+# a conditional class collapsed into another: the least-recognised class's accuracy at most this,
+# and this far below the level every class had reached at an earlier evaluation
+CLASS_COLLAPSE_BELOW = 0.5
+CLASS_COLLAPSE_DROP = 0.3
 BEST: dict[str, Callable[[float, float], float]] = {  # eval metrics whose best value is kept
     "modes_captured": max, "class_coverage": max, "diversity_ratio": max, "duplicate_fraction": min,
+    "lowest_class_accuracy": max,
 }  # fmt: skip
 
 
@@ -259,6 +264,23 @@ def _mode_collapse(run: _Run, m: dict[str, float]) -> str | None:
     return None if single_and_new else "; ".join(evidence) or None
 
 
+def _class_collapse(run: _Run, m: dict[str, float]) -> str | None:
+    """A conditional G whose samples of one class turned into another class's (seen on
+    Fashion-MNIST: sandals into sneakers, late in a run that had drawn every class well). The
+    mean class accuracy hides it (one class of ten lost costs it a tenth) and the class stays
+    covered, because the evaluator still finds that class among other classes' samples."""
+    lowest, best = m.get("lowest_class_accuracy"), run.best.get("lowest_class_accuracy")
+    if lowest is None or best is None:
+        return None
+    if lowest > CLASS_COLLAPSE_BELOW or lowest > best - CLASS_COLLAPSE_DROP:
+        return None
+    return (
+        f"at an earlier evaluation the evaluator recognised every class in at least {best:.0%} "
+        f"of the samples asked for it; now one class is recognised in only {lowest:.0%}: its "
+        "samples look like another class"
+    )
+
+
 def _looks_real(m: dict[str, float]) -> bool:
     """Sample quality: precision, else the evaluator recognising the conditioned class."""
     if "precision" in m:
@@ -342,6 +364,16 @@ def _mode_collapse_advice(spec: Spec) -> str:
     )
 
 
+def _class_collapse_advice(spec: Spec) -> str:
+    return (
+        "Look at that class's row of the sample grids: a class lost this way rarely comes "
+        "back. An earlier checkpoint holds the generator from before the fall (the service "
+        "keeps the best-evaluated one). Try a lower learning rate, or letting it fall late in "
+        "training (optimizer.lr_schedule 'linear_decay'), an EMA generator "
+        "(training.ema_decay 0.999), loss.r1 1.0, or a larger batch."
+    )
+
+
 # Windows count observations: logged steps (every monitor.log_every) or evaluations.
 # fmt: off
 STEP_RULES: tuple[Rule, ...] = (
@@ -354,7 +386,10 @@ STEP_RULES: tuple[Rule, ...] = (
     Rule("discriminator_overfitting", 10, 20, _d_overfitting, _overfitting_advice),
 )
 # fmt: on
-EVAL_RULES: tuple[Rule, ...] = (Rule("mode_collapse", 1, 2, _mode_collapse, _mode_collapse_advice),)
+EVAL_RULES: tuple[Rule, ...] = (
+    Rule("mode_collapse", 1, 2, _mode_collapse, _mode_collapse_advice),
+    Rule("class_collapse", 1, 2, _class_collapse, _class_collapse_advice),
+)
 
 
 @dataclass

@@ -9,7 +9,8 @@ What ``RunEvaluator.evaluate`` returns, by ``monitor.metrics``:
   generator would score).
 - ``class_accuracy`` (conditional models): ``class_accuracy``, the share of samples the evaluator
   assigns to their conditioned class, to be read against ``evaluator_accuracy`` (its held-out
-  accuracy on real images), which is returned whenever a classifier was trained.
+  accuracy on real images), which is returned whenever a classifier was trained; and
+  ``lowest_class_accuracy``, the same share for the class recognised least.
 - ``coverage``: ``class_coverage`` and ``class_kl`` = KL(generated class histogram || reference),
   the reference being the requested labels (conditional) or the evaluator's predictions on real
   images (unconditional); ``diversity_ratio`` and ``duplicate_fraction`` (see metrics.py).
@@ -44,6 +45,7 @@ from gan_engine.evaluation.metrics import (
     duplicate_fraction,
     fid_metric,
     kl_divergence,
+    lowest_class_accuracy,
     precision_recall,
 )
 from gan_engine.evaluation.mixture2d import mixture_metrics
@@ -148,6 +150,7 @@ class RunEvaluator:
         predicted = ref.evaluator.logits_of_features(fake_features).argmax(1).cpu()
         if "class_accuracy" in self.metrics and labels is not None:
             results["class_accuracy"] = class_accuracy(predicted, labels)
+            results["lowest_class_accuracy"] = lowest_class_accuracy(predicted, labels)
         if "coverage" in self.metrics:
             k = self.dataset.num_classes
             target = ref.predicted_histogram if labels is None else class_histogram(labels, k)

@@ -60,6 +60,16 @@ def class_accuracy(predicted: Tensor, labels: Tensor) -> float:
     return (predicted.cpu() == labels.cpu()).float().mean().item()
 
 
+def lowest_class_accuracy(predicted: Tensor, labels: Tensor) -> float:
+    """``class_accuracy`` of the class the evaluator recognises least among the samples asked
+    for it: one class collapsing into another, which the mean over classes hides."""
+    predicted, labels = predicted.cpu(), labels.cpu()
+    hits = torch.zeros(int(labels.max()) + 1, dtype=torch.float64)
+    hits.index_add_(0, labels, (predicted == labels).double())
+    asked = torch.bincount(labels).double()
+    return (hits[asked > 0] / asked[asked > 0]).min().item()
+
+
 def class_histogram(classes: Tensor, num_classes: int) -> Tensor:
     """Class shares (float64, sums to 1) of a tensor of class indices."""
     counts = torch.bincount(classes.cpu(), minlength=num_classes).double()

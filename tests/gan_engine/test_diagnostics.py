@@ -143,6 +143,28 @@ def test_falling_class_coverage_is_mode_collapse() -> None:
     assert events and "loss.r1" not in events[0].message  # it already has R1
 
 
+def test_one_class_turning_into_another_is_class_collapse() -> None:
+    """Seed 2 of the Fashion-MNIST recipe: every class drawn well by step 4,000, then its
+    sandals turned into sneakers while coverage stayed whole (docs/benchmarks.md)."""
+    diagnostics, events = _diagnostics(dataset="fashion-mnist"), []
+    for step, (mean, lowest) in enumerate(
+        [(0.10, 0.0), (0.80, 0.55), (0.89, 0.68), (0.92, 0.80), (0.85, 0.30), (0.83, 0.08)]
+    ):
+        metrics = {"class_accuracy": mean, "lowest_class_accuracy": lowest, "class_coverage": 1.0}
+        events += diagnostics.observe_eval(step * 1000, metrics)
+    assert [(e.step, e.code) for e in events] == [(4000, "class_collapse")]
+    assert "every class in at least 80%" in events[0].message
+    assert "only 30%" in events[0].message and "linear_decay" in events[0].message
+
+
+def test_a_weakest_class_that_wavers_is_not_class_collapse() -> None:
+    """Shirts, the class real shirts are confused with most (0.66 real), wander by a few points."""
+    diagnostics, events = _diagnostics(dataset="fashion-mnist"), []
+    for step, lowest in enumerate([0.2, 0.55, 0.7, 0.62, 0.74, 0.48, 0.66]):
+        events += diagnostics.observe_eval(step, {"lowest_class_accuracy": lowest})
+    assert events == []
+
+
 def test_sharp_samples_on_few_modes_are_mode_collapse_not_under_training() -> None:
     diagnostics, events = _diagnostics(dataset="ring8"), []
     undertrained = {"modes_captured": 3.0, "high_quality_fraction": 0.1, "reverse_kl": 0.9}

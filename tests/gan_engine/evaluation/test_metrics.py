@@ -17,6 +17,7 @@ from gan_engine.evaluation.metrics import (
     fid,
     fid_metric,
     kl_divergence,
+    lowest_class_accuracy,
     precision_recall,
 )
 
@@ -57,6 +58,16 @@ def test_class_accuracy_of_real_images_with_their_labels_is_the_evaluator_accura
     assert labels is not None
     accuracy = class_accuracy(digits_evaluator.predict(images), labels)
     assert accuracy == pytest.approx(digits_evaluator.accuracy)
+
+
+def test_the_lowest_class_accuracy_is_the_class_recognised_least() -> None:
+    labels = torch.tensor([0, 0, 1, 1, 2, 2, 2, 2])
+    predicted = torch.tensor([0, 0, 1, 0, 2, 2, 2, 1])  # class 1: 1 of 2, class 2: 3 of 4
+    assert lowest_class_accuracy(predicted, labels) == 0.5
+    assert class_accuracy(predicted, labels) == 0.75
+    asked, judged = torch.tensor([0, 0, 5, 5, 7, 7]), torch.tensor([0, 0, 7, 7, 7, 7])
+    assert lowest_class_accuracy(judged, asked) == 0.0  # sandals (5) drawn as sneakers (7)
+    assert lowest_class_accuracy(torch.tensor([3, 3]), torch.tensor([3, 3])) == 1.0  # asked only
 
 
 def test_a_single_class_collapse_covers_one_class_with_kl_log_10(

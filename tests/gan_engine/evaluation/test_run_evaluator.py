@@ -77,10 +77,12 @@ def test_a_perfect_conditional_generator_scores_like_real_data(
     metrics = run.evaluate(_real_sampler(digits))
     assert set(metrics) == {
         "fid", "fid_real_baseline", "precision", "recall", "evaluator_accuracy", "class_accuracy",
-        "class_coverage", "class_kl", "diversity_ratio", "duplicate_fraction",
+        "lowest_class_accuracy", "class_coverage", "class_kl", "diversity_ratio",
+        "duplicate_fraction",
     }  # fmt: skip
     assert all(isinstance(v, float) and math.isfinite(v) for v in metrics.values())
     assert metrics["class_accuracy"] >= metrics["evaluator_accuracy"] - 0.05
+    assert 0.7 < metrics["lowest_class_accuracy"] <= metrics["class_accuracy"]
     assert metrics["fid"] < 3 * metrics["fid_real_baseline"] + 1.0
     assert metrics["class_coverage"] == 1.0 and metrics["class_kl"] < 0.05
     assert metrics["precision"] > 0.7 and metrics["recall"] > 0.7
