@@ -366,11 +366,11 @@ def _mode_collapse_advice(spec: Spec) -> str:
 
 def _class_collapse_advice(spec: Spec) -> str:
     return (
-        "Look at that class's row of the sample grids: a class lost this way rarely comes "
-        "back. An earlier checkpoint holds the generator from before the fall (the service "
-        "keeps the best-evaluated one). Try a lower learning rate, or letting it fall late in "
-        "training (optimizer.lr_schedule 'linear_decay'), an EMA generator "
-        "(training.ema_decay 0.999), loss.r1 1.0, or a larger batch."
+        "Look at that class's row of the sample grids. Such a class can come back at a later "
+        "evaluation or stay lost; an earlier checkpoint holds the generator from before the "
+        "fall (the service keeps the best-evaluated one). Try a lower learning rate, or "
+        "letting it fall late in training (optimizer.lr_schedule 'linear_decay'), an EMA "
+        "generator (training.ema_decay 0.999), or a larger batch."
     )
 
 
