@@ -64,9 +64,8 @@ def lowest_class_accuracy(predicted: Tensor, labels: Tensor) -> float:
     """``class_accuracy`` of the class the evaluator recognises least among the samples asked
     for it: one class collapsing into another, which the mean over classes hides."""
     predicted, labels = predicted.cpu(), labels.cpu()
-    hits = torch.zeros(int(labels.max()) + 1, dtype=torch.float64)
-    hits.index_add_(0, labels, (predicted == labels).double())
-    asked = torch.bincount(labels).double()
+    asked = torch.bincount(labels)
+    hits = torch.bincount(labels[predicted == labels], minlength=len(asked))
     return (hits[asked > 0] / asked[asked > 0]).min().item()
 
 
