@@ -37,7 +37,10 @@ from gan_engine.trainer import Trainer
 
 SPECS = Path("benchmarks/specs")
 FULL_DATA = "fashion-mnist"
-SMALL_DATA = [f"fashion-mnist-{p}pct-{k}" for p in (1, 10) for k in ("none", "diffaugment", "ada")]
+AUGMENTS = ("none", "diffaugment", "ada")
+SMALL_DATA = [f"fashion-mnist-{p}pct-{k}" for p in (1, 10) for k in AUGMENTS] + [
+    f"fashion-mnist-10pct-r1decay-{k}" for k in AUGMENTS
+]
 PROBE_IMAGES = 1000
 
 

@@ -67,6 +67,18 @@ def test_the_small_data_specs_are_fashion_mnist_on_a_fixed_subset(
     assert changed == base
 
 
+@pytest.mark.parametrize("kind", ["none", "diffaugment", "ada"])
+def test_the_r1_small_data_specs_are_today_s_recipe_on_a_fixed_subset(kind: str) -> None:
+    """fashion-mnist-10pct-r1decay-*.yaml are fashion-mnist.yaml as it is now, on 10 %, with one
+    augmentation; ADA's there steers towards the overfitting warning's 0.9, not 0.6."""
+    spec = load_spec(SPECS / f"fashion-mnist-10pct-r1decay-{kind}.yaml")
+    assert spec.augment.kind == kind and (kind != "ada" or spec.augment.target == 0.9)
+    subset = {"dataset": {"subset": {"per_class": 600, "seed": 0}}}
+    augment = {"augment": spec.augment.model_dump(mode="json", exclude_unset=True)}
+    full_data = yaml.safe_load((SPECS / "fashion-mnist.yaml").read_text())
+    assert spec == parse_spec(deep_merge(deep_merge(full_data, subset), augment))
+
+
 @pytest.mark.parametrize("name", ["ring8", "grid25", "grid25-batch1000"])
 def test_2d_spec_trains_through_the_engine_cli(tmp_path: Path, name: str) -> None:
     """The spec file as written, shortened to a few steps, through `gan_engine train`."""
